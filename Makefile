@@ -1,0 +1,63 @@
+# softreload: a Kubernetes operator that reloads the worker processes inside
+# running pods one at a time instead of restarting the pods.
+
+include hack/versions.env
+
+TOOLS := hack/tools.sh
+CONTROLLER_GEN = $(shell $(TOOLS) --path controller-gen)
+GOLANGCI_LINT = $(shell $(TOOLS) --path golangci-lint)
+HELM = $(shell $(TOOLS) --path helm)
+# The envtest control plane (kube-apiserver, etcd, kubectl), built by hack/
+# unless KUBEBUILDER_ASSETS already points at a directory holding them.
+ENVTEST_ASSETS = $(shell $(TOOLS) --assets)
+
+GO_TEST_FLAGS ?= -race -count=1
+BIN ?= bin
+
+.DEFAULT_GOAL := help
+
+##@ General
+
+.PHONY: help
+help: ## Show this help.
+	@awk 'BEGIN {FS = ":.*##"; printf "\nUsage:\n  make \033[36m<target>\033[0m\n"} /^[a-zA-Z_0-9-]+:.*?##/ { printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) } ' $(MAKEFILE_LIST)
+
+##@ Development
+
+.PHONY: generate
+generate: ## Generate deepcopy code for the API types.
+	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths="./api/..."
+
+.PHONY: manifests
+manifests: ## Generate the CRD and RBAC into config/.
+	$(CONTROLLER_GEN) crd rbac:roleName=softreload-manager-role paths="./..." \
+		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+
+.PHONY: fmt
+fmt: ## Run gofmt on the code.
+	gofmt -s -w $$(git ls-files '*.go')
+
+.PHONY: lint
+lint: ## Run golangci-lint.
+	$(GOLANGCI_LINT) run ./...
+
+.PHONY: verify
+verify: ## Regenerate everything and fail on any difference; run lint.
+	hack/verify.sh
+	$(MAKE) lint
+
+##@ Test
+
+.PHONY: test
+test: ## Run every test (unit, envtest, end-to-end) with -race.
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test $(GO_TEST_FLAGS) ./...
+
+.PHONY: tools
+tools: ## Build the pinned tools and the test control plane into the cache.
+	$(TOOLS) kube-apiserver etcd kubectl controller-gen golangci-lint
+
+##@ Build
+
+.PHONY: build
+build: ## Build the binaries into bin/.
+	go build -o $(BIN)/ ./cmd/...

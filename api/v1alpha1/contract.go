@@ -1,0 +1,86 @@
+package v1alpha1
+
+// Labels and annotations of the pod protocol between the controller and the
+// agent in each pod.
+const (
+	// PoolLabel on a pod names the WorkerPool that governs it; the injection
+	// webhook acts on pods that carry it.
+	PoolLabel = "softreload.dev/pool"
+
+	// DesiredRevisionAnnotation on a pod is the revision its agent must run.
+	// The controller (or the webhook, at creation) writes it.
+	DesiredRevisionAnnotation = "softreload.dev/desired-revision"
+
+	// StatusAnnotation on a pod is the agent's report, an AgentStatus as
+	// JSON. Only the agent writes it.
+	StatusAnnotation = "softreload.dev/status"
+
+	// RestartedAtAnnotation on a WorkerPool asks for a reload with unchanged
+	// code: a new value makes a new revision (like kubectl rollout restart).
+	RestartedAtAnnotation = "softreload.dev/restartedAt"
+
+	// RevisionLabel on a revision snapshot ConfigMap names the revision.
+	RevisionLabel = "softreload.dev/revision"
+
+	// PoolNameLabel on a revision snapshot ConfigMap names its WorkerPool.
+	PoolNameLabel = "softreload.dev/pool-name"
+)
+
+// AgentState is the state an agent reports for its pod.
+type AgentState string
+
+const (
+	// AgentReloading: the agent is replacing workers.
+	AgentReloading AgentState = "Reloading"
+	// AgentReady: every worker runs the reported revision and is ready.
+	AgentReady AgentState = "Ready"
+	// AgentFailed: the reload to the reported revision failed and the agent
+	// went back to the previous one.
+	AgentFailed AgentState = "Failed"
+)
+
+// AgentStatus is the agent's report in the StatusAnnotation of its pod.
+//
+// +kubebuilder:object:generate=false
+type AgentStatus struct {
+	// Revision is the revision the report is about: the one running when
+	// Ready, the one being loaded when Reloading, the one that failed when
+	// Failed.
+	Revision string `json:"revision"`
+	// State is Reloading, Ready or Failed.
+	State AgentState `json:"state"`
+	// Running is the revision the workers run now. After a failure it is
+	// the previous revision, to which the agent rolled back.
+	Running string `json:"running,omitempty"`
+	// Ready and Total count the pod's workers.
+	Ready int32 `json:"ready"`
+	Total int32 `json:"total"`
+	// Message says why, for Failed: the reason and the worker's last output.
+	Message string `json:"message,omitempty"`
+}
+
+// Condition types of a WorkerPool.
+const (
+	// ConditionAvailable is True when every selected pod runs a revision with
+	// all its workers ready.
+	ConditionAvailable = "Available"
+	// ConditionProgressing is True while a revision rolls out.
+	ConditionProgressing = "Progressing"
+	// ConditionDegraded is True when a rollout failed or stalled.
+	ConditionDegraded = "Degraded"
+)
+
+// Condition reasons of a WorkerPool.
+const (
+	ReasonAllPodsReady             = "AllPodsReady"
+	ReasonPodsNotReady             = "PodsNotReady"
+	ReasonNoPods                   = "NoPods"
+	ReasonRolloutInProgress        = "RolloutInProgress"
+	ReasonRolloutComplete          = "RolloutComplete"
+	ReasonRolloutPaused            = "RolloutPaused"
+	ReasonReloadFailed             = "ReloadFailed"
+	ReasonRolledBack               = "RolledBack"
+	ReasonProgressDeadlineExceeded = "ProgressDeadlineExceeded"
+	ReasonCodeSourceNotFound       = "CodeSourceNotFound"
+	ReasonAsExpected               = "AsExpected"
+)

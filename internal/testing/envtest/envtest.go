@@ -1,0 +1,125 @@
+package envtest
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	goruntime "runtime"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	crenvtest "sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	workersv1alpha1 "github.com/softreload/softreload/api/v1alpha1"
+)
+
+// Env is a running control plane.
+type Env struct {
+	// Config reaches the API server as an administrator.
+	Config *rest.Config
+	// Client is a client of Config with Scheme.
+	Client client.Client
+	// Scheme knows the core types and the softreload API.
+	Scheme *runtime.Scheme
+
+	env *crenvtest.Environment
+}
+
+// Options tune the control plane. The zero value is a plain API server with
+// the CRDs installed.
+type Options struct {
+	// APIServerArgs are extra kube-apiserver flags, as name=value.
+	APIServerArgs map[string]string
+}
+
+// Start starts a control plane. The caller stops it with Stop.
+func Start(opts Options) (*Env, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	assets, err := Assets(root)
+	if err != nil {
+		return nil, err
+	}
+	scheme := NewScheme()
+	env := &crenvtest.Environment{
+		BinaryAssetsDirectory: assets,
+		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+		Scheme:                scheme,
+	}
+	args := env.ControlPlane.GetAPIServer().Configure()
+	for name, value := range opts.APIServerArgs {
+		args.Set(name, value)
+	}
+	cfg, err := env.Start()
+	if err != nil {
+		return nil, fmt.Errorf("starting the envtest control plane from %s: %w", assets, err)
+	}
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		_ = env.Stop()
+		return nil, fmt.Errorf("creating a client: %w", err)
+	}
+	return &Env{Config: cfg, Client: c, Scheme: scheme, env: env}, nil
+}
+
+// Stop stops the control plane.
+func (e *Env) Stop() error { return e.env.Stop() }
+
+// Environment is controller-runtime's envtest environment behind Env, for
+// adding users and reading the control plane's endpoints.
+func (e *Env) Environment() *crenvtest.Environment { return e.env }
+
+// NewScheme returns a scheme with the core types and the softreload API.
+func NewScheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	if err := workersv1alpha1.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	return s
+}
+
+// Assets returns the directory that holds kube-apiserver, etcd and kubectl:
+// KUBEBUILDER_ASSETS when set (make test sets it), otherwise whatever
+// hack/tools.sh builds or has cached.
+func Assets(root string) (string, error) {
+	if dir := os.Getenv("KUBEBUILDER_ASSETS"); dir != "" {
+		return dir, nil
+	}
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command(filepath.Join(root, "hack", "tools.sh"), "--assets")
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("hack/tools.sh --assets: %w: %s", err, stderr.String())
+	}
+	return strings.TrimSpace(stdout.String()), nil
+}
+
+// RepoRoot returns the root of the repository this file is in.
+func RepoRoot() (string, error) {
+	_, file, _, ok := goruntime.Caller(0)
+	if !ok {
+		return "", fmt.Errorf("cannot find the source file of the envtest harness")
+	}
+	dir := filepath.Dir(file)
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("no go.mod above %s", filepath.Dir(file))
+		}
+		dir = parent
+	}
+}
