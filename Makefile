@@ -61,3 +61,10 @@ tools: ## Build the pinned tools and the test control plane into the cache.
 .PHONY: build
 build: ## Build the binaries into bin/.
 	go build -o $(BIN)/ ./cmd/...
+
+##@ Benchmark
+
+.PHONY: bench
+bench: ## Run the benchmarks and print their tables (agent, then controller).
+	go run ./test/bench/agent
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go run ./test/bench/controller
