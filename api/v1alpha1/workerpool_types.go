@@ -220,12 +220,12 @@ type Readiness struct {
 	Type ReadinessType `json:"type,omitempty"`
 
 	// delaySeconds is how long a worker must stay alive to count as ready,
-	// for type Delay.
+	// for type Delay. 0 counts it ready as soon as it runs.
 	// +optional
 	// +kubebuilder:default=1
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=600
-	DelaySeconds int32 `json:"delaySeconds"`
+	DelaySeconds *int32 `json:"delaySeconds,omitempty"`
 
 	// timeoutSeconds is how long a new worker has to become ready.
 	// +optional
