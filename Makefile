@@ -8,8 +8,9 @@ CONTROLLER_GEN = $(shell $(TOOLS) --path controller-gen)
 GOLANGCI_LINT = $(shell $(TOOLS) --path golangci-lint)
 HELM = $(shell $(TOOLS) --path helm)
 # The envtest control plane (kube-apiserver, etcd, kubectl), built by hack/
-# unless KUBEBUILDER_ASSETS already points at a directory holding them.
-ENVTEST_ASSETS = $(shell $(TOOLS) --assets)
+# unless KUBEBUILDER_ASSETS already points at a directory holding them. A
+# recipe line, so that a failed build stops make.
+WITH_ASSETS = assets=$$($(TOOLS) --assets) && KUBEBUILDER_ASSETS="$$assets"
 
 GO_TEST_FLAGS ?= -race -count=1
 BIN ?= bin
@@ -50,7 +51,7 @@ verify: ## Regenerate everything and fail on any difference; run lint.
 
 .PHONY: test
 test: ## Run every test (unit, envtest, end-to-end) with -race.
-	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test $(GO_TEST_FLAGS) ./...
+	$(WITH_ASSETS) go test $(GO_TEST_FLAGS) ./...
 
 .PHONY: tools
 tools: ## Build the pinned tools and the test control plane into the cache.
@@ -67,4 +68,4 @@ build: ## Build the binaries into bin/.
 .PHONY: bench
 bench: ## Run the benchmarks and print their tables (agent, then controller).
 	go run ./test/bench/agent
-	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go run ./test/bench/controller
+	$(WITH_ASSETS) go run ./test/bench/controller

@@ -30,11 +30,11 @@ const (
 type AgentState string
 
 const (
-	// AgentReloading: the agent is replacing workers.
+	// AgentReloading means the agent is replacing workers.
 	AgentReloading AgentState = "Reloading"
-	// AgentReady: every worker runs the reported revision and is ready.
+	// AgentReady means every worker runs the reported revision and is ready.
 	AgentReady AgentState = "Ready"
-	// AgentFailed: the reload to the reported revision failed and the agent
+	// AgentFailed means the reload to the reported revision failed and the agent
 	// went back to the previous one.
 	AgentFailed AgentState = "Failed"
 )
