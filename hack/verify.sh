@@ -1,22 +1,35 @@
 #!/usr/bin/env bash
-# Regenerates every generated file and fails if anything differs from what is
-# committed: generated files are never edited by hand.
+# Regenerates every generated file in a scratch copy of the tree and fails if
+# anything differs from the files here: generated files are never edited by
+# hand. The working tree is left as it is, so no edit is lost.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-make --no-print-directory generate manifests >/dev/null
-if ! gofmt_out=$(gofmt -s -l $(git ls-files '*.go')) || [ -n "$gofmt_out" ]; then
-  echo "verify: these files are not gofmt -s formatted:" >&2
-  echo "$gofmt_out" >&2
-  exit 1
-fi
-go mod tidy -diff >/dev/null || { echo "verify: go.mod/go.sum are not tidy: run go mod tidy" >&2; exit 1; }
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+git ls-files -z --cached --others --exclude-standard | xargs -0 -I{} sh -c '[ -e "{}" ] && printf "%s\0" "{}"' |
+  tar --null -T - -cf - | tar -xf - -C "$scratch"
 
-changed=$(git status --porcelain --untracked-files=all -- api config charts)
-if [ -n "$changed" ]; then
-  echo "verify: generated files differ from what is committed (run make generate manifests):" >&2
-  echo "$changed" >&2
-  git --no-pager diff --stat -- api config charts >&2
-  exit 1
+make --no-print-directory -C "$scratch" generate manifests >/dev/null
+status=0
+for dir in api config charts; do
+  [ -e "$dir" ] || [ -e "$scratch/$dir" ] || continue
+  if ! diff -ru --new-file "$dir" "$scratch/$dir" >"$scratch/diff.txt"; then
+    echo "verify: $dir differs from what make generate manifests produces; run it and do not edit generated files by hand:" >&2
+    sed "s|$scratch/||g" "$scratch/diff.txt" | head -40 >&2
+    status=1
+  fi
+done
+
+unformatted=$(gofmt -s -l $(git ls-files --cached --others --exclude-standard '*.go'))
+if [ -n "$unformatted" ]; then
+  echo "verify: these files are not gofmt -s formatted (run make fmt):" >&2
+  echo "$unformatted" >&2
+  status=1
 fi
-echo "verify: generated files are up to date"
+if ! go mod tidy -diff >/dev/null; then
+  echo "verify: go.mod and go.sum are not tidy (run go mod tidy)" >&2
+  status=1
+fi
+[ $status -eq 0 ] && echo "verify: generated files are up to date"
+exit $status
