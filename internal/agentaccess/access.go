@@ -1,0 +1,79 @@
+package agentaccess
+
+import (
+	"slices"
+
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Name is the name of the Role and the RoleBinding in each namespace. The
+// admission policy finds the RoleBinding by it.
+const Name = "softreload-agent"
+
+// ManagedByLabel marks the objects this package describes.
+const ManagedByLabel = "app.kubernetes.io/managed-by"
+
+// ManagedBy is the value of ManagedByLabel.
+const ManagedBy = "softreload"
+
+// Desired returns the Role and RoleBinding that give the agents in namespace
+// what they need: the service accounts of the governed pods may get, list,
+// watch and patch pods (the admission policy narrows patch to their own
+// pod's status annotation) and get the named revision snapshots. With no
+// service accounts there is nothing to grant and both are nil.
+func Desired(namespace string, serviceAccounts, snapshots []string) (*rbacv1.Role, *rbacv1.RoleBinding) {
+	accounts := sortedUnique(serviceAccounts)
+	if len(accounts) == 0 {
+		return nil, nil
+	}
+	meta := metav1.ObjectMeta{
+		Name:      Name,
+		Namespace: namespace,
+		Labels:    map[string]string{ManagedByLabel: ManagedBy},
+	}
+	role := &rbacv1.Role{
+		ObjectMeta: meta,
+		Rules: []rbacv1.PolicyRule{{
+			APIGroups: []string{""},
+			Resources: []string{"pods"},
+			Verbs:     []string{"get", "list", "watch", "patch"},
+		}},
+	}
+	// An empty resourceNames would grant every ConfigMap of the namespace:
+	// no snapshots, no rule.
+	if names := sortedUnique(snapshots); len(names) > 0 {
+		role.Rules = append(role.Rules, rbacv1.PolicyRule{
+			APIGroups:     []string{""},
+			Resources:     []string{"configmaps"},
+			Verbs:         []string{"get"},
+			ResourceNames: names,
+		})
+	}
+	binding := &rbacv1.RoleBinding{
+		ObjectMeta: *meta.DeepCopy(),
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: Name},
+	}
+	for _, sa := range accounts {
+		binding.Subjects = append(binding.Subjects, rbacv1.Subject{
+			Kind: rbacv1.ServiceAccountKind, Name: sa, Namespace: namespace,
+		})
+	}
+	return role, binding
+}
+
+// ServiceAccountOf returns the service account a pod runs as: its
+// serviceAccountName, or "default".
+func ServiceAccountOf(serviceAccountName string) string {
+	if serviceAccountName == "" {
+		return "default"
+	}
+	return serviceAccountName
+}
+
+func sortedUnique(in []string) []string {
+	out := slices.Clone(in)
+	slices.Sort(out)
+	out = slices.Compact(out)
+	return slices.DeleteFunc(out, func(s string) bool { return s == "" })
+}
