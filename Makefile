@@ -30,9 +30,10 @@ generate: ## Generate deepcopy code for the API types.
 	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths="./api/..."
 
 .PHONY: manifests
-manifests: ## Generate the CRD and RBAC into config/.
-	$(CONTROLLER_GEN) crd rbac:roleName=softreload-manager-role paths="./..." \
-		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+manifests: ## Generate the CRD, RBAC and webhook configuration into config/.
+	$(CONTROLLER_GEN) crd rbac:roleName=softreload-manager-role webhook paths="./..." \
+		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac \
+		output:webhook:artifacts:config=config/webhook
 
 .PHONY: fmt
 fmt: ## Run gofmt on the code.
