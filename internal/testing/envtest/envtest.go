@@ -35,6 +35,10 @@ type Env struct {
 type Options struct {
 	// APIServerArgs are extra kube-apiserver flags, as name=value.
 	APIServerArgs map[string]string
+	// WebhookPaths are files or directories of webhook configurations to
+	// install, pointed at a local webhook server; Env.Environment() then
+	// says where to serve it (WebhookInstallOptions).
+	WebhookPaths []string
 }
 
 // Start starts a control plane. The caller stops it with Stop.
@@ -53,6 +57,7 @@ func Start(opts Options) (*Env, error) {
 		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases")},
 		ErrorIfCRDPathMissing: true,
 		Scheme:                scheme,
+		WebhookInstallOptions: crenvtest.WebhookInstallOptions{Paths: opts.WebhookPaths},
 	}
 	args := env.ControlPlane.GetAPIServer().Configure()
 	for name, value := range opts.APIServerArgs {

@@ -1,0 +1,164 @@
+package injection
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"path"
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/utils/ptr"
+
+	workersv1alpha1 "github.com/softreload/softreload/api/v1alpha1"
+)
+
+// Names and paths of what the webhook adds to a pod. The agent in the pod
+// relies on the same paths.
+const (
+	// InstallContainer is the init container that copies the agent binary
+	// into the shared bin volume. Its presence marks a pod as injected.
+	InstallContainer = "softreload-install"
+	// CodeContainer is the container of a code image (image mode). The
+	// controller patches its image to roll out a new code image; the kubelet
+	// restarts this container alone, and it copies the new code into the
+	// code volume.
+	CodeContainer = "softreload-code"
+
+	binVolume  = "softreload-bin"
+	codeVolume = "softreload-code"
+
+	// BinDir holds the agent binary in every container of the pod.
+	BinDir = "/softreload/bin"
+	// AgentPath is the agent binary, the new entrypoint of the chosen
+	// container.
+	AgentPath = BinDir + "/agent"
+	// CodeRoot is the code volume: the agent writes each revision's files
+	// into an immutable directory under it, and in image mode the code
+	// container copies the image's code under ImageCodeDir.
+	CodeRoot = "/softreload/code"
+)
+
+// Env names the agent reads in a pod.
+const (
+	EnvPodName      = "POD_NAME"
+	EnvPodNamespace = "POD_NAMESPACE"
+	EnvPool         = "SOFTRELOAD_POOL"
+	EnvCodeRoot     = "SOFTRELOAD_CODE_ROOT"
+)
+
+// ImageCodeDir is where the code container of image mode copies the code of
+// image reference ref, and where the agent looks for it: a directory per
+// reference, so a restarted code container never writes over the code that
+// the workers run.
+func ImageCodeDir(ref string) string {
+	sum := sha256.Sum256([]byte(ref))
+	return path.Join(CodeRoot, "images", hex.EncodeToString(sum[:8]))
+}
+
+// Options are what the webhook needs besides the pod and its pool.
+type Options struct {
+	// AgentImage is the image that holds the agent binary at /agent.
+	AgentImage string
+}
+
+// Inject changes pod so that the agent runs the pool's groups in it. It is
+// idempotent: an injected pod is left as it is, and Inject reports false.
+func Inject(pod *corev1.Pod, pool *workersv1alpha1.WorkerPool, opts Options) (bool, error) {
+	if slices.ContainsFunc(pod.Spec.InitContainers, func(c corev1.Container) bool { return c.Name == InstallContainer }) {
+		return false, nil
+	}
+	target, err := targetContainer(pod, pool)
+	if err != nil {
+		return false, err
+	}
+	if opts.AgentImage == "" {
+		return false, fmt.Errorf("no agent image is configured (the manager's --agent-image flag)")
+	}
+
+	pod.Spec.Volumes = append(pod.Spec.Volumes,
+		corev1.Volume{Name: binVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+		corev1.Volume{Name: codeVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+	)
+	binMount := corev1.VolumeMount{Name: binVolume, MountPath: BinDir}
+	codeMount := corev1.VolumeMount{Name: codeVolume, MountPath: CodeRoot}
+
+	pod.Spec.InitContainers = append([]corev1.Container{{
+		Name:         InstallContainer,
+		Image:        opts.AgentImage,
+		Command:      []string{"/agent", "install", AgentPath},
+		VolumeMounts: []corev1.VolumeMount{binMount},
+		SecurityContext: &corev1.SecurityContext{
+			AllowPrivilegeEscalation: ptr.To(false),
+			ReadOnlyRootFilesystem:   ptr.To(true),
+			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+		},
+	}}, pod.Spec.InitContainers...)
+
+	c := &pod.Spec.Containers[target]
+	// The agent is the container's entrypoint (PID 1); the groups it runs
+	// come from the pool's revision, not from the container's command.
+	c.Command = []string{AgentPath, "pod"}
+	c.Args = nil
+	c.Env = append(c.Env,
+		corev1.EnvVar{Name: EnvPodName, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
+		corev1.EnvVar{Name: EnvPodNamespace, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
+		corev1.EnvVar{Name: EnvPool, Value: pool.Name},
+		corev1.EnvVar{Name: EnvCodeRoot, Value: CodeRoot},
+	)
+	c.VolumeMounts = append(c.VolumeMounts, binMount, codeMount)
+
+	if img := pool.Spec.Code.Image; img != nil {
+		pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{
+			Name:  CodeContainer,
+			Image: img.Reference,
+			// The agent binary, from the shared volume, so any code image
+			// works, even one with no shell or cp.
+			Command:      []string{AgentPath, "code-sync", "--from", img.Path, "--to", ImageCodeDir(img.Reference)},
+			VolumeMounts: []corev1.VolumeMount{binMount, codeMount},
+			SecurityContext: &corev1.SecurityContext{
+				AllowPrivilegeEscalation: ptr.To(false),
+				Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+			},
+		})
+	}
+
+	if rev := startRevision(pool); rev != "" {
+		if pod.Annotations == nil {
+			pod.Annotations = map[string]string{}
+		}
+		pod.Annotations[workersv1alpha1.DesiredRevisionAnnotation] = rev
+	}
+	return true, nil
+}
+
+// targetContainer returns the index of the container the agent runs in.
+func targetContainer(pod *corev1.Pod, pool *workersv1alpha1.WorkerPool) (int, error) {
+	if len(pod.Spec.Containers) == 0 {
+		return 0, fmt.Errorf("the pod has no containers")
+	}
+	name := pool.Spec.Container
+	if name == "" {
+		return 0, nil
+	}
+	for i, c := range pod.Spec.Containers {
+		if c.Name == name {
+			return i, nil
+		}
+	}
+	names := make([]string, 0, len(pod.Spec.Containers))
+	for _, c := range pod.Spec.Containers {
+		names = append(names, c.Name)
+	}
+	return 0, fmt.Errorf("WorkerPool %s names container %q (spec.container), but the pod has only %v", pool.Name, name, names)
+}
+
+// startRevision is the revision a new pod starts at: the one being rolled
+// out, or, with none, the one every pod runs. A new pool has neither yet; the
+// controller sets it once it has made the first revision.
+func startRevision(pool *workersv1alpha1.WorkerPool) string {
+	if pool.Status.UpdateRevision != "" {
+		return pool.Status.UpdateRevision
+	}
+	return pool.Status.CurrentRevision
+}

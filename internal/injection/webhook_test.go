@@ -1,0 +1,217 @@
+package injection_test
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	workersv1alpha1 "github.com/softreload/softreload/api/v1alpha1"
+	"github.com/softreload/softreload/internal/injection"
+	"github.com/softreload/softreload/internal/testing/envtest"
+)
+
+const agentImage = "registry.example/softreload/agent:v0.1.0"
+
+// TestWebhook serves the injector from its real webhook server to a real
+// API server, with the webhook configuration that config/ ships.
+func TestWebhook(t *testing.T) {
+	root, err := envtest.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := envtest.Start(envtest.Options{WebhookPaths: []string{filepath.Join(root, "config", "webhook", "manifests.yaml")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	c := env.Client
+
+	wio := env.Environment().WebhookInstallOptions
+	server := webhook.NewServer(webhook.Options{Host: wio.LocalServingHost, Port: wio.LocalServingPort, CertDir: wio.LocalServingCertDir})
+	injection.NewInjector(c, admission.NewDecoder(env.Scheme), injection.Options{AgentImage: agentImage}).Register(server)
+	go func() { _ = server.Start(ctx) }()
+	waitForServer(t, server)
+
+	web := pool("web", workersv1alpha1.CodeSource{ConfigMapRef: &workersv1alpha1.ConfigMapCodeSource{Name: "web-code"}})
+	must(t, c.Create(ctx, web))
+	web.Status.CurrentRevision, web.Status.UpdateRevision = "rev-1", "rev-2"
+	must(t, c.Status().Update(ctx, web))
+	api := pool("api", workersv1alpha1.CodeSource{Image: &workersv1alpha1.ImageCodeSource{Reference: "registry.example/api-code:v7", Path: "/srv"}})
+	api.Spec.Container = "app"
+	must(t, c.Create(ctx, api))
+	api.Status.CurrentRevision = "rev-9"
+	must(t, c.Status().Update(ctx, api))
+	wrongContainer := pool("wrong", workersv1alpha1.CodeSource{ConfigMapRef: &workersv1alpha1.ConfigMapCodeSource{Name: "web-code"}})
+	wrongContainer.Spec.Container = "nope"
+	must(t, c.Create(ctx, wrongContainer))
+
+	t.Run("a governed pod gets the agent and starts at the revision being rolled out", func(t *testing.T) {
+		pod := newPod("web-1", "web", "app")
+		must(t, c.Create(ctx, pod))
+		if got := initNames(pod); !cmp.Equal(got, []string{injection.InstallContainer}) {
+			t.Errorf("init containers %v, want the install container", got)
+		}
+		if pod.Spec.InitContainers[0].Image != agentImage {
+			t.Errorf("install container image %q, want %q", pod.Spec.InitContainers[0].Image, agentImage)
+		}
+		app := pod.Spec.Containers[0]
+		if diff := cmp.Diff([]string{injection.AgentPath, "pod"}, app.Command); diff != "" {
+			t.Errorf("the container's command (-want +got):\n%s", diff)
+		}
+		env := map[string]string{}
+		for _, e := range app.Env {
+			switch {
+			case e.ValueFrom != nil && e.ValueFrom.FieldRef != nil:
+				env[e.Name] = "fieldRef:" + e.ValueFrom.FieldRef.FieldPath
+			default:
+				env[e.Name] = e.Value
+			}
+		}
+		want := map[string]string{
+			"KEEP": "me", injection.EnvPodName: "fieldRef:metadata.name", injection.EnvPodNamespace: "fieldRef:metadata.namespace",
+			injection.EnvPool: "web", injection.EnvCodeRoot: injection.CodeRoot,
+		}
+		if diff := cmp.Diff(want, env); diff != "" {
+			t.Errorf("the container's environment (-want +got):\n%s", diff)
+		}
+		if got := pod.Annotations[workersv1alpha1.DesiredRevisionAnnotation]; got != "rev-2" {
+			t.Errorf("desired revision %q, want the update revision rev-2", got)
+		}
+		if len(pod.Spec.Containers) != 1 {
+			t.Errorf("a ConfigMap pool added containers: %v", pod.Spec.Containers)
+		}
+	})
+
+	t.Run("a code image pool gets a code container at its image, in the named container", func(t *testing.T) {
+		pod := newPod("api-1", "api", "sidecar", "app")
+		must(t, c.Create(ctx, pod))
+		if pod.Spec.Containers[0].Command[0] == injection.AgentPath {
+			t.Errorf("the agent replaced the sidecar's command; want it in container app")
+		}
+		if got := pod.Spec.Containers[1].Command; !cmp.Equal(got, []string{injection.AgentPath, "pod"}) {
+			t.Errorf("container app's command %v, want the agent", got)
+		}
+		code := pod.Spec.Containers[len(pod.Spec.Containers)-1]
+		if code.Name != injection.CodeContainer || code.Image != "registry.example/api-code:v7" {
+			t.Fatalf("last container %s at %s, want %s at the code image", code.Name, code.Image, injection.CodeContainer)
+		}
+		wantCmd := []string{injection.AgentPath, "code-sync", "--from", "/srv", "--to", injection.ImageCodeDir("registry.example/api-code:v7")}
+		if diff := cmp.Diff(wantCmd, code.Command); diff != "" {
+			t.Errorf("code container command (-want +got):\n%s", diff)
+		}
+		if got := pod.Annotations[workersv1alpha1.DesiredRevisionAnnotation]; got != "rev-9" {
+			t.Errorf("desired revision %q, want the current revision rev-9", got)
+		}
+	})
+
+	t.Run("a pod without the label is left alone", func(t *testing.T) {
+		pod := newPod("plain", "", "app")
+		must(t, c.Create(ctx, pod))
+		if len(pod.Spec.InitContainers) != 0 || !cmp.Equal(pod.Spec.Containers[0].Command, []string{"/bin/app"}) || len(pod.Annotations) != 0 {
+			t.Errorf("an unlabelled pod was changed: init %v, command %v, annotations %v", initNames(pod), pod.Spec.Containers[0].Command, pod.Annotations)
+		}
+	})
+
+	refusals := map[string]struct {
+		pod  *corev1.Pod
+		want string
+	}{
+		"a label that names no pool": {newPod("ghost-1", "ghost", "app"), `label softreload.dev/pool=ghost names no WorkerPool in namespace default`},
+		"a pool that names a missing container": {newPod("wrong-1", "wrong", "app"), `names container "nope" (spec.container), but the pod has only [app]`},
+	}
+	for name, tc := range refusals {
+		t.Run("refuses "+name, func(t *testing.T) {
+			err := c.Create(ctx, tc.pod)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want a refusal that says %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestInjectIsIdempotent(t *testing.T) {
+	p := pool("api", workersv1alpha1.CodeSource{Image: &workersv1alpha1.ImageCodeSource{Reference: "registry.example/code:v1", Path: "/code"}})
+	pod := newPod("api-1", "api", "app")
+	changed, err := injection.Inject(pod, p, injection.Options{AgentImage: agentImage})
+	if err != nil || !changed {
+		t.Fatalf("first injection: changed=%v err=%v, want a change", changed, err)
+	}
+	once := pod.DeepCopy()
+	changed, err = injection.Inject(pod, p, injection.Options{AgentImage: agentImage})
+	if err != nil || changed {
+		t.Fatalf("second injection: changed=%v err=%v, want no change", changed, err)
+	}
+	if diff := cmp.Diff(once, pod); diff != "" {
+		t.Errorf("a second injection changed the pod (-once +twice):\n%s", diff)
+	}
+}
+
+func TestImageCodeDir(t *testing.T) {
+	a, b := injection.ImageCodeDir("registry.example/code:v1"), injection.ImageCodeDir("registry.example/code:v2")
+	if a == b || !strings.HasPrefix(a, injection.CodeRoot+"/") {
+		t.Errorf("two references share %q and %q; want distinct directories under %s", a, b, injection.CodeRoot)
+	}
+}
+
+func pool(name string, code workersv1alpha1.CodeSource) *workersv1alpha1.WorkerPool {
+	return &workersv1alpha1.WorkerPool{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"},
+		Spec: workersv1alpha1.WorkerPoolSpec{
+			Selector: metav1.LabelSelector{MatchLabels: map[string]string{workersv1alpha1.PoolLabel: name}},
+			Code:     code,
+			Groups:   []workersv1alpha1.WorkerGroup{{Name: "worker", Command: []string{"./worker"}}},
+		},
+	}
+}
+
+func newPod(name, poolName string, containers ...string) *corev1.Pod {
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"}}
+	if poolName != "" {
+		pod.Labels = map[string]string{workersv1alpha1.PoolLabel: poolName}
+	}
+	for _, c := range containers {
+		pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{
+			Name: c, Image: "registry.example/" + c + ":v1", Command: []string{"/bin/" + c},
+			Env: []corev1.EnvVar{{Name: "KEEP", Value: "me"}},
+		})
+	}
+	return pod
+}
+
+func initNames(pod *corev1.Pod) []string {
+	var names []string
+	for _, c := range pod.Spec.InitContainers {
+		names = append(names, c.Name)
+	}
+	return names
+}
+
+func waitForServer(t *testing.T, server webhook.Server) {
+	t.Helper()
+	started := server.StartedChecker()
+	deadline := time.Now().Add(time.Minute)
+	for err := started(nil); err != nil; err = started(nil) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the webhook server never started: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
