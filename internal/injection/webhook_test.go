@@ -126,7 +126,7 @@ func TestWebhook(t *testing.T) {
 		pod  *corev1.Pod
 		want string
 	}{
-		"a label that names no pool": {newPod("ghost-1", "ghost", "app"), `label softreload.dev/pool=ghost names no WorkerPool in namespace default`},
+		"a label that names no pool":            {newPod("ghost-1", "ghost", "app"), `label softreload.dev/pool=ghost names no WorkerPool in namespace default`},
 		"a pool that names a missing container": {newPod("wrong-1", "wrong", "app"), `names container "nope" (spec.container), but the pod has only [app]`},
 	}
 	for name, tc := range refusals {
@@ -214,4 +214,3 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
-
