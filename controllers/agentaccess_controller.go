@@ -1,0 +1,163 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	workersv1alpha1 "github.com/softreload/softreload/api/v1alpha1"
+	"github.com/softreload/softreload/internal/agentaccess"
+)
+
+// AgentAccessReconciler keeps the agents' Role and RoleBinding of each
+// namespace in step with the governed pods' service accounts and the pools'
+// revision snapshots. Its requests name a namespace.
+type AgentAccessReconciler struct {
+	client client.Client
+}
+
+var _ reconcile.Reconciler = (*AgentAccessReconciler)(nil)
+
+// NewAgentAccessReconciler returns a reconciler that works through c.
+func NewAgentAccessReconciler(c client.Client) *AgentAccessReconciler {
+	return &AgentAccessReconciler{client: c}
+}
+
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=roles;rolebindings,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch
+// +kubebuilder:rbac:groups=workers.softreload.dev,resources=workerpools,verbs=get;list;watch
+
+// Reconcile makes the namespace's softreload-agent Role and RoleBinding what
+// agentaccess.Desired says, and removes them when no pod is governed.
+func (r *AgentAccessReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	ns := req.Name
+	accounts, err := r.serviceAccounts(ctx, ns)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	snapshots := &corev1.ConfigMapList{}
+	if err := r.client.List(ctx, snapshots, client.InNamespace(ns), client.HasLabels{workersv1alpha1.PoolNameLabel}); err != nil {
+		return ctrl.Result{}, fmt.Errorf("listing revision snapshots in %s: %w", ns, err)
+	}
+	names := make([]string, 0, len(snapshots.Items))
+	for _, cm := range snapshots.Items {
+		names = append(names, cm.Name)
+	}
+
+	role, binding := agentaccess.Desired(ns, accounts, names)
+	if role == nil {
+		return ctrl.Result{}, r.remove(ctx, ns)
+	}
+	if err := r.apply(ctx, role, func(existing client.Object) { existing.(*rbacv1.Role).Rules = role.Rules }); err != nil {
+		return ctrl.Result{}, err
+	}
+	return ctrl.Result{}, r.apply(ctx, binding, func(existing client.Object) {
+		existing.(*rbacv1.RoleBinding).RoleRef = binding.RoleRef
+		existing.(*rbacv1.RoleBinding).Subjects = binding.Subjects
+	})
+}
+
+// serviceAccounts returns the service accounts of the pods that the pools of
+// namespace ns select.
+func (r *AgentAccessReconciler) serviceAccounts(ctx context.Context, ns string) ([]string, error) {
+	pools := &workersv1alpha1.WorkerPoolList{}
+	if err := r.client.List(ctx, pools, client.InNamespace(ns)); err != nil {
+		return nil, fmt.Errorf("listing WorkerPools in %s: %w", ns, err)
+	}
+	var accounts []string
+	for _, pool := range pools.Items {
+		selector, err := metav1.LabelSelectorAsSelector(&pool.Spec.Selector)
+		if err != nil {
+			// The pool's own reconciler reports a bad selector.
+			continue
+		}
+		pods := &corev1.PodList{}
+		if err := r.client.List(ctx, pods, client.InNamespace(ns), client.MatchingLabelsSelector{Selector: selector}); err != nil {
+			return nil, fmt.Errorf("listing the pods of WorkerPool %s/%s: %w", ns, pool.Name, err)
+		}
+		for _, pod := range pods.Items {
+			accounts = append(accounts, agentaccess.ServiceAccountOf(pod.Spec.ServiceAccountName))
+		}
+	}
+	return accounts, nil
+}
+
+// apply creates obj, or sets its desired fields on the existing object.
+func (r *AgentAccessReconciler) apply(ctx context.Context, obj client.Object, set func(existing client.Object)) error {
+	existing := obj.DeepCopyObject().(client.Object)
+	_, err := controllerutil.CreateOrUpdate(ctx, r.client, existing, func() error {
+		set(existing)
+		labels := existing.GetLabels()
+		if labels == nil {
+			labels = map[string]string{}
+		}
+		labels[agentaccess.ManagedByLabel] = agentaccess.ManagedBy
+		existing.SetLabels(labels)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("writing %T %s/%s: %w", obj, obj.GetNamespace(), obj.GetName(), err)
+	}
+	return nil
+}
+
+// remove deletes the namespace's agent Role and RoleBinding, if softreload
+// made them.
+func (r *AgentAccessReconciler) remove(ctx context.Context, ns string) error {
+	for _, obj := range []client.Object{&rbacv1.RoleBinding{}, &rbacv1.Role{}} {
+		err := r.client.Get(ctx, types.NamespacedName{Namespace: ns, Name: agentaccess.Name}, obj)
+		if apierrors.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("reading %T %s/%s: %w", obj, ns, agentaccess.Name, err)
+		}
+		if obj.GetLabels()[agentaccess.ManagedByLabel] != agentaccess.ManagedBy {
+			continue
+		}
+		if err := r.client.Delete(ctx, obj); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("deleting %T %s/%s: %w", obj, ns, agentaccess.Name, err)
+		}
+	}
+	return nil
+}
+
+// SetupWithManager watches what the agents' rights depend on, each event
+// naming its namespace.
+func (r *AgentAccessReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	byNamespace := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, obj client.Object) []reconcile.Request {
+		return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: obj.GetNamespace()}}}
+	})
+	isAgentObject := predicate.NewPredicateFuncs(func(obj client.Object) bool { return obj.GetName() == agentaccess.Name })
+	isSnapshot := predicate.NewPredicateFuncs(func(obj client.Object) bool {
+		_, ok := obj.GetLabels()[workersv1alpha1.PoolNameLabel]
+		return ok
+	})
+	// A pod matters when it appears, goes, or changes its labels; its
+	// service account cannot change.
+	podMatters := predicate.Or(predicate.LabelChangedPredicate{}, predicate.Funcs{
+		UpdateFunc: func(event.UpdateEvent) bool { return false },
+	})
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("agentaccess").
+		Watches(&workersv1alpha1.WorkerPool{}, byNamespace, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&corev1.Pod{}, byNamespace, builder.WithPredicates(podMatters)).
+		Watches(&corev1.ConfigMap{}, byNamespace, builder.WithPredicates(isSnapshot)).
+		Watches(&rbacv1.Role{}, byNamespace, builder.WithPredicates(isAgentObject)).
+		Watches(&rbacv1.RoleBinding{}, byNamespace, builder.WithPredicates(isAgentObject)).
+		Complete(r)
+}

@@ -1,0 +1,139 @@
+package controllers_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	ctrl "sigs.k8s.io/controller-runtime"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	workersv1alpha1 "github.com/softreload/softreload/api/v1alpha1"
+	"github.com/softreload/softreload/controllers"
+	"github.com/softreload/softreload/internal/agentaccess"
+	"github.com/softreload/softreload/internal/testing/envtest"
+)
+
+// TestAgentAccess runs the agent-access reconciler against a real API server
+// and follows the namespace's Role and RoleBinding as pods and snapshots come
+// and go.
+func TestAgentAccess(t *testing.T) {
+	env, err := envtest.Start(envtest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+
+	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
+		Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := controllers.NewAgentAccessReconciler(mgr.GetClient()).SetupWithManager(mgr); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = mgr.Start(ctx) }()
+	c := env.Client
+	const ns = "shop"
+	mustDo(t, c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
+
+	pool := &workersv1alpha1.WorkerPool{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns},
+		Spec: workersv1alpha1.WorkerPoolSpec{
+			Selector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}},
+			Code:     workersv1alpha1.CodeSource{ConfigMapRef: &workersv1alpha1.ConfigMapCodeSource{Name: "web-code"}},
+			Groups:   []workersv1alpha1.WorkerGroup{{Name: "http", Command: []string{"./server"}}},
+		},
+	}
+	mustDo(t, c.Create(ctx, pool))
+	pod := func(name, app, sa string) *corev1.Pod {
+		return &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{"app": app}},
+			Spec:       corev1.PodSpec{ServiceAccountName: sa, Containers: []corev1.Container{{Name: "c", Image: "registry.example/c:v1"}}},
+		}
+	}
+	web1, web2, other := pod("web-1", "web", "web-sa"), pod("web-2", "web", ""), pod("db-1", "db", "db-sa")
+	for _, p := range []*corev1.Pod{web1, web2, other} {
+		mustDo(t, c.Create(ctx, p))
+	}
+	snapshot := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{
+		Name: "web-rev-1", Namespace: ns, Labels: map[string]string{workersv1alpha1.PoolNameLabel: "web"},
+	}}
+	mustDo(t, c.Create(ctx, snapshot))
+	mustDo(t, c.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "web-code", Namespace: ns}}))
+
+	// waitFor polls until the namespace's grants are what want says: the
+	// subjects of the RoleBinding and the ConfigMaps the Role names (nil:
+	// neither object exists).
+	type grants struct{ Subjects, Snapshots []string }
+	read := func() (*grants, error) {
+		role, binding := &rbacv1.Role{}, &rbacv1.RoleBinding{}
+		key := types.NamespacedName{Namespace: ns, Name: agentaccess.Name}
+		errRole, errBinding := c.Get(ctx, key, role), c.Get(ctx, key, binding)
+		if apierrors.IsNotFound(errRole) && apierrors.IsNotFound(errBinding) {
+			return nil, nil
+		}
+		if errRole != nil || errBinding != nil {
+			return nil, nil //nolint:nilerr // not there yet: poll again
+		}
+		g := &grants{}
+		for _, s := range binding.Subjects {
+			g.Subjects = append(g.Subjects, s.Name)
+		}
+		for _, rule := range role.Rules {
+			if len(rule.Resources) == 1 && rule.Resources[0] == "configmaps" {
+				g.Snapshots = append(g.Snapshots, rule.ResourceNames...)
+			}
+		}
+		return g, nil
+	}
+	waitFor := func(step string, want *grants) {
+		t.Helper()
+		var got *grants
+		err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+			var err error
+			got, err = read()
+			return cmp.Equal(want, got), err
+		})
+		if err != nil {
+			t.Fatalf("%s: grants (-want +got):\n%s", step, cmp.Diff(want, got))
+		}
+	}
+
+	waitFor("pods and a snapshot", &grants{Subjects: []string{"default", "web-sa"}, Snapshots: []string{"web-rev-1"}})
+
+	mustDo(t, c.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{
+		Name: "web-rev-2", Namespace: ns, Labels: map[string]string{workersv1alpha1.PoolNameLabel: "web"},
+	}}))
+	waitFor("a second snapshot", &grants{Subjects: []string{"default", "web-sa"}, Snapshots: []string{"web-rev-1", "web-rev-2"}})
+
+	mustDo(t, c.Delete(ctx, web2))
+	waitFor("a pod gone", &grants{Subjects: []string{"web-sa"}, Snapshots: []string{"web-rev-1", "web-rev-2"}})
+
+	// A hand edit of the binding is put back.
+	binding := &rbacv1.RoleBinding{}
+	mustDo(t, c.Get(ctx, types.NamespacedName{Namespace: ns, Name: agentaccess.Name}, binding))
+	binding.Subjects = append(binding.Subjects, rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Name: "intruder", Namespace: ns})
+	mustDo(t, c.Update(ctx, binding))
+	waitFor("a hand edit", &grants{Subjects: []string{"web-sa"}, Snapshots: []string{"web-rev-1", "web-rev-2"}})
+
+	mustDo(t, c.Delete(ctx, web1))
+	waitFor("no governed pod left", nil)
+}
+
+func mustDo(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
