@@ -19,6 +19,12 @@ const (
 	// code: a new value makes a new revision (like kubectl rollout restart).
 	RestartedAtAnnotation = "softreload.dev/restartedAt"
 
+	// RollbackToAnnotation on a WorkerPool asks the controller to roll the
+	// pods back to an earlier revision whose snapshot is still kept, by
+	// name. It holds until the code or the spec changes again, which makes a
+	// new revision as usual.
+	RollbackToAnnotation = "softreload.dev/rollback-to"
+
 	// RevisionLabel on a revision snapshot ConfigMap names the revision.
 	RevisionLabel = "softreload.dev/revision"
 
