@@ -1,0 +1,264 @@
+package plugin_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	crenvtest "sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	workersv1alpha1 "github.com/softreload/softreload/api/v1alpha1"
+	"github.com/softreload/softreload/internal/plugin"
+	"github.com/softreload/softreload/internal/testing/envtest"
+)
+
+// The control plane every test here shares, and a kubeconfig of an
+// administrator for it: the plugin reads it through --kubeconfig exactly as
+// it reads a user's.
+var (
+	env        *envtest.Env
+	kubeconfig string
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(runTests(m))
+}
+
+func runTests(m *testing.M) int {
+	var err error
+	env, err = envtest.Start(envtest.Options{})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer func() { _ = env.Stop() }()
+	dir, err := os.MkdirTemp("", "kubectl-softreload-test")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer func() { _ = os.RemoveAll(dir) }()
+	admin, err := env.Environment().ControlPlane.AddUser(crenvtest.User{Name: "admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	data, err := admin.KubeConfig()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	kubeconfig = filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(kubeconfig, data, 0o600); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return m.Run()
+}
+
+// result is what one run of the plugin printed and returned.
+type result struct {
+	out, errOut string
+	err         error
+}
+
+// kubectlSoftreload runs the plugin's command tree with args, as
+// `kubectl softreload ARGS --kubeconfig KUBECONFIG` would.
+func kubectlSoftreload(t *testing.T, now func() time.Time, args ...string) result {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	cmd := plugin.NewCommand(plugin.Options{
+		Streams: genericiooptions.IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut},
+		Now:     now,
+	})
+	cmd.SetArgs(append(args, "--kubeconfig", kubeconfig))
+	err := cmd.ExecuteContext(context.Background())
+	return result{out: out.String(), errOut: errOut.String(), err: err}
+}
+
+// run is kubectlSoftreload on the wall clock, failing the test on an error.
+func run(t *testing.T, args ...string) string {
+	t.Helper()
+	r := kubectlSoftreload(t, nil, args...)
+	if r.err != nil {
+		t.Fatalf("kubectl softreload %s: %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), r.err, r.out, r.errOut)
+	}
+	return r.out
+}
+
+// runErr runs a command that must fail and returns its error message.
+func runErr(t *testing.T, args ...string) string {
+	t.Helper()
+	r := kubectlSoftreload(t, nil, args...)
+	if r.err == nil {
+		t.Fatalf("kubectl softreload %s succeeded, want an error; stdout:\n%s", strings.Join(args, " "), r.out)
+	}
+	return r.err.Error()
+}
+
+// namespace creates a namespace of its own for a test.
+func namespace(t *testing.T) string {
+	t.Helper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "plugin-"}}
+	must(t, env.Client.Create(context.Background(), ns))
+	return ns.Name
+}
+
+// poolBuilder builds a WorkerPool fixture.
+type poolBuilder struct{ wp *workersv1alpha1.WorkerPool }
+
+func newPool(ns, name string) *poolBuilder {
+	return &poolBuilder{wp: &workersv1alpha1.WorkerPool{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: workersv1alpha1.WorkerPoolSpec{
+			Selector: metav1.LabelSelector{MatchLabels: map[string]string{"app": name}},
+			Code:     workersv1alpha1.CodeSource{ConfigMapRef: &workersv1alpha1.ConfigMapCodeSource{Name: name + "-code"}},
+			Groups:   []workersv1alpha1.WorkerGroup{{Name: "http", Command: []string{"php", "server.php"}, Count: 4}},
+		},
+	}}
+}
+
+func (b *poolBuilder) paused() *poolBuilder { b.wp.Spec.Paused = true; return b }
+
+func (b *poolBuilder) annotation(key, value string) *poolBuilder {
+	if b.wp.Annotations == nil {
+		b.wp.Annotations = map[string]string{}
+	}
+	b.wp.Annotations[key] = value
+	return b
+}
+
+func (b *poolBuilder) revisions(current, update string) *poolBuilder {
+	b.wp.Status.CurrentRevision, b.wp.Status.UpdateRevision = current, update
+	return b
+}
+
+// record adds a history record, newest first; completed is how long ago
+// the revision completed, or 0 if it did not.
+func (b *poolBuilder) record(rev, cause, result string, created, completed time.Duration) *poolBuilder {
+	rec := workersv1alpha1.RevisionRecord{
+		Revision:  rev,
+		Cause:     cause,
+		Source:    "configmap/" + b.wp.Name + "-code@" + rev,
+		CreatedAt: metav1.NewTime(time.Now().Add(-created).Truncate(time.Second)),
+		Result:    result,
+	}
+	if completed > 0 {
+		at := metav1.NewTime(time.Now().Add(-completed).Truncate(time.Second))
+		rec.CompletedAt = &at
+	}
+	b.wp.Status.History = append(b.wp.Status.History, rec)
+	return b
+}
+
+func (b *poolBuilder) condition(typ string, status metav1.ConditionStatus, reason, message string) *poolBuilder {
+	b.wp.Status.Conditions = append(b.wp.Status.Conditions, metav1.Condition{
+		Type: typ, Status: status, Reason: reason, Message: message,
+		LastTransitionTime: metav1.NewTime(time.Now().Add(-3 * time.Minute).Truncate(time.Second)),
+	})
+	return b
+}
+
+func (b *poolBuilder) counts(pods, updated, ready, reloading, failed int32) *poolBuilder {
+	st := &b.wp.Status
+	st.Pods, st.UpdatedPods, st.ReadyPods, st.ReloadingPods, st.FailedPods = pods, updated, ready, reloading, failed
+	return b
+}
+
+// create writes the pool and then its status, as the controller would.
+func (b *poolBuilder) create(t *testing.T) *workersv1alpha1.WorkerPool {
+	t.Helper()
+	ctx := context.Background()
+	status := b.wp.Status
+	must(t, env.Client.Create(ctx, b.wp))
+	status.ObservedGeneration = b.wp.Generation
+	b.wp.Status = status
+	must(t, env.Client.Status().Update(ctx, b.wp))
+	return b.wp
+}
+
+// pod creates a pod with the pool's label and the given annotations.
+func pod(t *testing.T, ns, name, app string, annotations map[string]string) {
+	t.Helper()
+	must(t, env.Client.Create(context.Background(), &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{"app": app}, Annotations: annotations},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "registry.example/app:v1"}}},
+	}))
+}
+
+// agentStatus is a StatusAnnotation value.
+func agentStatus(rev string, state workersv1alpha1.AgentState, running string, ready, total int32, message string) string {
+	return fmt.Sprintf(`{"revision":%q,"state":%q,"running":%q,"ready":%d,"total":%d,"message":%q}`, rev, state, running, ready, total, message)
+}
+
+// snapshot creates the revision snapshot ConfigMap the controller keeps.
+func snapshot(t *testing.T, ns, pool, rev string) {
+	t.Helper()
+	must(t, env.Client.Create(context.Background(), &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: pool + "-" + rev, Labels: map[string]string{
+			workersv1alpha1.PoolNameLabel: pool,
+			workersv1alpha1.RevisionLabel: rev,
+		}},
+		Data: map[string]string{"index.php": "<?php echo '" + rev + "';"},
+	}))
+}
+
+// getPool reads a pool back from the API server.
+func getPool(t *testing.T, ns, name string) *workersv1alpha1.WorkerPool {
+	t.Helper()
+	var wp workersv1alpha1.WorkerPool
+	must(t, env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, &wp))
+	return &wp
+}
+
+// tableRows returns the rows of the table whose header starts with the
+// given column, each cut into its first n whitespace-separated fields (the
+// last field keeps the rest of the line).
+func tableRows(t *testing.T, out, firstColumn string, n int) [][]string {
+	t.Helper()
+	var rows [][]string
+	in := false
+	for _, line := range strings.Split(out, "\n") {
+		fields := strings.Fields(line)
+		switch {
+		case !in && len(fields) > 0 && fields[0] == firstColumn:
+			in = true
+		case in && len(fields) == 0:
+			return rows
+		case in:
+			if len(fields) > n {
+				fields = append(fields[:n-1], strings.Join(fields[n-1:], " "))
+			}
+			rows = append(rows, fields)
+		}
+	}
+	if !in {
+		t.Fatalf("no table with a %s column in:\n%s", firstColumn, out)
+	}
+	return rows
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func wantContains(t *testing.T, got string, want ...string) {
+	t.Helper()
+	for _, w := range want {
+		if !strings.Contains(got, w) {
+			t.Errorf("output lacks %q:\n%s", w, got)
+		}
+	}
+}

@@ -1,0 +1,154 @@
+package plugin
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	workersv1alpha1 "github.com/softreload/softreload/api/v1alpha1"
+)
+
+// StatusReport is what status writes with -o json or -o yaml.
+type StatusReport struct {
+	// Name and Namespace of the pool.
+	Name      string `json:"name"`
+	Namespace string `json:"namespace"`
+	// Generation of the pool's spec; Status.ObservedGeneration lags it until
+	// the controller has seen the latest spec.
+	Generation int64 `json:"generation"`
+	// Paused is spec.paused.
+	Paused bool `json:"paused"`
+	// RollbackTo is the revision a pending rollback asks for, if any.
+	RollbackTo string `json:"rollbackTo,omitempty"`
+	// Status is the pool's status as the controller wrote it.
+	Status workersv1alpha1.WorkerPoolStatus `json:"status"`
+	// Pods are the pods the selector matches, by name.
+	Pods []PodReport `json:"pods"`
+}
+
+func newStatusCommand(r *runner) *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "status POOL",
+		Short: "Show a pool's rollout and what each of its pods runs",
+		Long: `status shows a WorkerPool's revisions, pod counts and conditions, then one row
+per selected pod: the revision the controller wants it to run (DESIRED), the
+revision its workers run (RUNNING), the agent's state and its ready/total
+workers. A pod whose agent has not reported yet shows as Pending.`,
+		Example: `  kubectl softreload status web
+  kubectl softreload status web -n shop -o yaml`,
+		Args: poolArg,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkOutput(output); err != nil {
+				return err
+			}
+			s, err := r.connect()
+			if err != nil {
+				return err
+			}
+			return s.status(cmd.Context(), args[0], output)
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "", "Output format: json or yaml (default: tables)")
+	return cmd
+}
+
+func (s *session) status(ctx context.Context, name, output string) error {
+	wp, err := s.pool(ctx, name)
+	if err != nil {
+		return err
+	}
+	selector, err := metav1.LabelSelectorAsSelector(&wp.Spec.Selector)
+	if err != nil {
+		return fmt.Errorf("workerpool %q has an unusable selector: %w", name, err)
+	}
+	var pods corev1.PodList
+	if err := s.c.List(ctx, &pods, client.InNamespace(s.ns), client.MatchingLabelsSelector{Selector: selector}); err != nil {
+		return fmt.Errorf("listing the pods of workerpool %q (%s): %w", name, selector, err)
+	}
+	report := StatusReport{
+		Name:       wp.Name,
+		Namespace:  wp.Namespace,
+		Generation: wp.Generation,
+		Paused:     wp.Spec.Paused,
+		RollbackTo: wp.Annotations[workersv1alpha1.RollbackToAnnotation],
+		Status:     wp.Status,
+		Pods:       make([]PodReport, 0, len(pods.Items)),
+	}
+	for i := range pods.Items {
+		report.Pods = append(report.Pods, podReport(&pods.Items[i]))
+	}
+	sort.Slice(report.Pods, func(i, j int) bool { return report.Pods[i].Name < report.Pods[j].Name })
+	if output != "" {
+		return printStructured(s.streams.Out, output, report)
+	}
+	return writeStatus(s.streams.Out, report, selector.String(), s.now())
+}
+
+// writeStatus writes the pool summary and the pod table.
+func writeStatus(w io.Writer, r StatusReport, selector string, now time.Time) error {
+	st := r.Status
+	var b strings.Builder
+	fmt.Fprintf(&b, "WorkerPool %s/%s\n", r.Namespace, r.Name)
+	fmt.Fprintf(&b, "  Current revision:  %s\n", orNone(st.CurrentRevision))
+	update := orNone(st.UpdateRevision)
+	if st.UpdateRevision != "" && st.UpdateRevision != st.CurrentRevision {
+		update += " (rolling out)"
+	}
+	fmt.Fprintf(&b, "  Update revision:   %s\n", update)
+	if r.RollbackTo != "" {
+		fmt.Fprintf(&b, "  Rollback to:       %s (requested)\n", r.RollbackTo)
+	}
+	paused := "no"
+	if r.Paused {
+		paused = "yes: no pod moves to a new revision until resumed"
+	}
+	fmt.Fprintf(&b, "  Paused:            %s\n", paused)
+	fmt.Fprintf(&b, "  Pods:              %d total, %d updated, %d ready, %d reloading, %d failed\n",
+		st.Pods, st.UpdatedPods, st.ReadyPods, st.ReloadingPods, st.FailedPods)
+	if st.ObservedGeneration < r.Generation {
+		fmt.Fprintf(&b, "  Note:              the controller has not seen the latest spec yet (observed generation %d, spec generation %d)\n",
+			st.ObservedGeneration, r.Generation)
+	}
+	if _, err := io.WriteString(w, b.String()); err != nil {
+		return err
+	}
+
+	if len(st.Conditions) == 0 {
+		if _, err := fmt.Fprintln(w, "  Conditions:        none reported yet"); err != nil {
+			return err
+		}
+	} else {
+		if _, err := fmt.Fprintln(w, "  Conditions:"); err != nil {
+			return err
+		}
+		rows := make([][]string, 0, len(st.Conditions))
+		for _, c := range st.Conditions {
+			rows = append(rows, []string{c.Type, string(c.Status), orNone(c.Reason), age(c.LastTransitionTime, now), strings.Join(strings.Fields(c.Message), " ")})
+		}
+		if err := table(w, "    ", []string{"TYPE", "STATUS", "REASON", "AGE", "MESSAGE"}, rows); err != nil {
+			return err
+		}
+	}
+
+	if _, err := fmt.Fprintln(w); err != nil {
+		return err
+	}
+	if len(r.Pods) == 0 {
+		_, err := fmt.Fprintf(w, "No pods in namespace %s match the selector %s.\n", r.Namespace, selector)
+		return err
+	}
+	rows := make([][]string, 0, len(r.Pods))
+	for _, p := range r.Pods {
+		rows = append(rows, podRow(p, now))
+	}
+	return table(w, "", []string{"POD", "DESIRED", "RUNNING", "STATE", "WORKERS", "AGE", "MESSAGE"}, rows)
+}
