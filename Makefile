@@ -14,6 +14,12 @@ WITH_ASSETS = assets=$$($(TOOLS) --assets) && KUBEBUILDER_ASSETS="$$assets"
 
 GO_TEST_FLAGS ?= -race -count=1
 BIN ?= bin
+CHART := charts/softreload
+# Images are tagged with the chart's appVersion, so the chart's defaults
+# name the images that make images builds.
+VERSION ?= $(shell sed -n 's/^appVersion: *"*\([^"]*\)"*$$/\1/p' $(CHART)/Chart.yaml)
+IMAGE_REGISTRY ?= ghcr.io/softreload
+DIST ?= dist
 
 .DEFAULT_GOAL := help
 
@@ -30,10 +36,12 @@ generate: ## Generate deepcopy code for the API types.
 	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths="./api/..."
 
 .PHONY: manifests
-manifests: ## Generate the CRD, RBAC and webhook configuration into config/.
+manifests: ## Generate the CRD, RBAC and webhook configuration into config/, and copy into the chart.
 	$(CONTROLLER_GEN) crd rbac:roleName=softreload-manager-role webhook paths="./..." \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac \
 		output:webhook:artifacts:config=config/webhook
+	rm -f $(CHART)/crds/*.yaml && cp config/crd/bases/*.yaml $(CHART)/crds/
+	cp config/rbac/role.yaml config/policy/agent-pod-policy.yaml $(CHART)/files/
 
 .PHONY: fmt
 fmt: ## Run gofmt on the code.
@@ -56,13 +64,22 @@ test: ## Run every test (unit, envtest, end-to-end) with -race.
 
 .PHONY: tools
 tools: ## Build the pinned tools and the test control plane into the cache.
-	$(TOOLS) kube-apiserver etcd kubectl controller-gen golangci-lint
+	$(TOOLS) kube-apiserver etcd kubectl controller-gen golangci-lint helm
 
 ##@ Build
 
 .PHONY: build
 build: ## Build the binaries into bin/.
 	go build -o $(BIN)/ ./cmd/...
+
+.PHONY: images
+images: ## Build the manager and agent images as OCI archives into dist/ (no Docker needed).
+	go run ./hack/image -out $(DIST) -registry $(IMAGE_REGISTRY) -tag $(VERSION) \
+		manager=./cmd/manager agent=./cmd/agent
+
+.PHONY: helm-lint
+helm-lint: ## Lint the Helm chart.
+	$(HELM) lint --strict $(CHART)
 
 ##@ Benchmark
 
