@@ -175,7 +175,7 @@ func (b *poolBuilder) counts(pods, updated, ready, reloading, failed int32) *poo
 }
 
 // create writes the pool and then its status, as the controller would.
-func (b *poolBuilder) create(t *testing.T) *workersv1alpha1.WorkerPool {
+func (b *poolBuilder) create(t *testing.T) {
 	t.Helper()
 	ctx := context.Background()
 	status := b.wp.Status
@@ -183,7 +183,6 @@ func (b *poolBuilder) create(t *testing.T) *workersv1alpha1.WorkerPool {
 	status.ObservedGeneration = b.wp.Generation
 	b.wp.Status = status
 	must(t, env.Client.Status().Update(ctx, b.wp))
-	return b.wp
 }
 
 // pod creates a pod with the pool's label and the given annotations.
