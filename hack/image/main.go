@@ -2,8 +2,8 @@
 // engine: each image is one static Go binary (CGO_ENABLED=0) in one layer
 // on an empty base, run as the non-root user 65532, for one or more linux
 // platforms. Each image is written as an OCI image layout in a tar archive
-// (dir/<name>.tar), which `ctr images import`, `kind load image-archive`,
-// `skopeo copy oci-archive:` and `crane push` read.
+// (dir/<name>.tar), which containerd (`ctr images import`, by the
+// io.containerd.image.name annotation) and skopeo (`oci-archive:`) read.
 //
 //	go run ./hack/image -out dist -registry ghcr.io/softreload -tag 0.1.0 \
 //		manager=./cmd/manager agent=./cmd/agent
