@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -17,10 +18,9 @@ import (
 // only.
 var notServed = map[string]bool{"cert-manager.io": true, "monitoring.coreos.com": true}
 
-// A real kube-apiserver accepts every object of the install, as a
-// server-side apply (dry run: nothing is stored, everything is validated
-// and admitted, the CRD's schema and the admission policy's CEL included).
-func TestAPIServerAcceptsTheInstall(t *testing.T) {
+// A real kube-apiserver accepts every object of each install, and the
+// default install gives the manager the rights its flags need.
+func TestAPIServer(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a control plane")
 	}
@@ -39,6 +39,15 @@ func TestAPIServerAcceptsTheInstall(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	t.Run("accepts every install", func(t *testing.T) { acceptsEveryInstall(t, env) })
+	t.Run("the manager may do what its flags need", func(t *testing.T) { managerRights(t, env) })
+}
+
+// acceptsEveryInstall server-side applies every object of each install as
+// a dry run: nothing is stored, everything is validated and admitted, the
+// CRD's schema and the admission policy's CEL included.
+func acceptsEveryInstall(t *testing.T, env *envtest.Env) {
+	ctx := context.Background()
 	installs := map[string]objects{
 		"chart defaults":       mustTemplate(t, ""),
 		"chart custom":         mustTemplate(t, customValues),
@@ -62,6 +71,63 @@ func TestAPIServerAcceptsTheInstall(t *testing.T) {
 			}
 			if applied < len(defaultIDs)-len(selfCertIDs) {
 				t.Errorf("only %d objects applied", applied)
+			}
+		})
+	}
+}
+
+// managerRights installs the chart's defaults for real and asks the API
+// server's authorizer whether the manager's service account may do what
+// the manager does with its default flags: a mistake in a binding's
+// subject or role shows here, not at the first leader election in a
+// cluster.
+func managerRights(t *testing.T, env *envtest.Env) {
+	ctx := context.Background()
+	for _, o := range mustTemplate(t, "") {
+		err := env.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(o.DeepCopy()),
+			client.ForceOwnership, client.FieldOwner("softreload-install-test"))
+		if err != nil {
+			t.Fatalf("installing %s/%s: %v", o.GetKind(), o.GetName(), err)
+		}
+	}
+	type access = authorizationv1.ResourceAttributes
+	tests := map[string][]access{
+		"--leader-elect": {
+			{Namespace: namespace, Group: "coordination.k8s.io", Resource: "leases", Verb: "create"},
+			{Namespace: namespace, Group: "coordination.k8s.io", Resource: "leases", Verb: "update", Name: "any"},
+			{Namespace: namespace, Resource: "events", Verb: "create"},
+		},
+		"--webhook-cert-mode=self: the certificate Secret": {
+			{Namespace: namespace, Resource: "secrets", Verb: "get", Name: "softreload-webhook-cert"},
+			{Namespace: namespace, Resource: "secrets", Verb: "update", Name: "softreload-webhook-cert"},
+			{Namespace: namespace, Resource: "secrets", Verb: "list"},
+			{Namespace: namespace, Resource: "secrets", Verb: "watch"},
+		},
+		"--webhook-cert-mode=self: the CA bundle": {
+			{Group: "admissionregistration.k8s.io", Resource: "mutatingwebhookconfigurations", Verb: "list"},
+			{Group: "admissionregistration.k8s.io", Resource: "mutatingwebhookconfigurations", Verb: "watch"},
+			{Group: "admissionregistration.k8s.io", Resource: "mutatingwebhookconfigurations", Verb: "get", Name: "softreload-injector"},
+			{Group: "admissionregistration.k8s.io", Resource: "mutatingwebhookconfigurations", Verb: "update", Name: "softreload-injector"},
+		},
+		"the generated ClusterRole is bound": {
+			{Group: "workers.softreload.dev", Resource: "workerpools", Verb: "watch"},
+			{Namespace: "any-namespace", Resource: "pods", Verb: "patch", Name: "any"},
+		},
+	}
+	user := "system:serviceaccount:" + namespace + ":softreload-manager"
+	groups := []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"}
+	for name, accesses := range tests {
+		t.Run(name, func(t *testing.T) {
+			for _, a := range accesses {
+				review := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+					User: user, Groups: groups, ResourceAttributes: &a,
+				}}
+				if err := env.Client.Create(ctx, review); err != nil {
+					t.Fatal(err)
+				}
+				if !review.Status.Allowed {
+					t.Errorf("the manager may not %s %s/%s %q in %q: %s", a.Verb, a.Group, a.Resource, a.Name, a.Namespace, review.Status.Reason)
+				}
 			}
 		})
 	}
