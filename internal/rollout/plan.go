@@ -156,7 +156,8 @@ func Compute(in Input) Plan {
 		to, movable = cmp.Or(in.Stable, in.Target), never
 	case in.Paused:
 		movable = never
-	default:
+	}
+	if in.Target != "" && !in.Halted {
 		plan.Complete = all(pods, func(p Pod) bool { return Runs(p, in.Target) })
 	}
 	if to == "" {

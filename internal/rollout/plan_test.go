@@ -100,6 +100,10 @@ func TestCompute(t *testing.T) {
 				ready("a", "v1"), pod("new", "")}},
 			want: Plan{Actions: acts("new", "v2"), Counts: Counts{Pods: 2, Ready: 1}},
 		},
+		"paused with every pod at the target is complete": {
+			in:   Input{Target: "v2", Stable: "v1", MaxUnavailable: 5, Paused: true, Pods: []Pod{ready("a", "v2")}},
+			want: Plan{Complete: true, Counts: Counts{Pods: 1, Updated: 1, Ready: 1}},
+		},
 		"paused does not complete a rollout that is not done": {
 			in: Input{Target: "v2", Stable: "v1", MaxUnavailable: 5, Paused: true, Pods: []Pod{
 				ready("a", "v1")}},

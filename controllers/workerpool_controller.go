@@ -1,0 +1,388 @@
+package controllers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	workersv1alpha1 "github.com/softreload/softreload/api/v1alpha1"
+	"github.com/softreload/softreload/internal/injection"
+	"github.com/softreload/softreload/internal/revision"
+	"github.com/softreload/softreload/internal/rollout"
+)
+
+// WorkerPoolReconciler turns a WorkerPool's code and groups into revisions
+// and rolls them over the selected pods through the pod protocol: it writes
+// softreload.dev/desired-revision on a pod (and, in image mode, the image of
+// its softreload-code container) and advances on the softreload.dev/status
+// reports of the pods' agents. It keeps no state of its own: everything it
+// decides from is in the pods' annotations and the pool's status.
+type WorkerPoolReconciler struct {
+	client   client.Client
+	recorder events.EventRecorder
+	clock    clock.PassiveClock
+}
+
+var _ reconcile.Reconciler = (*WorkerPoolReconciler)(nil)
+
+// NewWorkerPoolReconciler returns a reconciler that reads and writes through
+// c (a cached client: it waits for the cache to see its own writes), records
+// events with recorder and tells time with clk.
+func NewWorkerPoolReconciler(c client.Client, recorder events.EventRecorder, clk clock.PassiveClock) *WorkerPoolReconciler {
+	return &WorkerPoolReconciler{client: c, recorder: recorder, clock: clk}
+}
+
+// +kubebuilder:rbac:groups=workers.softreload.dev,resources=workerpools,verbs=get;list;watch
+// +kubebuilder:rbac:groups=workers.softreload.dev,resources=workerpools/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;delete
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Reconcile makes the pool's revision, moves the next pods towards it within
+// the budget, prunes old snapshots, and writes the status once, at the end.
+func (r *WorkerPoolReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, retErr error) {
+	pool := &workersv1alpha1.WorkerPool{}
+	if err := r.client.Get(ctx, req.NamespacedName, pool); err != nil {
+		if apierrors.IsNotFound(err) {
+			forgetPoolMetrics(req.Namespace, req.Name)
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{}, fmt.Errorf("getting WorkerPool %s: %w", req.NamespacedName, err)
+	}
+	if !pool.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, nil
+	}
+
+	s := &scope{pool: pool, before: pool.DeepCopy(), now: metav1.NewTime(r.clock.Now())}
+	defer func() {
+		if err := r.patchStatus(ctx, s); err != nil {
+			retErr = errors.Join(retErr, err)
+		}
+		if retErr == nil {
+			res = s.result()
+		}
+	}()
+
+	if err := r.reconcileRevision(ctx, s); err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := r.reconcilePods(ctx, s); err != nil {
+		return ctrl.Result{}, err
+	}
+	return ctrl.Result{}, r.reconcileSnapshots(ctx, s)
+}
+
+// scope is what one reconcile of one pool knows.
+type scope struct {
+	pool   *workersv1alpha1.WorkerPool
+	before *workersv1alpha1.WorkerPool
+	now    metav1.Time
+
+	// spec and target are the revision the pool makes now; target is ""
+	// when the code cannot be read, and codeMissing says why.
+	spec        revision.Spec
+	target      string
+	source      string
+	cause       string
+	codeMissing string
+
+	// pods are the selected pods that are not being deleted, by name.
+	pods map[string]*corev1.Pod
+	// planned is set once plan holds the plan for the pods as they are.
+	planned bool
+	plan    rollout.Plan
+}
+
+// result asks to be called again when the rollout's progress deadline runs
+// out, or at once when a failure was just recorded and the rollback waits.
+// It reads the status as computed.
+func (s *scope) result() ctrl.Result {
+	if s.plan.Failure != nil {
+		return ctrl.Result{RequeueAfter: time.Millisecond}
+	}
+	if left, ok := deadlineLeft(s.pool, s.now.Time); ok && left > 0 {
+		return ctrl.Result{RequeueAfter: left}
+	}
+	return ctrl.Result{}
+}
+
+// reconcileRevision computes the pool's revision from its code and spec and
+// makes sure its snapshot exists.
+func (r *WorkerPoolReconciler) reconcileRevision(ctx context.Context, s *scope) error {
+	s.spec = revision.SpecOf(s.pool)
+	var code revision.Code
+	switch {
+	case s.pool.Spec.Code.ConfigMapRef != nil:
+		name := s.pool.Spec.Code.ConfigMapRef.Name
+		cm := &corev1.ConfigMap{}
+		if err := r.client.Get(ctx, types.NamespacedName{Namespace: s.pool.Namespace, Name: name}, cm); err != nil {
+			if apierrors.IsNotFound(err) {
+				s.codeMissing = fmt.Sprintf("ConfigMap %s (spec.code.configMapRef) does not exist", name)
+				return nil
+			}
+			return fmt.Errorf("getting code ConfigMap %s: %w", name, err)
+		}
+		code = revision.CodeOf(cm)
+		s.source = fmt.Sprintf("ConfigMap %s (resourceVersion %s)", name, cm.ResourceVersion)
+	case s.pool.Spec.Code.Image != nil:
+		s.source = "image " + s.pool.Spec.Code.Image.Reference
+	}
+	s.target = revision.Hash(s.spec, code)
+
+	if err := r.ensureSnapshot(ctx, s, code); err != nil {
+		return err
+	}
+	if h := s.pool.Status.History; len(h) == 0 || h[0].Revision != s.target {
+		s.cause = r.causeOf(ctx, s)
+	}
+	return nil
+}
+
+func (r *WorkerPoolReconciler) ensureSnapshot(ctx context.Context, s *scope, code revision.Code) error {
+	name := revision.SnapshotName(s.pool.Name, s.target)
+	existing := &corev1.ConfigMap{}
+	err := r.client.Get(ctx, types.NamespacedName{Namespace: s.pool.Namespace, Name: name}, existing)
+	if err == nil {
+		if existing.Labels[workersv1alpha1.PoolNameLabel] != s.pool.Name || existing.Labels[workersv1alpha1.RevisionLabel] != s.target {
+			return fmt.Errorf("ConfigMap %s is in the way of the snapshot of revision %s: it is not labelled as that snapshot", name, s.target)
+		}
+		return nil
+	}
+	if !apierrors.IsNotFound(err) {
+		return fmt.Errorf("getting snapshot %s: %w", name, err)
+	}
+	snapshot, err := revision.NewSnapshot(s.pool, s.target, s.spec, code)
+	if err != nil {
+		return err
+	}
+	if err := r.client.Create(ctx, snapshot); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating snapshot %s of revision %s: %w", name, s.target, err)
+	}
+	ctrl.LoggerFrom(ctx).Info("Created revision snapshot", "revision", s.target, "snapshot", klog.KObj(snapshot))
+	return nil
+}
+
+// causeOf says why the target revision differs from the last one.
+func (r *WorkerPoolReconciler) causeOf(ctx context.Context, s *scope) string {
+	h := s.pool.Status.History
+	if len(h) == 0 {
+		return CauseCreated
+	}
+	for _, rec := range h[1:] {
+		if rec.Revision == s.target {
+			return CauseRollback
+		}
+	}
+	prev, err := r.specOf(ctx, s.pool, h[0].Revision)
+	if err != nil {
+		return CauseCodeChanged
+	}
+	return causeBetween(prev, s.spec)
+}
+
+// specOf reads the revision spec of rev from its snapshot.
+func (r *WorkerPoolReconciler) specOf(ctx context.Context, pool *workersv1alpha1.WorkerPool, rev string) (revision.Spec, error) {
+	cm := &corev1.ConfigMap{}
+	name := revision.SnapshotName(pool.Name, rev)
+	if err := r.client.Get(ctx, types.NamespacedName{Namespace: pool.Namespace, Name: name}, cm); err != nil {
+		return revision.Spec{}, fmt.Errorf("getting snapshot %s of revision %s: %w", name, rev, err)
+	}
+	return revision.SpecFrom(cm)
+}
+
+// reconcilePods plans the rollout from the pods' annotations and tells the
+// pods the plan picked their revision.
+func (r *WorkerPoolReconciler) reconcilePods(ctx context.Context, s *scope) error {
+	selector, err := metav1.LabelSelectorAsSelector(&s.pool.Spec.Selector)
+	if err != nil {
+		return fmt.Errorf("reading the selector of WorkerPool %s: %w", s.pool.Name, err)
+	}
+	list := &corev1.PodList{}
+	if err := r.client.List(ctx, list, client.InNamespace(s.pool.Namespace), client.MatchingLabelsSelector{Selector: selector}); err != nil {
+		return fmt.Errorf("listing the pods of WorkerPool %s: %w", s.pool.Name, err)
+	}
+	s.pods = map[string]*corev1.Pod{}
+	in := rollout.Input{
+		Target:   s.target,
+		Stable:   s.pool.Status.CurrentRevision,
+		Paused:   s.pool.Spec.Paused,
+		Halted:   halted(s.pool.Status.History, s.target),
+		Rollback: s.pool.Spec.Strategy.Rollback,
+	}
+	for i := range list.Items {
+		pod := &list.Items[i]
+		if !pod.DeletionTimestamp.IsZero() {
+			continue
+		}
+		s.pods[pod.Name] = pod
+		in.Pods = append(in.Pods, rollout.Pod{
+			Name:    pod.Name,
+			Desired: pod.Annotations[workersv1alpha1.DesiredRevisionAnnotation],
+			Report:  reportOf(pod),
+		})
+	}
+	in.MaxUnavailable = rollout.ResolveMaxUnavailable(s.pool.Spec.Strategy.MaxUnavailable, len(in.Pods))
+	s.plan, s.planned = rollout.Compute(in), true
+	if s.plan.Failure != nil {
+		return nil // recorded in the status first; the rollback follows
+	}
+
+	images := map[string]*workersv1alpha1.ImageCodeSource{s.target: s.spec.Image}
+	var sent []*corev1.Pod
+	for _, a := range s.plan.Actions {
+		image, ok := images[a.Revision]
+		if !ok {
+			spec, err := r.specOf(ctx, s.pool, a.Revision)
+			if err != nil {
+				return fmt.Errorf("cannot send pod %s to revision %s: %w", a.Pod, a.Revision, err)
+			}
+			image, images[a.Revision] = spec.Image, spec.Image
+		}
+		pod := s.pods[a.Pod]
+		if err := r.sendRevision(ctx, pod, a.Revision, image); err != nil {
+			return err
+		}
+		sent = append(sent, pod)
+	}
+	return r.waitForCache(ctx, sent)
+}
+
+// sendRevision tells pod to run rev: one patch that sets the desired-revision
+// annotation and, in image mode, the image of the code container.
+func (r *WorkerPoolReconciler) sendRevision(ctx context.Context, pod *corev1.Pod, rev string, image *workersv1alpha1.ImageCodeSource) error {
+	patch := map[string]any{
+		"metadata": map[string]any{"annotations": map[string]string{workersv1alpha1.DesiredRevisionAnnotation: rev}},
+	}
+	if image != nil {
+		for _, c := range pod.Spec.Containers {
+			if c.Name == injection.CodeContainer && c.Image != image.Reference {
+				patch["spec"] = map[string]any{"containers": []map[string]string{{"name": c.Name, "image": image.Reference}}}
+			}
+		}
+	}
+	body, err := json.Marshal(patch)
+	if err != nil {
+		return fmt.Errorf("encoding the patch of pod %s: %w", pod.Name, err)
+	}
+	if err := r.client.Patch(ctx, pod, client.RawPatch(types.StrategicMergePatchType, body)); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil // gone: it no longer counts
+		}
+		return fmt.Errorf("sending revision %s to pod %s: %w", rev, pod.Name, err)
+	}
+	ctrl.LoggerFrom(ctx).V(1).Info("Sent revision", "pod", klog.KObj(pod), "revision", rev)
+	return nil
+}
+
+// waitForCache returns once the cache holds the given objects' latest
+// versions (or knows them gone), so that the next reconcile never plans
+// from a view older than its own writes: that would overrun the budget.
+func (r *WorkerPoolReconciler) waitForCache(ctx context.Context, objs []*corev1.Pod) error {
+	for _, obj := range objs {
+		key := client.ObjectKeyFromObject(obj)
+		err := wait.PollUntilContextTimeout(ctx, 5*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+			cached := &corev1.Pod{}
+			if err := r.client.Get(ctx, key, cached); err != nil {
+				return apierrors.IsNotFound(err), client.IgnoreNotFound(err)
+			}
+			return cached.ResourceVersion == obj.ResourceVersion ||
+				cached.Annotations[workersv1alpha1.DesiredRevisionAnnotation] == obj.Annotations[workersv1alpha1.DesiredRevisionAnnotation], nil
+		})
+		if err != nil {
+			return fmt.Errorf("waiting for the cache to see pod %s: %w", key.Name, err)
+		}
+	}
+	return nil
+}
+
+// reconcileSnapshots deletes the snapshots beyond revisionHistoryLimit that
+// no pod runs or is told to run.
+func (r *WorkerPoolReconciler) reconcileSnapshots(ctx context.Context, s *scope) error {
+	list := &corev1.ConfigMapList{}
+	if err := r.client.List(ctx, list, client.InNamespace(s.pool.Namespace),
+		client.MatchingLabels{workersv1alpha1.PoolNameLabel: s.pool.Name}); err != nil {
+		return fmt.Errorf("listing the snapshots of WorkerPool %s: %w", s.pool.Name, err)
+	}
+	inUse := map[string]bool{s.target: true, s.pool.Status.CurrentRevision: true, s.pool.Status.UpdateRevision: true}
+	for _, pod := range s.pods {
+		inUse[pod.Annotations[workersv1alpha1.DesiredRevisionAnnotation]] = true
+		if rep := reportOf(pod); rep != nil {
+			inUse[rep.Revision], inUse[rep.Running] = true, true
+		}
+	}
+	for _, a := range s.plan.Actions {
+		inUse[a.Revision] = true
+	}
+	var history []string
+	for _, rec := range s.pool.Status.History {
+		history = append(history, rec.Revision)
+	}
+	limit := 10
+	if l := s.pool.Spec.RevisionHistoryLimit; l != nil {
+		limit = int(*l)
+	}
+	for _, name := range revision.Prune(list.Items, inUse, history, limit) {
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: s.pool.Namespace, Name: name}}
+		if err := r.client.Delete(ctx, cm); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("deleting old snapshot %s: %w", name, err)
+		}
+		ctrl.LoggerFrom(ctx).Info("Deleted old revision snapshot", "snapshot", klog.KObj(cm))
+	}
+	return nil
+}
+
+// reportOf reads a pod's agent report; nil when there is none or it does not
+// parse (the pod then counts as not reported).
+func reportOf(pod *corev1.Pod) *workersv1alpha1.AgentStatus {
+	raw, ok := pod.Annotations[workersv1alpha1.StatusAnnotation]
+	if !ok {
+		return nil
+	}
+	st := &workersv1alpha1.AgentStatus{}
+	if err := json.Unmarshal([]byte(raw), st); err != nil {
+		return nil
+	}
+	return st
+}
+
+// patchStatus writes the status computed from the scope, if it changed,
+// and then tells of what changed in events and metrics.
+func (r *WorkerPoolReconciler) patchStatus(ctx context.Context, s *scope) error {
+	if !s.planned {
+		return nil
+	}
+	computeStatus(s)
+	setPodMetrics(s.pool, s.plan.Counts)
+	if equalStatus(s.before.Status, s.pool.Status) {
+		return nil
+	}
+	if err := r.client.Status().Patch(ctx, s.pool, client.MergeFromWithOptions(s.before, client.MergeFromWithOptimisticLock{})); err != nil {
+		return fmt.Errorf("patching the status of WorkerPool %s: %w", s.pool.Name, err)
+	}
+	r.announce(s.before, s.pool, s.now.Time)
+	err := wait.PollUntilContextTimeout(ctx, 5*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		cached := &workersv1alpha1.WorkerPool{}
+		if err := r.client.Get(ctx, client.ObjectKeyFromObject(s.pool), cached); err != nil {
+			return apierrors.IsNotFound(err), client.IgnoreNotFound(err)
+		}
+		return cached.ResourceVersion != s.before.ResourceVersion, nil
+	})
+	if err != nil {
+		return fmt.Errorf("waiting for the cache to see the status of WorkerPool %s: %w", s.pool.Name, err)
+	}
+	return nil
+}

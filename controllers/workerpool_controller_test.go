@@ -1,0 +1,298 @@
+package controllers
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/clock"
+
+	workersv1alpha1 "github.com/softreload/softreload/api/v1alpha1"
+)
+
+func TestRolloutCompletesWithinBudget(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.startManager(clock.RealClock{})
+	f.createCode(map[string]string{"server.py": "print('v1')"})
+	f.createPods(podNames(10)...)
+	f.createPool(maxUnavailable(intstr.FromString("30%")))
+	v1 := f.waitComplete(10)
+
+	f.agents.resetMaxInFlight()
+	f.editCode(map[string]string{"server.py": "print('v2')"})
+	v2 := f.waitRollout(v1, 10)
+
+	if v2 == v1 {
+		t.Fatalf("a code change made no new revision: %s", v1)
+	}
+	if got := f.agents.MaxInFlight(); got > 3 || got == 0 {
+		t.Errorf("at most %d pods were reloading at once, want 1 to 3 (30%% of 10)", got)
+	}
+	for _, name := range podNames(10) {
+		if got, want := f.agents.sentTo(name), []string{v1, v2}; !slices.Equal(got, want) {
+			t.Errorf("pod %s was told %v, want %v", name, got, want)
+		}
+	}
+	p := f.pool()
+	if h := p.Status.History; len(h) < 2 || h[0].Revision != v2 || h[0].Result != ResultComplete || h[0].Cause != CauseCodeChanged ||
+		h[1].Revision != v1 || h[1].Result != ResultComplete {
+		t.Errorf("history = %+v, want %s (CodeChanged, Complete) then %s (Complete)", h, v2, v1)
+	}
+	if c := f.condition(workersv1alpha1.ConditionAvailable); c.Status != metav1.ConditionTrue {
+		t.Errorf("Available = %+v, want True", c)
+	}
+	if c := f.condition(workersv1alpha1.ConditionDegraded); c.Status != metav1.ConditionFalse {
+		t.Errorf("Degraded = %+v, want False", c)
+	}
+	if got := f.events(EventRolloutComplete); len(got) < 2 {
+		t.Errorf("RolloutComplete events = %q, want one per revision", got)
+	}
+	if got := f.events(EventRolloutStarted); len(got) < 2 {
+		t.Errorf("RolloutStarted events = %q, want one per revision", got)
+	}
+}
+
+// failAt makes the agent of pod fail revisions other than good.
+func failAt(pod string, good string) func(string, string) outcome {
+	return func(p, rev string) outcome {
+		if p == pod && rev != good {
+			return fail
+		}
+		return succeed
+	}
+}
+
+func TestFailureRollsBackWithAuto(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.startManager(clock.RealClock{})
+	f.createCode(map[string]string{"server.py": "print('v1')"})
+	f.createPods(podNames(5)...)
+	f.createPool(rollback(workersv1alpha1.RollbackAuto))
+	v1 := f.waitComplete(5)
+
+	f.agents.setBehaviour(failAt("web-2", v1))
+	f.editCode(map[string]string{"server.py": "syntax error"})
+
+	degraded := f.waitCondition(workersv1alpha1.ConditionDegraded, metav1.ConditionTrue, workersv1alpha1.ReasonReloadFailed)
+	if !strings.Contains(degraded.Message, "web-2") || !strings.Contains(degraded.Message, "SyntaxError") {
+		t.Errorf("Degraded message %q does not name the pod and its message", degraded.Message)
+	}
+	f.waitCondition(workersv1alpha1.ConditionProgressing, metav1.ConditionFalse, workersv1alpha1.ReasonRolledBack)
+	warnings := f.waitEvent(EventReloadFailed)
+	if !strings.HasPrefix(warnings[0], "Warning") || !strings.Contains(warnings[0], "web-2") {
+		t.Errorf("ReloadFailed event %q, want a Warning naming web-2", warnings[0])
+	}
+	f.waitEvent(EventRolledBack)
+
+	p := f.pool()
+	v2 := p.Status.History[0].Revision
+	if p.Status.CurrentRevision != v1 || p.Status.History[0].Result != ResultRolledBack {
+		t.Errorf("status = %+v, want currentRevision %s and %s RolledBack", p.Status, v1, v2)
+	}
+	for _, name := range podNames(5) {
+		pod := f.pod(name)
+		if got := pod.Annotations[workersv1alpha1.DesiredRevisionAnnotation]; got != v1 {
+			t.Errorf("pod %s desired revision %s, want %s after rollback", name, got, v1)
+		}
+		// The budget is 1 and pods move by name: web-3 and web-4 come
+		// after the failure and must never have been told the bad revision.
+		sent := f.agents.sentTo(name)
+		if (name == "web-3" || name == "web-4") && slices.Contains(sent, v2) {
+			t.Errorf("pod %s was told the failed revision after the failure: %v", name, sent)
+		}
+		if n := strings.Count(strings.Join(sent, ","), v2); n > 1 {
+			t.Errorf("pod %s was told %s %d times: %v", name, v2, n, sent)
+		}
+	}
+	if c := f.condition(workersv1alpha1.ConditionDegraded); !strings.Contains(c.Message, "web-2") {
+		t.Errorf("after the rollback Degraded says %q, want it to still name web-2", c.Message)
+	}
+}
+
+func TestFailureHoldsWithManual(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.startManager(clock.RealClock{})
+	f.createCode(map[string]string{"server.py": "print('v1')"})
+	f.createPods(podNames(5)...)
+	f.createPool(rollback(workersv1alpha1.RollbackManual))
+	v1 := f.waitComplete(5)
+
+	f.agents.setBehaviour(failAt("web-1", v1))
+	f.editCode(map[string]string{"server.py": "syntax error"})
+	f.waitCondition(workersv1alpha1.ConditionDegraded, metav1.ConditionTrue, workersv1alpha1.ReasonReloadFailed)
+	f.waitCondition(workersv1alpha1.ConditionProgressing, metav1.ConditionFalse, workersv1alpha1.ReasonReloadFailed)
+	v2 := f.pool().Status.History[0].Revision
+
+	// A spec change that makes no new revision: the reconcile that
+	// observes it must still hold every pod where it is.
+	f.updatePool(func(p *workersv1alpha1.WorkerPool) { p.Spec.Strategy.ProgressDeadlineSeconds = 700 })
+	f.waitReconciled()
+	want := map[string]string{"web-0": v2, "web-1": v2, "web-2": v1, "web-3": v1, "web-4": v1}
+	for name, rev := range want {
+		if got := f.pod(name).Annotations[workersv1alpha1.DesiredRevisionAnnotation]; got != rev {
+			t.Errorf("pod %s desired revision %s, want %s: Manual must hold", name, got, rev)
+		}
+	}
+	if h := f.pool().Status.History; h[0].Result != ResultFailed {
+		t.Errorf("history[0] = %+v, want Failed", h[0])
+	}
+
+	// A new change goes ahead.
+	f.agents.setBehaviour(func(string, string) outcome { return succeed })
+	f.editCode(map[string]string{"server.py": "print('v3')"})
+	v3 := f.waitRollout(v2, 5)
+	if v3 == v2 || v3 == v1 {
+		t.Fatalf("the fix made no new revision")
+	}
+	f.waitCondition(workersv1alpha1.ConditionDegraded, metav1.ConditionFalse, workersv1alpha1.ReasonAsExpected)
+}
+
+func TestPauseAndResume(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.startManager(clock.RealClock{})
+	f.createCode(map[string]string{"server.py": "print('v1')"})
+	f.createPods(podNames(4)...)
+	f.createPool()
+	v1 := f.waitComplete(4)
+
+	f.updatePool(func(p *workersv1alpha1.WorkerPool) { p.Spec.Paused = true })
+	f.waitReconciled()
+	f.editCode(map[string]string{"server.py": "print('v2')"})
+	f.waitCondition(workersv1alpha1.ConditionProgressing, metav1.ConditionFalse, workersv1alpha1.ReasonRolloutPaused)
+	v2 := f.pool().Status.UpdateRevision
+	if v2 == v1 {
+		t.Fatalf("the code change made no new revision")
+	}
+	for _, name := range podNames(4) {
+		if got := f.pod(name).Annotations[workersv1alpha1.DesiredRevisionAnnotation]; got != v1 {
+			t.Errorf("pod %s was moved to %s while paused", name, got)
+		}
+	}
+
+	f.updatePool(func(p *workersv1alpha1.WorkerPool) { p.Spec.Paused = false })
+	if got := f.waitComplete(4); got != v2 {
+		t.Errorf("after resuming every pod runs %s, want %s", got, v2)
+	}
+}
+
+func TestControllerRestartMidRollout(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.startManager(clock.RealClock{})
+	f.createCode(map[string]string{"server.py": "print('v1')"})
+	f.createPods(podNames(8)...)
+	f.createPool(maxUnavailable(intstr.FromInt32(2)))
+	v1 := f.waitComplete(8)
+
+	f.agents.setDelay(400 * time.Millisecond)
+	f.agents.resetMaxInFlight()
+	f.editCode(map[string]string{"server.py": "print('v2')"})
+	f.eventually("the rollout is under way", func() error {
+		if st := f.pool().Status; st.UpdatedPods < 2 || st.UpdatedPods >= 6 {
+			return fmt.Errorf("%d pods updated", st.UpdatedPods)
+		}
+		return nil
+	})
+	f.stopManager()
+	f.startManager(clock.RealClock{})
+	v2 := f.waitComplete(8)
+
+	if got := f.agents.MaxInFlight(); got > 2 {
+		t.Errorf("%d pods were reloading at once across the restart, budget 2", got)
+	}
+	for _, name := range podNames(8) {
+		if got, want := f.agents.sentTo(name), []string{v1, v2}; !slices.Equal(got, want) {
+			t.Errorf("pod %s was told %v, want %v: once each", name, got, want)
+		}
+	}
+}
+
+func TestPodsAddedAndRemovedMidRollout(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.startManager(clock.RealClock{})
+	f.createCode(map[string]string{"server.py": "print('v1')"})
+	f.createPods(podNames(4)...)
+	f.createPool()
+	v1 := f.waitComplete(4)
+
+	// web-1's agent goes silent on the new revision: with a budget of 1
+	// the rollout can only go on once the pod is gone.
+	f.agents.setBehaviour(func(pod, rev string) outcome {
+		if pod == "web-1" && rev != v1 {
+			return silent
+		}
+		return succeed
+	})
+	f.editCode(map[string]string{"server.py": "print('v2')"})
+	f.eventually("web-1 is stuck reloading", func() error {
+		st := f.pool().Status
+		if got := f.pod("web-1").Annotations[workersv1alpha1.DesiredRevisionAnnotation]; got != st.UpdateRevision || st.ReloadingPods != 1 {
+			return fmt.Errorf("web-1 desired %s, status %+v", got, st)
+		}
+		return nil
+	})
+	must(t, f.c.Delete(f.ctx, f.pod("web-1")))
+	f.createPods("web-4", "web-5")
+	v2 := f.waitComplete(5)
+	for _, name := range []string{"web-0", "web-2", "web-3", "web-4", "web-5"} {
+		if got := f.pod(name).Annotations[workersv1alpha1.DesiredRevisionAnnotation]; got != v2 {
+			t.Errorf("pod %s runs %s, want %s", name, got, v2)
+		}
+	}
+	for _, name := range []string{"web-4", "web-5"} {
+		if got := f.agents.sentTo(name); !slices.Equal(got, []string{v2}) {
+			t.Errorf("new pod %s was told %v, want only %s", name, got, v2)
+		}
+	}
+}
+
+func TestMissingConfigMapRecovers(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.startManager(clock.RealClock{})
+	f.createPods(podNames(2)...)
+	f.createPool()
+
+	c := f.waitCondition(workersv1alpha1.ConditionDegraded, metav1.ConditionTrue, workersv1alpha1.ReasonCodeSourceNotFound)
+	if !strings.Contains(c.Message, codeName) {
+		t.Errorf("Degraded message %q does not name the ConfigMap %s", c.Message, codeName)
+	}
+	f.waitCondition(workersv1alpha1.ConditionProgressing, metav1.ConditionFalse, workersv1alpha1.ReasonCodeSourceNotFound)
+	f.waitEvent(EventCodeSourceNotFound)
+
+	f.createCode(map[string]string{"server.py": "print('v1')"})
+	f.waitComplete(2)
+	f.waitCondition(workersv1alpha1.ConditionDegraded, metav1.ConditionFalse, workersv1alpha1.ReasonAsExpected)
+}
+
+func TestReloadOnDemand(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.startManager(clock.RealClock{})
+	f.createCode(map[string]string{"server.py": "print('v1')"})
+	f.createPods(podNames(3)...)
+	f.createPool()
+	v1 := f.waitComplete(3)
+
+	f.updatePool(func(p *workersv1alpha1.WorkerPool) {
+		p.Annotations = map[string]string{workersv1alpha1.RestartedAtAnnotation: "2026-11-28T13:00:00Z"}
+	})
+	v2 := f.waitRollout(v1, 3)
+	if h := f.pool().Status.History[0]; h.Revision != v2 || h.Cause != CauseRestart {
+		t.Errorf("history[0] = %+v, want %s caused by Restart", h, v2)
+	}
+	for _, name := range podNames(3) {
+		if got := f.agents.sentTo(name); !slices.Equal(got, []string{v1, v2}) {
+			t.Errorf("pod %s was told %v, want %s then %s", name, got, v1, v2)
+		}
+	}
+}
