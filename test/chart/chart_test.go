@@ -609,3 +609,27 @@ func TestAdmissionPolicyIsConfigPolicy(t *testing.T) {
 		}
 	}
 }
+
+// Installed into another namespace, nothing points at softreload-system:
+// the webhook's Service, the bindings' subjects and the certificate's
+// names follow the release.
+func TestChartFollowsTheReleaseNamespace(t *testing.T) {
+	for name, values := range map[string]string{
+		"defaults":     "",
+		"cert-manager": certManagerValues + "metrics:\n  serviceMonitor:\n    enabled: true\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			out, err := helm(t, "template", "softreload", chartDir, "--namespace", "ops", "--include-crds", "--values", valuesFile(t, values))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(out, namespace) {
+				t.Errorf("rendered into namespace ops, the chart still names %s", namespace)
+			}
+			objs := decode(t, out)
+			if got := webhook(t, objs)["clientConfig"].(map[string]any)["service"].(map[string]any)["namespace"]; got != "ops" {
+				t.Errorf("the webhook calls a Service in %v, want ops", got)
+			}
+		})
+	}
+}
