@@ -1,0 +1,566 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	testingclock "k8s.io/utils/clock/testing"
+	"k8s.io/utils/ptr"
+
+	"github.com/softreload/softreload/api/v1alpha1"
+)
+
+// groupSpec builds a group whose workers report readiness with READY=1, so
+// that the test decides when a worker is ready.
+func groupSpec(name string, count int32, mods ...func(*v1alpha1.WorkerGroup)) v1alpha1.WorkerGroup {
+	g := v1alpha1.WorkerGroup{
+		Name: name, Command: []string{"./" + name}, Count: count,
+		Readiness: v1alpha1.Readiness{Type: v1alpha1.ReadinessNotify, TimeoutSeconds: 60},
+	}
+	for _, m := range mods {
+		m(&g)
+	}
+	v1alpha1.SetGroupDefaults(&g)
+	return g
+}
+
+func notReloadable(g *v1alpha1.WorkerGroup) { g.Reloadable = ptr.To(false) }
+
+type harness struct {
+	t     *testing.T
+	os    *fakeOS
+	clock *testingclock.FakeClock
+	s     *Supervisor
+	rec   *fakeRecorder
+	runs  chan error
+
+	mu       sync.Mutex
+	behavior map[string]string // revision -> ready (default), exit, hang
+}
+
+func newHarness(t *testing.T, strategy v1alpha1.RolloutStrategy, groups ...v1alpha1.WorkerGroup) *harness {
+	t.Helper()
+	h := &harness{
+		t: t, os: newFakeOS(), clock: testingclock.NewFakeClock(time.Unix(1_000_000, 0)),
+		rec: &fakeRecorder{}, runs: make(chan error, 1), behavior: map[string]string{},
+	}
+	s, err := New(Options{
+		Groups: groups, Strategy: strategy, Revision: "r1", CodeDir: "/code/r1",
+		OS: h.os, Clock: h.clock, Recorder: h.rec,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.s = s
+	go func() { h.runs <- s.Run(context.Background()) }()
+	t.Cleanup(func() {
+		s.Stop()
+		select {
+		case <-s.Done():
+		case <-time.After(30 * time.Second):
+			t.Error("supervisor did not stop")
+		}
+	})
+	return h
+}
+
+// respond answers every started process the way its revision's behavior
+// says: ready (READY=1), exit (writes two lines and exits 3) or hang.
+func (h *harness) respond() {
+	go func() {
+		for {
+			select {
+			case p := <-h.os.started:
+				h.mu.Lock()
+				b := h.behavior[env(p.spec, EnvRevision)]
+				h.mu.Unlock()
+				switch b {
+				case "exit":
+					p.write("loading config", "fatal: syntax error in app.php line 3")
+					p.exit(errors.New("exit status 3"))
+				case "hang":
+				default:
+					p.markReady()
+				}
+			case <-h.s.Done():
+				return
+			}
+		}
+	}()
+}
+
+func (h *harness) set(rev, behavior string) {
+	h.mu.Lock()
+	h.behavior[rev] = behavior
+	h.mu.Unlock()
+}
+
+// waitFor waits until cond holds for the supervisor's status.
+func (h *harness) waitFor(what string, cond func(Status) bool) Status {
+	h.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st := h.s.Status()
+		if cond(st) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("timed out waiting for %s; status: %+v", what, st)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func (h *harness) waitReady(rev string) Status {
+	h.t.Helper()
+	return h.waitFor("Ready at "+rev, func(st Status) bool {
+		return st.Agent.State == v1alpha1.AgentReady && st.Agent.Revision == rev && st.Agent.Ready == st.Agent.Total
+	})
+}
+
+// revisions returns group/slot -> revision of the serving workers.
+func revisions(st Status) map[string]string {
+	m := map[string]string{}
+	for _, w := range st.Workers {
+		if !w.Next {
+			m[fmt.Sprintf("%s/%d", w.Group, w.Slot)] = w.Revision
+		}
+	}
+	return m
+}
+
+func pids(st Status, group string) []int {
+	var out []int
+	for _, w := range st.Workers {
+		if w.Group == group {
+			out = append(out, w.PID)
+		}
+	}
+	return out
+}
+
+type fakeRecorder struct {
+	mu       sync.Mutex
+	reloads  []ReloadResult
+	restarts map[string]int
+}
+
+func (r *fakeRecorder) ReloadFinished(res ReloadResult, _ time.Duration) {
+	r.mu.Lock()
+	r.reloads = append(r.reloads, res)
+	r.mu.Unlock()
+}
+
+func (r *fakeRecorder) WorkerRestarted(g string) {
+	r.mu.Lock()
+	if r.restarts == nil {
+		r.restarts = map[string]int{}
+	}
+	r.restarts[g]++
+	r.mu.Unlock()
+}
+
+func TestStartGivesEveryWorkerTheContract(t *testing.T) {
+	files := []*os.File{os.Stdin}
+	h := &harness{t: t, os: newFakeOS()}
+	s, err := New(Options{
+		Groups: []v1alpha1.WorkerGroup{groupSpec("web", 2, func(g *v1alpha1.WorkerGroup) {
+			g.Env = []v1alpha1.EnvVar{{Name: "APP_ENV", Value: "prod"}}
+			g.Args = []string{"--port", "fd"}
+		})},
+		Listeners: map[string][]*os.File{"web": files},
+		Revision:  "r1", CodeDir: "/code/r1", OS: h.os,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = s.Run(context.Background()) }()
+	defer func() { s.Stop(); <-s.Done() }()
+	var got []ProcessSpec
+	for i := 0; i < 2; i++ {
+		p := h.os.next(t)
+		got = append(got, p.spec)
+		p.markReady()
+	}
+	want := []ProcessSpec{}
+	for slot := 0; slot < 2; slot++ {
+		want = append(want, ProcessSpec{
+			Group: "web", Slot: slot, Command: []string{"./web", "--port", "fd"}, Dir: "/code/r1",
+			Env: []string{"APP_ENV=prod", "SOFTRELOAD_GROUP=web", fmt.Sprintf("SOFTRELOAD_WORKER_ID=%d", slot),
+				"SOFTRELOAD_REVISION=r1", "SOFTRELOAD_CODE_DIR=/code/r1"},
+			Files: files, Names: []string{"web-0"}, Notify: true,
+		})
+	}
+	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b *os.File) bool { return a == b })); diff != "" {
+		t.Errorf("process specs (-want +got):\n%s", diff)
+	}
+	for {
+		st := s.Status()
+		if st.Agent.State == v1alpha1.AgentReady {
+			if diff := cmp.Diff(v1alpha1.AgentStatus{Revision: "r1", Running: "r1", State: v1alpha1.AgentReady, Ready: 2, Total: 2}, st.Agent); diff != "" {
+				t.Errorf("agent status (-want +got):\n%s", diff)
+			}
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestReloadOrder(t *testing.T) {
+	tests := map[string]struct {
+		strategy v1alpha1.RolloutStrategy
+		want     []string
+	}{
+		"SurgeFirst starts the new worker before it stops the old one": {
+			strategy: v1alpha1.RolloutStrategy{},
+			want: []string{
+				"start web/0 r2", "signal web/0 r1 terminated",
+				"start web/1 r2", "signal web/1 r1 terminated",
+				"start web/2 r2", "signal web/2 r1 terminated",
+			},
+		},
+		"StopFirst stops the old worker before it starts the new one": {
+			strategy: v1alpha1.RolloutStrategy{Replacement: v1alpha1.StopFirst},
+			want: []string{
+				"signal web/0 r1 terminated", "start web/0 r2",
+				"signal web/1 r1 terminated", "start web/1 r2",
+				"signal web/2 r1 terminated", "start web/2 r2",
+			},
+		},
+		"maxSurge 2 replaces two at a time": {
+			strategy: v1alpha1.RolloutStrategy{MaxSurge: 2},
+			want: []string{
+				"start web/0 r2", "start web/1 r2", "signal web/0 r1 terminated", "signal web/1 r1 terminated",
+				"start web/2 r2", "signal web/2 r1 terminated",
+			},
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			h := newHarness(t, tc.strategy, groupSpec("web", 3))
+			h.respond()
+			h.waitReady("r1")
+			h.os.takeLog()
+			st, err := h.s.Reload(context.Background(), "r2", "/code/r2")
+			if err != nil {
+				t.Fatalf("Reload: %v", err)
+			}
+			if diff := cmp.Diff(v1alpha1.AgentStatus{Revision: "r2", Running: "r2", State: v1alpha1.AgentReady, Ready: 3, Total: 3}, st); diff != "" {
+				t.Errorf("status after reload (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tc.want, h.os.takeLog()); diff != "" {
+				t.Errorf("starts and signals (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestReloadFailureRollsBack(t *testing.T) {
+	tests := map[string]struct {
+		strategy v1alpha1.RolloutStrategy
+		behavior string
+		reason   string
+	}{
+		"SurgeFirst, new worker exits":    {behavior: "exit", reason: "exited before it was ready: exit status 3"},
+		"StopFirst, new worker exits":     {strategy: v1alpha1.RolloutStrategy{Replacement: v1alpha1.StopFirst}, behavior: "exit", reason: "exited before it was ready"},
+		"SurgeFirst, new worker hangs":    {behavior: "hang", reason: "was not ready within 60s"},
+		"StopFirst, new worker hangs":     {strategy: v1alpha1.RolloutStrategy{Replacement: v1alpha1.StopFirst}, behavior: "hang", reason: "was not ready within 60s"},
+		"maxSurge 2, new workers exit":    {strategy: v1alpha1.RolloutStrategy{MaxSurge: 2}, behavior: "exit", reason: "exited before it was ready"},
+		"SurgeFirst, program not started": {behavior: "nostart", reason: "could not start: exec: no such file"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			h := newHarness(t, tc.strategy, groupSpec("web", 3), groupSpec("gateway", 1, notReloadable))
+			h.respond()
+			h.waitReady("r1")
+			// Slot 0 takes r2 fine; from slot 1 on, r2 breaks.
+			var mu sync.Mutex
+			started := 0
+			h.os.failStart = func(spec ProcessSpec) bool {
+				if env(spec, EnvRevision) != "r2" {
+					return false
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				started++
+				if started == 1 && tc.strategy.MaxSurge < 2 {
+					return false
+				}
+				if tc.behavior == "nostart" {
+					return true
+				}
+				h.set("r2", tc.behavior)
+				return false
+			}
+			if tc.behavior == "hang" {
+				go func() {
+					h.waitFor("a hanging new worker", func(st Status) bool {
+						for _, w := range st.Workers {
+							if w.Revision == "r2" && w.State == WorkerStarting {
+								return true
+							}
+						}
+						return false
+					})
+					// Let the first r2 worker become ready first.
+					time.Sleep(0)
+					h.clock.Step(61 * time.Second)
+				}()
+			}
+			st, err := h.s.Reload(context.Background(), "r2", "/code/r2")
+			var rerr *ReloadError
+			if !errors.As(err, &rerr) {
+				t.Fatalf("Reload error = %v, want a *ReloadError", err)
+			}
+			if st.State != v1alpha1.AgentFailed || st.Revision != "r2" || st.Running != "r1" {
+				t.Errorf("status = %+v, want Failed for r2, running r1", st)
+			}
+			if !strings.Contains(st.Message, tc.reason) || !strings.Contains(st.Message, "web/") {
+				t.Errorf("message %q does not name the worker and say %q", st.Message, tc.reason)
+			}
+			if tc.behavior == "exit" && !strings.Contains(st.Message, "fatal: syntax error in app.php line 3") {
+				t.Errorf("message %q lacks the worker's last output", st.Message)
+			}
+			final := h.waitFor("every worker back on r1", func(st Status) bool {
+				return st.Agent.Ready == 4 && len(st.Workers) == 4
+			})
+			want := map[string]string{"web/0": "r1", "web/1": "r1", "web/2": "r1", "gateway/0": "r1"}
+			if diff := cmp.Diff(want, revisions(final)); diff != "" {
+				t.Errorf("revisions after rollback (-want +got):\n%s", diff)
+			}
+			if final.Agent.State != v1alpha1.AgentFailed {
+				t.Errorf("state after rollback = %s, want Failed until the next reload", final.Agent.State)
+			}
+		})
+	}
+}
+
+func TestNonReloadableGroupIsNotTouched(t *testing.T) {
+	h := newHarness(t, v1alpha1.RolloutStrategy{}, groupSpec("web", 2), groupSpec("gateway", 2, notReloadable))
+	h.respond()
+	before := pids(h.waitReady("r1"), "gateway")
+	h.os.takeLog()
+	for _, rev := range []string{"r2", "r3"} {
+		if _, err := h.s.Reload(context.Background(), rev, "/code/"+rev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := h.s.Status()
+	if diff := cmp.Diff(before, pids(st, "gateway")); diff != "" {
+		t.Errorf("gateway pids (-want +got):\n%s", diff)
+	}
+	for _, l := range h.os.takeLog() {
+		if strings.Contains(l, "gateway") {
+			t.Errorf("reload touched the gateway: %s", l)
+		}
+	}
+	want := map[string]string{"web/0": "r3", "web/1": "r3", "gateway/0": "r1", "gateway/1": "r1"}
+	if diff := cmp.Diff(want, revisions(st)); diff != "" {
+		t.Errorf("revisions (-want +got):\n%s", diff)
+	}
+}
+
+func TestReloadsAskedDuringAReloadCoalesce(t *testing.T) {
+	h := newHarness(t, v1alpha1.RolloutStrategy{}, groupSpec("web", 2))
+	h.respond()
+	h.waitReady("r1")
+	h.set("r2", "hang") // hold the reload to r2 until the test lets go
+	h.os.takeLog()
+	first := make(chan error, 1)
+	go func() { _, err := h.s.Reload(context.Background(), "r2", "/code/r2"); first <- err }()
+	h.waitFor("the reload to r2", func(st Status) bool { return st.Agent.State == v1alpha1.AgentReloading && st.Agent.Revision == "r2" })
+
+	// r2 again joins the running reload; r3 then r4 leave one more reload,
+	// to r4. RequestReload returns once the request is queued, before the
+	// r2 workers are let go below.
+	h.s.RequestReload("r2", "/code/r2")
+	h.s.RequestReload("r3", "/code/r3")
+	h.s.RequestReload("r4", "/code/r4")
+	h.set("r2", "ready")
+	h.os.mu.Lock()
+	for _, p := range h.os.procs {
+		if env(p.spec, EnvRevision) == "r2" {
+			p.markReady()
+		}
+	}
+	h.os.mu.Unlock()
+	if err := <-first; err != nil {
+		t.Fatalf("reload to r2: %v", err)
+	}
+	h.waitReady("r4")
+	want := []string{
+		"start web/0 r2", "signal web/0 r1 terminated", "start web/1 r2", "signal web/1 r1 terminated",
+		"start web/0 r4", "signal web/0 r2 terminated", "start web/1 r4", "signal web/1 r2 terminated",
+	}
+	if diff := cmp.Diff(want, h.os.takeLog()); diff != "" {
+		t.Errorf("starts and signals (-want +got):\n%s", diff)
+	}
+	h.rec.mu.Lock()
+	defer h.rec.mu.Unlock()
+	if diff := cmp.Diff([]ReloadResult{ReloadSucceeded, ReloadSucceeded}, h.rec.reloads); diff != "" {
+		t.Errorf("reloads recorded (-want +got):\n%s", diff)
+	}
+}
+
+func TestReloadToTheRunningRevisionDoesNothing(t *testing.T) {
+	h := newHarness(t, v1alpha1.RolloutStrategy{}, groupSpec("web", 2))
+	h.respond()
+	h.waitReady("r1")
+	h.os.takeLog()
+	st, err := h.s.Reload(context.Background(), "r1", "/code/r1")
+	if err != nil || st.State != v1alpha1.AgentReady {
+		t.Fatalf("Reload to the running revision = %+v, %v", st, err)
+	}
+	if l := h.os.takeLog(); len(l) != 0 {
+		t.Errorf("reload to the running revision touched workers: %v", l)
+	}
+}
+
+func TestCrashedWorkerRestartsWithBackoff(t *testing.T) {
+	h := newHarness(t, v1alpha1.RolloutStrategy{}, groupSpec("web", 1))
+	p := h.os.next(t)
+	p.markReady()
+	h.waitReady("r1")
+	// Each crash right after start doubles the delay: 1s, 2s, 4s, ... up
+	// to 30s.
+	for i, delay := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second, 30 * time.Second, 30 * time.Second} {
+		p.exit(errors.New("exit status 1"))
+		h.waitFor("backoff", func(st Status) bool {
+			return st.Workers[0].State == WorkerBackoff && st.Workers[0].Restarts == int32(i+1)
+		})
+		h.clock.Step(delay - time.Millisecond)
+		h.os.noneStarted(t)
+		h.clock.Step(time.Millisecond)
+		p = h.os.next(t)
+	}
+	p.markReady()
+	st := h.waitFor("ready again", func(st Status) bool { return st.Workers[0].State == WorkerReady })
+	if st.Workers[0].Restarts != 7 || st.Workers[0].PID != p.pid {
+		t.Errorf("worker = %+v, want 7 restarts and pid %d", st.Workers[0], p.pid)
+	}
+	// A worker that ran long enough starts from the first delay again.
+	h.clock.Step(10 * time.Second)
+	p.exit(errors.New("exit status 1"))
+	h.waitFor("backoff", func(st Status) bool { return st.Workers[0].State == WorkerBackoff })
+	h.clock.Step(time.Second)
+	h.os.next(t)
+	h.rec.mu.Lock()
+	defer h.rec.mu.Unlock()
+	if h.rec.restarts["web"] != 8 {
+		t.Errorf("restarts recorded = %d, want 8", h.rec.restarts["web"])
+	}
+}
+
+func TestStopDrainsEveryWorker(t *testing.T) {
+	h := newHarness(t, v1alpha1.RolloutStrategy{}, groupSpec("web", 2), groupSpec("gateway", 1, notReloadable, func(g *v1alpha1.WorkerGroup) {
+		g.StopSignal = "SIGQUIT"
+		g.StopTimeoutSeconds = 5
+	}))
+	var procs []*fakeProc
+	for i := 0; i < 3; i++ {
+		p := h.os.next(t)
+		p.markReady()
+		procs = append(procs, p)
+	}
+	h.waitReady("r1")
+	// The gateway ignores its stop signal: it is killed after 5s.
+	for _, p := range procs {
+		if p.spec.Group == "gateway" {
+			p.mu.Lock()
+			p.ignoreTerm = true
+			p.mu.Unlock()
+		}
+	}
+	h.os.takeLog()
+	h.s.Stop()
+	h.waitFor("workers stopping", func(st Status) bool {
+		for _, w := range st.Workers {
+			if w.Group == "gateway" && w.State == WorkerStopping {
+				return true
+			}
+		}
+		return false
+	})
+	select {
+	case <-h.s.Done():
+		t.Fatal("Run returned before the gateway stopped")
+	default:
+	}
+	h.clock.Step(5 * time.Second)
+	select {
+	case err := <-h.runs:
+		if err != nil {
+			t.Fatalf("Run = %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run did not return after the drain")
+	}
+	got := h.os.takeLog()
+	want := []string{"signal web/0 r1 terminated", "signal web/1 r1 terminated", "signal gateway/0 r1 quit", "signal gateway/0 r1 killed"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("signals (-want +got):\n%s", diff)
+	}
+	if _, err := h.s.Reload(context.Background(), "r2", "/code/r2"); !errors.Is(err, ErrStopped) {
+		t.Errorf("Reload after stop = %v, want ErrStopped", err)
+	}
+}
+
+func TestStopDuringReload(t *testing.T) {
+	h := newHarness(t, v1alpha1.RolloutStrategy{}, groupSpec("web", 2))
+	h.respond()
+	h.waitReady("r1")
+	h.set("r2", "hang")
+	done := make(chan error, 1)
+	go func() { _, err := h.s.Reload(context.Background(), "r2", "/code/r2"); done <- err }()
+	h.waitFor("a new worker", func(st Status) bool { return len(st.Workers) == 3 })
+	h.s.Stop()
+	if err := <-done; !errors.Is(err, ErrStopped) {
+		t.Errorf("Reload interrupted by Stop = %v, want ErrStopped", err)
+	}
+	<-h.s.Done()
+	h.os.mu.Lock()
+	defer h.os.mu.Unlock()
+	for _, p := range h.os.procs {
+		if p.Err() == nil {
+			t.Errorf("worker %s/%d (%s) still runs after the drain", p.spec.Group, p.spec.Slot, env(p.spec, EnvRevision))
+		}
+	}
+}
+
+func TestSubscribeSeesTheReload(t *testing.T) {
+	h := newHarness(t, v1alpha1.RolloutStrategy{}, groupSpec("web", 1))
+	h.respond()
+	h.waitReady("r1")
+	updates, cancel := h.s.Subscribe()
+	defer cancel()
+	if st := <-updates; st.State != v1alpha1.AgentReady || st.Revision != "r1" {
+		t.Fatalf("first update = %+v, want the current status", st)
+	}
+	go func() { _, _ = h.s.Reload(context.Background(), "r2", "/code/r2") }()
+	var states []v1alpha1.AgentState
+	for st := range updates {
+		if st.Revision != "r2" {
+			continue
+		}
+		if len(states) == 0 || states[len(states)-1] != st.State {
+			states = append(states, st.State)
+		}
+		if st.State == v1alpha1.AgentReady {
+			break
+		}
+	}
+	if diff := cmp.Diff([]v1alpha1.AgentState{v1alpha1.AgentReloading, v1alpha1.AgentReady}, states); diff != "" {
+		t.Errorf("states seen (-want +got):\n%s", diff)
+	}
+}
