@@ -1,0 +1,107 @@
+// Command manager runs softreload's controllers and its injection webhook:
+// the WorkerPool reconciler that rolls revisions over the pods, the
+// reconciler that keeps each namespace's agent rights in step, and the
+// webhook that puts the agent into governed pods.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	workersv1alpha1 "github.com/softreload/softreload/api/v1alpha1"
+	"github.com/softreload/softreload/controllers"
+	"github.com/softreload/softreload/internal/injection"
+)
+
+// leaderElectionID names the Lease the replicas compete for.
+const leaderElectionID = "softreload-manager.softreload.dev"
+
+func main() {
+	var (
+		metricsAddr, probeAddr string
+		leaderElect            bool
+		webhookPort            int
+		certDir, certMode      string
+		agentImage             string
+	)
+	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; 0 turns it off.")
+	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
+	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader among the replicas, so that one reconciles at a time.")
+	flag.IntVar(&webhookPort, "webhook-port", 9443, "Port of the injection webhook's server.")
+	flag.StringVar(&certDir, "webhook-cert-dir", "/tmp/k8s-webhook-server/serving-certs", "Directory of the webhook's tls.crt and tls.key.")
+	flag.StringVar(&certMode, "webhook-cert-mode", string(injection.CertModeSelf), "Who provides the webhook's certificate: self or cert-manager.")
+	flag.StringVar(&agentImage, "agent-image", "", "Image the webhook copies the agent binary from.")
+	klog.InitFlags(nil)
+	flag.Parse()
+	ctrl.SetLogger(klog.NewKlogr())
+
+	if err := run(metricsAddr, probeAddr, leaderElect, webhookPort, certDir, injection.CertMode(certMode), agentImage); err != nil {
+		klog.ErrorS(err, "Manager stopped")
+		os.Exit(1)
+	}
+}
+
+var scheme = runtime.NewScheme()
+
+func init() {
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(workersv1alpha1.AddToScheme(scheme))
+}
+
+func run(metricsAddr, probeAddr string, leaderElect bool, webhookPort int, certDir string, certMode injection.CertMode, agentImage string) error {
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return fmt.Errorf("reading the kubeconfig: %w", err)
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                 scheme,
+		Metrics:                metricsserver.Options{BindAddress: metricsAddr},
+		HealthProbeBindAddress: probeAddr,
+		LeaderElection:         leaderElect,
+		LeaderElectionID:       leaderElectionID,
+		WebhookServer:          webhook.NewServer(webhook.Options{Port: webhookPort, CertDir: certDir}),
+		// Pods and ConfigMaps are cached cluster-wide; their managed fields
+		// are never read.
+		Cache: cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
+	})
+	if err != nil {
+		return fmt.Errorf("creating the manager: %w", err)
+	}
+
+	events := mgr.GetEventRecorder("softreload")
+	if err := controllers.NewWorkerPoolReconciler(mgr.GetClient(), events, clock.RealClock{}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the WorkerPool controller: %w", err)
+	}
+	if err := controllers.NewAgentAccessReconciler(mgr.GetClient()).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the agent access controller: %w", err)
+	}
+	if err := injection.Setup(mgr, injection.SetupOptions{
+		Options:   injection.Options{AgentImage: agentImage},
+		CertMode:  certMode,
+		CertDir:   certDir,
+		Namespace: os.Getenv("POD_NAMESPACE"),
+	}); err != nil {
+		return fmt.Errorf("setting up the injection webhook: %w", err)
+	}
+
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return fmt.Errorf("adding the health check: %w", err)
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return fmt.Errorf("adding the readiness check: %w", err)
+	}
+	klog.InfoS("Starting the manager", "leaderElection", leaderElect, "metrics", metricsAddr, "webhookCertMode", certMode)
+	return mgr.Start(ctrl.SetupSignalHandler())
+}
