@@ -78,7 +78,7 @@ tolerations:
     value: ops
     effect: NoSchedule
 extraArgs:
-  - --zap-log-level=debug
+  - --v=2
 `
 )
 
@@ -369,7 +369,7 @@ func TestDeployment(t *testing.T) {
 				"--webhook-cert-dir=/tmp/k8s-webhook-server/serving-certs",
 				"--webhook-cert-mode=self",
 				"--agent-image=registry.example/team/softreload-agent@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
-				"--zap-log-level=debug",
+				"--v=2",
 			},
 			wantReplicas: 3,
 			wantResources: map[string]any{
