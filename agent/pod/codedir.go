@@ -1,0 +1,127 @@
+package pod
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// WriteRevision writes files into root/revisions/rev and returns that
+// directory. The directory appears whole or not at all: the files go into a
+// temporary directory that is renamed into place. A directory that is there
+// already is the same revision's and is used as it is: revisions are
+// immutable.
+func WriteRevision(root, rev string, files map[string][]byte) (string, error) {
+	if rev == "" || strings.ContainsAny(rev, `/\`) || rev == "." || rev == ".." {
+		return "", fmt.Errorf("invalid revision name %q", rev)
+	}
+	dir := filepath.Join(root, "revisions", rev)
+	if _, err := os.Stat(dir); err == nil {
+		return dir, nil
+	}
+	parent := filepath.Dir(dir)
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return "", fmt.Errorf("creating %s: %w", parent, err)
+	}
+	tmp, err := os.MkdirTemp(parent, ".tmp-"+rev+"-")
+	if err != nil {
+		return "", fmt.Errorf("creating a directory for revision %s: %w", rev, err)
+	}
+	defer os.RemoveAll(tmp) // a no-op once renamed
+	for name, data := range files {
+		if !fs.ValidPath(name) || name == "." {
+			return "", fmt.Errorf("revision %s: invalid file name %q", rev, name)
+		}
+		path := filepath.Join(tmp, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return "", fmt.Errorf("revision %s: %w", rev, err)
+		}
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			return "", fmt.Errorf("revision %s: writing %s: %w", rev, name, err)
+		}
+	}
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return "", fmt.Errorf("revision %s: %w", rev, err)
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		if _, statErr := os.Stat(dir); statErr == nil {
+			return dir, nil // written meanwhile by another writer
+		}
+		return "", fmt.Errorf("moving revision %s into place: %w", rev, err)
+	}
+	return dir, nil
+}
+
+// PruneRevisions removes the revision directories under root/revisions that
+// are not in keep, oldest first, leaving at most limit of them besides those
+// in keep. Workers may still run code of a kept revision, never of a pruned
+// one.
+func PruneRevisions(root string, keep map[string]bool, limit int) error {
+	base := filepath.Join(root, "revisions")
+	entries, err := os.ReadDir(base)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", base, err)
+	}
+	type dir struct {
+		name string
+		mod  int64
+	}
+	var old []dir
+	for _, e := range entries {
+		if !e.IsDir() || keep[e.Name()] || strings.HasPrefix(e.Name(), ".tmp-") {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil {
+			continue
+		}
+		old = append(old, dir{e.Name(), info.ModTime().UnixNano()})
+	}
+	sort.Slice(old, func(i, j int) bool { return old[i].mod > old[j].mod })
+	var errs []error
+	for i, d := range old {
+		if i < limit {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(base, d.name)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// CopyTree copies the directory tree from into a new directory to, whole or
+// not at all (a temporary directory renamed into place). An existing to is
+// left as it is. It is what the code container of image mode runs.
+func CopyTree(from, to string) error {
+	if _, err := os.Stat(to); err == nil {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
+		return fmt.Errorf("creating %s: %w", filepath.Dir(to), err)
+	}
+	tmp := fmt.Sprintf("%s.tmp-%s", to, randomSuffix())
+	defer os.RemoveAll(tmp)
+	if err := os.CopyFS(tmp, os.DirFS(from)); err != nil {
+		return fmt.Errorf("copying the code from %s: %w", from, err)
+	}
+	if err := os.Rename(tmp, to); err != nil {
+		return fmt.Errorf("moving the code into %s: %w", to, err)
+	}
+	return nil
+}
+
+func randomSuffix() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

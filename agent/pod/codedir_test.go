@@ -1,0 +1,124 @@
+package pod_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/softreload/softreload/agent/pod"
+)
+
+func TestWriteRevision(t *testing.T) {
+	root := t.TempDir()
+	files := map[string][]byte{"app.py": []byte("print('v1')\n"), "static/index.html": []byte("<p>v1</p>")}
+	dir, err := pod.WriteRevision(root, "abc123", files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(root, "revisions", "abc123"); dir != want {
+		t.Errorf("directory %s, want %s", dir, want)
+	}
+	got := map[string][]byte{}
+	err = filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, path)
+		got[filepath.ToSlash(rel)], err = os.ReadFile(path)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(files, got); diff != "" {
+		t.Errorf("files on disk (-want +got):\n%s", diff)
+	}
+
+	// A revision is immutable: writing it again leaves the first files.
+	again, err := pod.WriteRevision(root, "abc123", map[string][]byte{"app.py": []byte("changed")})
+	if err != nil || again != dir {
+		t.Fatalf("second write: %s, %v", again, err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "app.py")); string(b) != "print('v1')\n" {
+		t.Errorf("a second write changed a written revision: %q", b)
+	}
+	entries, _ := os.ReadDir(filepath.Join(root, "revisions"))
+	if len(entries) != 1 {
+		t.Errorf("left behind %d entries, want only the revision: %v", len(entries), entries)
+	}
+}
+
+func TestWriteRevisionRefusesBadNames(t *testing.T) {
+	root := t.TempDir()
+	for name, tc := range map[string]struct {
+		rev   string
+		files map[string][]byte
+		want  string
+	}{
+		"escaping file":  {"r1", map[string][]byte{"../evil": nil}, `invalid file name "../evil"`},
+		"absolute file":  {"r2", map[string][]byte{"/etc/passwd": nil}, `invalid file name "/etc/passwd"`},
+		"slash revision": {"a/b", nil, `invalid revision name "a/b"`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := pod.WriteRevision(root, tc.rev, tc.files)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want an error saying %s", err, tc.want)
+			}
+		})
+	}
+	if entries, _ := os.ReadDir(filepath.Join(root, "revisions")); len(entries) != 0 {
+		t.Errorf("a refused revision left %v behind", entries)
+	}
+}
+
+func TestPruneRevisions(t *testing.T) {
+	root := t.TempDir()
+	now := time.Now()
+	for i, rev := range []string{"r1", "r2", "r3", "r4", "r5"} {
+		dir, err := pod.WriteRevision(root, rev, map[string][]byte{"f": nil})
+		if err != nil {
+			t.Fatal(err)
+		}
+		at := now.Add(time.Duration(i) * time.Minute)
+		if err := os.Chtimes(dir, at, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// r1 runs (a non-reloadable group), r5 is current: the two newest of the
+	// others stay.
+	if err := pod.PruneRevisions(root, map[string]bool{"r1": true, "r5": true}, 2); err != nil {
+		t.Fatal(err)
+	}
+	entries, _ := os.ReadDir(filepath.Join(root, "revisions"))
+	var got []string
+	for _, e := range entries {
+		got = append(got, e.Name())
+	}
+	if diff := cmp.Diff([]string{"r1", "r3", "r4", "r5"}, got); diff != "" {
+		t.Errorf("revisions left (-want +got):\n%s", diff)
+	}
+}
+
+func TestCopyTree(t *testing.T) {
+	from := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(from, "lib"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(from, "lib", "x.php"), []byte("<?php"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	to := filepath.Join(t.TempDir(), "images", "abc")
+	if err := pod.CopyTree(from, to); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(to, "lib", "x.php")); err != nil || string(b) != "<?php" {
+		t.Fatalf("copied file: %q, %v", b, err)
+	}
+	if err := pod.CopyTree(filepath.Join(from, "missing"), filepath.Join(t.TempDir(), "x")); err == nil {
+		t.Errorf("copying a missing directory succeeded")
+	}
+}

@@ -1,0 +1,375 @@
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	workersv1alpha1 "github.com/softreload/softreload/api/v1alpha1"
+	"github.com/softreload/softreload/internal/testing/envtest"
+)
+
+// Options configure a Cluster. Zero values mean the defaults.
+type Options struct {
+	// Dir holds everything the cluster writes: binaries, kubeconfigs, the
+	// pods' code and logs. Required.
+	Dir string
+	// Namespace is where the pods and the pool live ("default").
+	Namespace string
+	// ServiceAccount is the pods' service account ("app").
+	ServiceAccount string
+	// Output receives the manager's and the agents' logs, prefixed; they
+	// always go to files in Dir/logs too.
+	Output io.Writer
+}
+
+// Cluster is a control plane, a manager and agent pods on this machine.
+type Cluster struct {
+	opts   Options
+	env    *envtest.Env
+	root   string
+	bin    string
+	client client.Client
+	kube   kubernetes.Interface
+
+	mu      sync.Mutex
+	manager *process
+	pods    map[string]*Pod
+}
+
+// process is a started command; done is closed once it has exited.
+type process struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// Pod is an agent pod: a Pod object and the agent process that serves it.
+type Pod struct {
+	Name string
+	// Host is the pod's own loopback address: its agent binds the pool's
+	// tcp addresses there.
+	Host    string
+	CodeDir string
+	proc    *process
+}
+
+// Start builds the binaries, starts the control plane, installs what an
+// install would (the CRD, the agents' admission policy), and creates the
+// namespace. It does not start the manager or any pod.
+func Start(ctx context.Context, opts Options) (*Cluster, error) {
+	if opts.Dir == "" {
+		return nil, errors.New("local: Options.Dir is required")
+	}
+	if opts.Namespace == "" {
+		opts.Namespace = "default"
+	}
+	if opts.ServiceAccount == "" {
+		opts.ServiceAccount = "app"
+	}
+	if opts.Output == nil {
+		opts.Output = io.Discard
+	}
+	root, err := envtest.RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{opts: opts, root: root, bin: filepath.Join(opts.Dir, "bin"), pods: map[string]*Pod{}}
+	if err := c.build(ctx); err != nil {
+		return nil, err
+	}
+	if c.env, err = envtest.Start(envtest.Options{}); err != nil {
+		return nil, err
+	}
+	c.client = c.env.Client
+	c.kube = kubernetes.NewForConfigOrDie(c.env.Config)
+	if err := c.install(ctx); err != nil {
+		_ = c.Stop()
+		return nil, err
+	}
+	if err := c.writeKubeconfig(c.KubeconfigPath(), c.env.Config); err != nil {
+		_ = c.Stop()
+		return nil, err
+	}
+	return c, nil
+}
+
+// Client is an administrator's client.
+func (c *Cluster) Client() client.Client { return c.client }
+
+// Config reaches the API server as an administrator.
+func (c *Cluster) Config() *rest.Config { return c.env.Config }
+
+// Namespace is where the pods live.
+func (c *Cluster) Namespace() string { return c.opts.Namespace }
+
+// KubeconfigPath is an administrator's kubeconfig, for kubectl.
+func (c *Cluster) KubeconfigPath() string { return filepath.Join(c.opts.Dir, "kubeconfig") }
+
+// Kubectl is the kubectl that hack/ built, next to the API server.
+func (c *Cluster) Kubectl() string {
+	return filepath.Join(c.env.Environment().BinaryAssetsDirectory, "kubectl")
+}
+
+func (c *Cluster) build(ctx context.Context) error {
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", c.bin+string(filepath.Separator), "./cmd/manager", "./cmd/agent")
+	cmd.Dir = c.root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("building the manager and the agent: %w\n%s", err, out)
+	}
+	return nil
+}
+
+// install applies what an install of softreload puts into a cluster
+// besides the manager: the admission policy that confines each agent to
+// its own pod. (envtest has already installed the CRD.)
+func (c *Cluster) install(ctx context.Context) error {
+	f, err := os.Open(filepath.Join(c.root, "config", "policy", "agent-pod-policy.yaml"))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	decoder := utilyaml.NewYAMLOrJSONDecoder(f, 4096)
+	for {
+		obj := &unstructured.Unstructured{}
+		if err := decoder.Decode(&obj.Object); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			return fmt.Errorf("reading the admission policy: %w", err)
+		}
+		if len(obj.Object) == 0 {
+			continue
+		}
+		if err := c.client.Create(ctx, obj); err != nil {
+			return fmt.Errorf("installing %s %s: %w", obj.GetKind(), obj.GetName(), err)
+		}
+	}
+	if c.opts.Namespace != "default" {
+		err := c.client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: c.opts.Namespace}})
+		if err != nil && !apierrors.IsAlreadyExists(err) {
+			return err
+		}
+	}
+	_, err = c.kube.CoreV1().ServiceAccounts(c.opts.Namespace).Create(ctx,
+		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: c.opts.ServiceAccount}}, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	return nil
+}
+
+// StartManager starts the manager process (the controllers, without the
+// webhook: no kubelet here creates pods through it).
+func (c *Cluster) StartManager() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.manager != nil {
+		return errors.New("local: the manager is running already")
+	}
+	cmd := exec.Command(filepath.Join(c.bin, "manager"),
+		"--kubeconfig", c.KubeconfigPath(),
+		"--metrics-bind-address", "0", "--health-probe-bind-address", "0",
+		"--webhook=false")
+	proc, err := c.startLogged(cmd, "manager")
+	if err != nil {
+		return err
+	}
+	c.manager = proc
+	return nil
+}
+
+// KillManager kills the manager with SIGKILL, as a crash or an evicted
+// node would: it has no chance to tidy up.
+func (c *Cluster) KillManager() error {
+	c.mu.Lock()
+	proc := c.manager
+	c.manager = nil
+	c.mu.Unlock()
+	if proc == nil {
+		return errors.New("local: the manager is not running")
+	}
+	_ = proc.cmd.Process.Kill()
+	<-proc.done
+	return nil
+}
+
+// AddPod creates a Pod object labelled for pool and starts its agent, which
+// binds the pool's tcp addresses on host (a loopback address, such as
+// 127.0.0.11). labels are added to the pod's.
+func (c *Cluster) AddPod(ctx context.Context, name, host string, labels map[string]string) (*Pod, error) {
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: c.opts.Namespace, Labels: labels},
+		Spec: corev1.PodSpec{
+			ServiceAccountName: c.opts.ServiceAccount,
+			Containers:         []corev1.Container{{Name: "app", Image: "local/agent"}},
+		},
+	}
+	if err := c.client.Create(ctx, pod); err != nil {
+		return nil, fmt.Errorf("creating pod %s: %w", name, err)
+	}
+	token, err := c.kube.CoreV1().ServiceAccounts(c.opts.Namespace).CreateToken(ctx, c.opts.ServiceAccount, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{BoundObjectRef: &authenticationv1.BoundObjectReference{
+			Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID,
+		}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("requesting a token bound to pod %s: %w", name, err)
+	}
+	podDir := filepath.Join(c.opts.Dir, "pods", name)
+	if err := os.MkdirAll(podDir, 0o755); err != nil {
+		return nil, err
+	}
+	agentCfg := rest.AnonymousClientConfig(c.env.Config)
+	agentCfg.BearerToken = token.Status.Token
+	kubeconfig := filepath.Join(podDir, "kubeconfig")
+	if err := c.writeKubeconfig(kubeconfig, agentCfg); err != nil {
+		return nil, err
+	}
+	p := &Pod{Name: name, Host: host, CodeDir: filepath.Join(podDir, "code")}
+	if err := c.startAgent(p, kubeconfig, labels[workersv1alpha1.PoolLabel]); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	c.pods[name] = p
+	c.mu.Unlock()
+	return p, nil
+}
+
+func (c *Cluster) startAgent(p *Pod, kubeconfig, pool string) error {
+	cmd := exec.Command(filepath.Join(c.bin, "agent"), "pod", "--kubeconfig", kubeconfig)
+	cmd.Env = append(os.Environ(),
+		"POD_NAME="+p.Name,
+		"POD_NAMESPACE="+c.opts.Namespace,
+		"SOFTRELOAD_POOL="+pool,
+		"SOFTRELOAD_CODE_ROOT="+p.CodeDir,
+		"SOFTRELOAD_LISTEN_HOST="+p.Host,
+	)
+	proc, err := c.startLogged(cmd, p.Name)
+	if err != nil {
+		return err
+	}
+	p.proc = proc
+	return nil
+}
+
+// Pods returns the running pods by name.
+func (c *Cluster) Pods() map[string]*Pod {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string]*Pod, len(c.pods))
+	for k, v := range c.pods {
+		out[k] = v
+	}
+	return out
+}
+
+// StopAPIServer stops the API server (etcd keeps running) until
+// StartAPIServer.
+func (c *Cluster) StopAPIServer() error {
+	return c.env.Environment().ControlPlane.APIServer.Stop()
+}
+
+// StartAPIServer starts the stopped API server again, on the same address.
+func (c *Cluster) StartAPIServer() error {
+	return c.env.Environment().ControlPlane.APIServer.Start()
+}
+
+// Stop drains every agent (SIGTERM, as the kubelet would), stops the
+// manager and the control plane, and leaves no process behind.
+func (c *Cluster) Stop() error {
+	c.mu.Lock()
+	pods := c.pods
+	c.pods = map[string]*Pod{}
+	manager := c.manager
+	c.manager = nil
+	c.mu.Unlock()
+
+	var wg sync.WaitGroup
+	for _, p := range pods {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			terminate(p.proc, 30*time.Second)
+		}()
+	}
+	wg.Wait()
+	if manager != nil {
+		terminate(manager, 10*time.Second)
+	}
+	if c.env != nil {
+		return c.env.Stop()
+	}
+	return nil
+}
+
+// terminate sends SIGTERM, waits up to grace, then kills.
+func terminate(p *process, grace time.Duration) {
+	if p == nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(grace):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// startLogged starts cmd with its output in Dir/logs/name.log and, line by
+// line with a prefix, in Options.Output.
+func (c *Cluster) startLogged(cmd *exec.Cmd, name string) (*process, error) {
+	logs := filepath.Join(c.opts.Dir, "logs")
+	if err := os.MkdirAll(logs, 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(filepath.Join(logs, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	w := io.MultiWriter(f, newPrefixWriter(c.opts.Output, name))
+	cmd.Stdout, cmd.Stderr = w, w
+	// Its own process group, so that a Ctrl-C in a terminal reaches the
+	// demo alone, which then drains everything in order.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("starting %s: %w", name, err)
+	}
+	p := &process{cmd: cmd, done: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait()
+		f.Close()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+func (c *Cluster) writeKubeconfig(path string, cfg *rest.Config) error {
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["local"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
+	kc.AuthInfos["user"] = &clientcmdapi.AuthInfo{
+		ClientCertificateData: cfg.CertData, ClientKeyData: cfg.KeyData, Token: cfg.BearerToken,
+	}
+	kc.Contexts["local"] = &clientcmdapi.Context{Cluster: "local", AuthInfo: "user", Namespace: c.opts.Namespace}
+	kc.CurrentContext = "local"
+	return clientcmd.WriteToFile(*kc, path)
+}
