@@ -317,7 +317,16 @@ func (r *WorkerPoolReconciler) reconcileSnapshots(ctx context.Context, s *scope)
 		client.MatchingLabels{workersv1alpha1.PoolNameLabel: s.pool.Name}); err != nil {
 		return fmt.Errorf("listing the snapshots of WorkerPool %s: %w", s.pool.Name, err)
 	}
-	inUse := map[string]bool{s.target: true, s.pool.Status.CurrentRevision: true, s.pool.Status.UpdateRevision: true}
+	// What the pods run or are told, what this reconcile sends, the target,
+	// and, until the target is everywhere, the stable revision a rollback
+	// would go to.
+	inUse := map[string]bool{s.target: true}
+	if !s.plan.Complete {
+		inUse[s.pool.Status.CurrentRevision] = true
+	}
+	if s.target == "" {
+		inUse[s.pool.Status.UpdateRevision] = true
+	}
 	for _, pod := range s.pods {
 		inUse[pod.Annotations[workersv1alpha1.DesiredRevisionAnnotation]] = true
 		if rep := reportOf(pod); rep != nil {

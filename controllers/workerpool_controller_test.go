@@ -7,11 +7,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/clock"
+	clocktesting "k8s.io/utils/clock/testing"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	workersv1alpha1 "github.com/softreload/softreload/api/v1alpha1"
+	"github.com/softreload/softreload/internal/injection"
+	"github.com/softreload/softreload/internal/revision"
 )
 
 func TestRolloutCompletesWithinBudget(t *testing.T) {
@@ -294,5 +301,115 @@ func TestReloadOnDemand(t *testing.T) {
 		if got := f.agents.sentTo(name); !slices.Equal(got, []string{v1, v2}) {
 			t.Errorf("pod %s was told %v, want %s then %s", name, got, v1, v2)
 		}
+	}
+}
+
+func TestImageModePatchesOnlyTheCodeContainer(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.startManager(clock.RealClock{})
+	for _, name := range podNames(3) {
+		pod := newPod(f.ns, name)
+		pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{Name: injection.CodeContainer, Image: "registry.example/code:v1"})
+		must(t, f.c.Create(f.ctx, pod))
+	}
+	image := func(ref string) func(*workersv1alpha1.WorkerPool) {
+		return func(p *workersv1alpha1.WorkerPool) {
+			p.Spec.Code = workersv1alpha1.CodeSource{Image: &workersv1alpha1.ImageCodeSource{Reference: ref, Path: "/code"}}
+		}
+	}
+	f.createPool(image("registry.example/code:v1"))
+	v1 := f.waitComplete(3)
+	before := map[string]*corev1.Pod{}
+	for _, name := range podNames(3) {
+		before[name] = f.pod(name)
+	}
+
+	f.updatePool(image("registry.example/code:v2"))
+	v2 := f.waitRollout(v1, 3)
+	for _, name := range podNames(3) {
+		pod := f.pod(name)
+		want := before[name].Spec.DeepCopy()
+		want.Containers[1].Image = "registry.example/code:v2"
+		if diff := cmp.Diff(*want, pod.Spec); diff != "" {
+			t.Errorf("pod %s spec (-want +got):\n%s", name, diff)
+		}
+		if got := pod.Annotations[workersv1alpha1.DesiredRevisionAnnotation]; got != v2 {
+			t.Errorf("pod %s desired revision %s, want %s", name, got, v2)
+		}
+	}
+	if h := f.pool().Status.History[0]; h.Cause != CauseCodeChanged || !strings.Contains(h.Source, "code:v2") {
+		t.Errorf("history[0] = %+v, want CodeChanged from the v2 image", h)
+	}
+}
+
+func TestSnapshotsAreKeptToTheHistoryLimit(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.startManager(clock.RealClock{})
+	f.createCode(map[string]string{"server.py": "print(1)"})
+	f.createPods(podNames(2)...)
+	f.createPool(func(p *workersv1alpha1.WorkerPool) { p.Spec.RevisionHistoryLimit = ptr.To[int32](1) })
+	revs := []string{f.waitComplete(2)}
+	for i := 2; i <= 4; i++ {
+		f.editCode(map[string]string{"server.py": fmt.Sprintf("print(%d)", i)})
+		revs = append(revs, f.waitRollout(revs[len(revs)-1], 2))
+	}
+
+	// The current revision and one more: the limit.
+	want := []string{revision.SnapshotName(poolName, revs[3]), revision.SnapshotName(poolName, revs[2])}
+	slices.Sort(want)
+	f.eventually("old snapshots are deleted", func() error {
+		list := &corev1.ConfigMapList{}
+		if err := f.c.List(f.ctx, list, client.InNamespace(f.ns), client.MatchingLabels{workersv1alpha1.PoolNameLabel: poolName}); err != nil {
+			return err
+		}
+		var got []string
+		for _, cm := range list.Items {
+			got = append(got, cm.Name)
+			if len(cm.OwnerReferences) != 1 || cm.OwnerReferences[0].Name != poolName || cm.Immutable == nil || !*cm.Immutable {
+				return fmt.Errorf("snapshot %s: owners %+v, immutable %v", cm.Name, cm.OwnerReferences, cm.Immutable)
+			}
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			return fmt.Errorf("snapshots %v, want %v", got, want)
+		}
+		return nil
+	})
+}
+
+func TestProgressDeadline(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	clk := clocktesting.NewFakeClock(time.Now())
+	f.startManager(clk)
+	f.createCode(map[string]string{"server.py": "print('v1')"})
+	f.createPods(podNames(3)...)
+	f.createPool(func(p *workersv1alpha1.WorkerPool) { p.Spec.Strategy.ProgressDeadlineSeconds = 30 })
+	v1 := f.waitComplete(3)
+
+	f.agents.setBehaviour(func(_, rev string) outcome {
+		if rev != v1 {
+			return silent
+		}
+		return succeed
+	})
+	f.editCode(map[string]string{"server.py": "print('v2')"})
+	f.waitCondition(workersv1alpha1.ConditionProgressing, metav1.ConditionTrue, workersv1alpha1.ReasonRolloutInProgress)
+	if c := f.condition(workersv1alpha1.ConditionDegraded); c.Status != metav1.ConditionFalse {
+		t.Fatalf("Degraded before the deadline: %+v", c)
+	}
+
+	clk.Step(31 * time.Second)
+	f.updatePool(func(p *workersv1alpha1.WorkerPool) {
+		p.Annotations = map[string]string{"test.softreload.dev/poke": "1"} // a reconcile now, not at the real deadline
+	})
+	c := f.waitCondition(workersv1alpha1.ConditionDegraded, metav1.ConditionTrue, workersv1alpha1.ReasonProgressDeadlineExceeded)
+	if !strings.Contains(c.Message, "30s") {
+		t.Errorf("Degraded message %q does not say the deadline", c.Message)
+	}
+	if got := f.waitEvent(EventProgressDeadlineExceeded); !strings.HasPrefix(got[0], "Warning") {
+		t.Errorf("event %q, want a Warning", got[0])
 	}
 }
