@@ -1,0 +1,242 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/softreload/softreload/agent/config"
+	"github.com/softreload/softreload/agent/control"
+	"github.com/softreload/softreload/agent/metrics"
+	"github.com/softreload/softreload/agent/process"
+	"github.com/softreload/softreload/agent/revision"
+	"github.com/softreload/softreload/agent/sockets"
+	"github.com/softreload/softreload/agent/supervisor"
+	"github.com/softreload/softreload/api/v1alpha1"
+)
+
+// Options configures an Agent. Zero values mean the defaults.
+type Options struct {
+	// Config is the loaded config. Required.
+	Config *config.Config
+	// Stdout and Stderr receive the workers' output (os.Stdout, os.Stderr).
+	Stdout, Stderr io.Writer
+	// Logger logs what the agent does (slog.Default()).
+	Logger *slog.Logger
+	// Shim is the binary that starts workers (/proc/self/exe); it must call
+	// process.RunShimIfAsked.
+	Shim string
+	// Signals makes Run handle SIGHUP and SIGUSR1 (reload) and SIGTERM and
+	// SIGINT (drain and return).
+	Signals bool
+	// ReapOrphans makes the agent a subreaper that reaps every orphan; it is
+	// always on when the agent is PID 1.
+	ReapOrphans bool
+	// BackoffInitial and BackoffMax bound crash restarts (1s, 30s).
+	BackoffInitial, BackoffMax time.Duration
+}
+
+// Agent runs one pool of worker groups.
+type Agent struct {
+	opts     Options
+	cfg      *config.Config
+	log      *slog.Logger
+	sockets  *sockets.Set
+	os       *process.OS
+	sup      *supervisor.Supervisor
+	metrics  *metrics.Metrics
+	control  net.Listener
+	metricsL net.Listener
+
+	snapMu sync.Mutex
+}
+
+// New binds the sockets, snapshots the code and prepares the workers; Run
+// starts them. Errors name what failed: the group and address of a socket,
+// the code directory, the control socket.
+func New(ctx context.Context, opts Options) (*Agent, error) {
+	if opts.Config == nil {
+		return nil, errors.New("agent: Options.Config is required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	a := &Agent{opts: opts, cfg: opts.Config, log: opts.Logger}
+	ok := false
+	defer func() {
+		if !ok {
+			a.close()
+		}
+	}()
+	var err error
+	if a.sockets, err = sockets.Bind(ctx, a.cfg.Groups); err != nil {
+		return nil, err
+	}
+	rev, dir, err := revision.Snapshot(a.cfg.CodeDir, a.cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	if a.os, err = process.New(process.Options{
+		Shim: opts.Shim, Stdout: opts.Stdout, Stderr: opts.Stderr, NoPrefix: !*a.cfg.PrefixOutput,
+	}); err != nil {
+		return nil, err
+	}
+	a.metrics = metrics.New(a.Status)
+	if a.sup, err = supervisor.New(supervisor.Options{
+		Groups: a.cfg.Groups, Strategy: a.cfg.Strategy, Listeners: a.sockets.Files(),
+		Revision: rev, CodeDir: dir, OS: a.os, Recorder: a.metrics, Logger: a.log,
+		BackoffInitial: opts.BackoffInitial, BackoffMax: opts.BackoffMax,
+	}); err != nil {
+		return nil, err
+	}
+	if a.control, err = control.Listen(a.cfg.ControlSocket); err != nil {
+		return nil, err
+	}
+	if a.cfg.MetricsAddress != "" {
+		if a.metricsL, err = net.Listen("tcp", a.cfg.MetricsAddress); err != nil {
+			return nil, fmt.Errorf("metricsAddress %s: %w", a.cfg.MetricsAddress, err)
+		}
+	}
+	ok = true
+	return a, nil
+}
+
+// Run starts the workers and serves until Stop, a SIGTERM (with
+// Options.Signals) or the end of ctx; then it drains every worker and
+// returns nil.
+func (a *Agent) Run(ctx context.Context) error {
+	defer a.close()
+	if os.Getpid() == 1 || a.opts.ReapOrphans {
+		if err := process.BecomeSubreaper(); err != nil && os.Getpid() != 1 {
+			a.log.Warn("Could not become a subreaper", "err", err)
+		}
+		process.ReapOrphans()
+	}
+	if a.opts.Signals {
+		sigs := make(chan os.Signal, 4)
+		signal.Notify(sigs, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGTERM, syscall.SIGINT)
+		defer signal.Stop(sigs)
+		go func() {
+			for {
+				select {
+				case sig := <-sigs:
+					if sig == syscall.SIGHUP || sig == syscall.SIGUSR1 {
+						a.log.Info("Reload asked by signal", "signal", sig.String())
+						if err := a.RequestReload(); err != nil {
+							a.log.Error("Reload failed", "err", err)
+						}
+						continue
+					}
+					a.log.Info("Draining, asked by signal", "signal", sig.String())
+					a.Stop()
+				case <-a.sup.Done():
+					return
+				}
+			}
+		}()
+	}
+	servers := []*http.Server{{Handler: control.Handler(a), ReadHeaderTimeout: 10 * time.Second}}
+	go func() { _ = servers[0].Serve(a.control) }()
+	if a.metricsL != nil {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", a.metrics.Handler())
+		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+		mux.Handle("GET /status", control.Handler(a))
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		servers = append(servers, srv)
+		go func() { _ = srv.Serve(a.metricsL) }()
+	}
+	a.log.Info("Agent started", "revision", a.sup.Status().Agent.Revision, "control", a.cfg.ControlSocket, "metrics", a.cfg.MetricsAddress)
+	err := a.sup.Run(ctx)
+	for _, s := range servers {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = s.Shutdown(sctx)
+		cancel()
+	}
+	a.log.Info("Agent stopped")
+	return err
+}
+
+func (a *Agent) close() {
+	for _, c := range []io.Closer{a.control, a.metricsL} {
+		if c != nil && c != (net.Listener)(nil) {
+			_ = c.Close()
+		}
+	}
+	if a.sockets != nil {
+		_ = a.sockets.Close()
+	}
+	if a.os != nil {
+		_ = a.os.Close()
+	}
+}
+
+// snapshot makes the revision of the code directory now, and prunes old
+// snapshots.
+func (a *Agent) snapshot() (rev, dir string, err error) {
+	a.snapMu.Lock()
+	defer a.snapMu.Unlock()
+	rev, dir, err = revision.Snapshot(a.cfg.CodeDir, a.cfg.StateDir)
+	if err != nil {
+		return "", "", err
+	}
+	inUse := []string{rev}
+	for _, w := range a.sup.Status().Workers {
+		inUse = append(inUse, w.Revision)
+	}
+	if err := revision.Prune(a.cfg.StateDir, a.cfg.KeepRevisions, inUse...); err != nil {
+		a.log.Warn("Could not prune old revisions", "err", err)
+	}
+	return rev, dir, nil
+}
+
+// Reload snapshots the code directory and reloads the workers to it,
+// returning when the reload is over (see supervisor.Reload).
+func (a *Agent) Reload(ctx context.Context) (v1alpha1.AgentStatus, error) {
+	rev, dir, err := a.snapshot()
+	if err != nil {
+		return a.Status().Agent, err
+	}
+	return a.sup.Reload(ctx, rev, dir)
+}
+
+// RequestReload snapshots the code directory and starts a reload to it.
+func (a *Agent) RequestReload() error {
+	rev, dir, err := a.snapshot()
+	if err != nil {
+		return err
+	}
+	a.sup.RequestReload(rev, dir)
+	return nil
+}
+
+// Status returns the supervisor's status, with each worker's memory.
+func (a *Agent) Status() supervisor.Status {
+	st := a.sup.Status()
+	st.Workers = append([]supervisor.WorkerStatus(nil), st.Workers...)
+	for i := range st.Workers {
+		if pid := st.Workers[i].PID; pid > 0 {
+			st.Workers[i].MemoryBytes = process.MemoryBytes(pid)
+		}
+	}
+	return st
+}
+
+// Stop drains the workers; Run then returns.
+func (a *Agent) Stop() { a.sup.Stop() }
+
+// Supervisor is the reload engine, for a caller that brings its own
+// revisions (the Kubernetes pod watcher).
+func (a *Agent) Supervisor() *supervisor.Supervisor { return a.sup }
+
+// Addrs returns the bound addresses of a group, in listen order.
+func (a *Agent) Addrs(group string) []net.Addr { return a.sockets.Addrs(group) }

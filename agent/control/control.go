@@ -1,0 +1,192 @@
+package control
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/softreload/softreload/agent/supervisor"
+	"github.com/softreload/softreload/api/v1alpha1"
+)
+
+// Backend is what the control socket drives: the agent.
+type Backend interface {
+	// Reload snapshots the code and reloads to it; it returns when the
+	// reload is over.
+	Reload(ctx context.Context) (v1alpha1.AgentStatus, error)
+	// RequestReload starts a reload and returns at once.
+	RequestReload() error
+	Status() supervisor.Status
+	Stop()
+}
+
+// ReloadResponse is the answer to POST /reload.
+type ReloadResponse struct {
+	Status v1alpha1.AgentStatus `json:"status"`
+	// Error says why the reload failed, if it did.
+	Error string `json:"error,omitempty"`
+}
+
+// Listen creates the control socket at path, readable and writable by its
+// owner only. A socket left by a dead agent is replaced; a live one is an
+// error.
+func Listen(path string) (net.Listener, error) {
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("control socket %s: another agent is running", path)
+	}
+	_ = os.Remove(path)
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("control socket %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("control socket %s: %w", path, err)
+	}
+	return l, nil
+}
+
+// Handler serves the control API for b.
+func Handler(b Backend) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, b.Status())
+	})
+	mux.HandleFunc("POST /reload", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("wait") == "" {
+			if err := b.RequestReload(); err != nil {
+				writeJSON(w, http.StatusInternalServerError, ReloadResponse{Status: b.Status().Agent, Error: err.Error()})
+				return
+			}
+			writeJSON(w, http.StatusAccepted, ReloadResponse{Status: b.Status().Agent})
+			return
+		}
+		st, err := b.Reload(r.Context())
+		resp := ReloadResponse{Status: st}
+		if err != nil {
+			resp.Error = err.Error()
+		}
+		writeJSON(w, http.StatusOK, resp)
+	})
+	mux.HandleFunc("POST /stop", func(w http.ResponseWriter, r *http.Request) {
+		b.Stop()
+		w.WriteHeader(http.StatusAccepted)
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// Client talks to an agent's control socket.
+type Client struct {
+	socket string
+	http   *http.Client
+}
+
+// NewClient returns a client of the control socket at path.
+func NewClient(path string) *Client {
+	return &Client{socket: path, http: &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		},
+	}}}
+}
+
+// Status returns the agent's status.
+func (c *Client) Status(ctx context.Context) (supervisor.Status, error) {
+	var st supervisor.Status
+	err := c.do(ctx, http.MethodGet, "/status", &st)
+	return st, err
+}
+
+// Reload asks for a reload; with wait it returns when the reload is over.
+func (c *Client) Reload(ctx context.Context, wait bool) (ReloadResponse, error) {
+	path := "/reload"
+	if wait {
+		path += "?wait=1"
+	}
+	var r ReloadResponse
+	err := c.do(ctx, http.MethodPost, path, &r)
+	return r, err
+}
+
+// Stop asks the agent to drain its workers and exit.
+func (c *Client) Stop(ctx context.Context) error {
+	return c.do(ctx, http.MethodPost, "/stop", nil)
+}
+
+func (c *Client) do(ctx context.Context, method, path string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, "http://agent"+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		var op *net.OpError
+		if errors.As(err, &op) {
+			return fmt.Errorf("no agent answers on %s: %w (is `agent run` running with the same --config?)", c.socket, op.Err)
+		}
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 && resp.StatusCode != http.StatusInternalServerError {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return fmt.Errorf("agent answered %s: %s", resp.Status, strings.TrimSpace(string(b)))
+	}
+	if out == nil {
+		return nil
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+// WriteTable prints st as `agent status` does: the agent's state, then one
+// line per worker.
+func WriteTable(w io.Writer, st supervisor.Status, now time.Time) error {
+	a := st.Agent
+	fmt.Fprintf(w, "revision %s  state %s  ready %d/%d", a.Running, a.State, a.Ready, a.Total)
+	if a.Revision != a.Running {
+		fmt.Fprintf(w, "  (%s %s)", strings.ToLower(string(a.State)), a.Revision)
+	}
+	fmt.Fprintln(w)
+	if a.Message != "" {
+		fmt.Fprintf(w, "message: %s\n", a.Message)
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "GROUP\tSLOT\tPID\tREVISION\tSTATE\tUPTIME\tRESTARTS\tMEMORY")
+	for _, ws := range st.Workers {
+		pid, uptime, mem := "-", "-", "-"
+		if ws.PID > 0 {
+			pid = fmt.Sprint(ws.PID)
+		}
+		if !ws.Started.IsZero() && ws.PID > 0 {
+			uptime = now.Sub(ws.Started).Round(time.Second).String()
+		}
+		if ws.MemoryBytes > 0 {
+			mem = fmt.Sprintf("%.1fM", float64(ws.MemoryBytes)/(1<<20))
+		}
+		state := string(ws.State)
+		if ws.Next {
+			state += " (new)"
+		}
+		if !ws.Reloadable {
+			state += " (not reloadable)"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%d\t%s\n", ws.Group, ws.Slot, pid, ws.Revision, state, uptime, ws.Restarts, mem)
+	}
+	return tw.Flush()
+}

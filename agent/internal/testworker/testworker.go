@@ -1,0 +1,110 @@
+// Package testworker is a worker for the agent's tests, run by re-executing
+// the test binary: it serves HTTP on the sockets it inherits and behaves as
+// the files of its code directory say (a broken revision, a slow start).
+package testworker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Env set to 1 makes the test binary run as the test worker.
+const Env = "SOFTRELOAD_TESTWORKER"
+
+// RunIfAsked runs the worker and exits if the process was started as one.
+func RunIfAsked() {
+	if os.Getenv(Env) != "1" {
+		return
+	}
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "testworker:", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+// Files in the code directory that steer the worker:
+//
+//	mode     "exit" (exit 3 at start), "hang" (never ready), "crash" (exit 1
+//	         after READY=1), otherwise serve
+//	version  the body of every answer
+func run() error {
+	dir := os.Getenv("SOFTRELOAD_CODE_DIR")
+	mode := read(filepath.Join(dir, "mode"))
+	version := read(filepath.Join(dir, "version"))
+	fmt.Printf("starting revision %s mode %q\n", os.Getenv("SOFTRELOAD_REVISION"), mode)
+	switch mode {
+	case "exit":
+		fmt.Fprintln(os.Stderr, "fatal: cannot load code: syntax error on line 3")
+		os.Exit(3)
+	case "hang":
+		select {}
+	}
+	n, _ := strconv.Atoi(os.Getenv("LISTEN_FDS"))
+	if n > 0 && os.Getenv("LISTEN_PID") != strconv.Itoa(os.Getpid()) {
+		return fmt.Errorf("LISTEN_PID=%s is not my pid %d", os.Getenv("LISTEN_PID"), os.Getpid())
+	}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGQUIT, syscall.SIGINT)
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if ms, err := strconv.Atoi(r.URL.Query().Get("sleep")); err == nil {
+			time.Sleep(time.Duration(ms) * time.Millisecond)
+		}
+		fmt.Fprintf(w, "rev=%s version=%s pid=%d worker=%s\n", os.Getenv("SOFTRELOAD_REVISION"), version, os.Getpid(), os.Getenv("SOFTRELOAD_WORKER_ID"))
+	})
+	srv := &http.Server{Handler: mux}
+	for i := 0; i < n; i++ {
+		f := os.NewFile(uintptr(3+i), "listen")
+		l, err := net.FileListener(f)
+		if err != nil {
+			return fmt.Errorf("fd %d: %w", 3+i, err)
+		}
+		f.Close()
+		go func() { _ = srv.Serve(l) }()
+	}
+	if err := notify("READY=1"); err != nil {
+		return err
+	}
+	if mode == "crash" {
+		fmt.Fprintln(os.Stderr, "crashing on purpose")
+		os.Exit(1)
+	}
+	<-sigs
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+func notify(state string) error {
+	path := os.Getenv("NOTIFY_SOCKET")
+	if path == "" {
+		return nil
+	}
+	c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_, err = c.Write([]byte(state))
+	return err
+}
+
+func read(path string) string {
+	b, _ := os.ReadFile(path)
+	return strings.TrimSpace(string(b))
+}

@@ -1,0 +1,5 @@
+package revision
+
+import "time"
+
+var timeNow = time.Now

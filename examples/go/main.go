@@ -1,0 +1,116 @@
+// Command go-worker is a softreload worker in Go: it serves HTTP on the
+// sockets the agent passes (LISTEN_FDS, from fd 3), says READY=1 on
+// NOTIFY_SOCKET once it serves, and on SIGTERM finishes the requests in
+// flight before it exits.
+//
+// Run alone (no LISTEN_FDS), it listens on $ADDR itself (127.0.0.1:8080),
+// with SO_REUSEPORT when REUSEPORT=1: that is how the benchmark compares
+// the agent with a worker on its own socket.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+func main() {
+	listeners, err := listen()
+	if err != nil {
+		log.Fatal(err)
+	}
+	rev, id := os.Getenv("SOFTRELOAD_REVISION"), os.Getenv("SOFTRELOAD_WORKER_ID")
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if ms, err := strconv.Atoi(r.URL.Query().Get("sleep")); err == nil {
+				time.Sleep(time.Duration(ms) * time.Millisecond)
+			}
+			fmt.Fprintf(w, "hello from revision %s, worker %s, pid %d\n", rev, id, os.Getpid())
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	for _, l := range listeners {
+		go func() {
+			if err := srv.Serve(l); err != nil && err != http.ErrServerClosed {
+				log.Fatal(err)
+			}
+		}()
+	}
+	notify("READY=1")
+
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
+	<-stop
+	notify("STOPPING=1")
+	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		log.Print(err)
+	}
+}
+
+// listen returns the sockets passed by the agent (sd_listen_fds), or its
+// own socket when run alone.
+func listen() ([]net.Listener, error) {
+	n, _ := strconv.Atoi(os.Getenv("LISTEN_FDS"))
+	if n > 0 && os.Getenv("LISTEN_PID") == strconv.Itoa(os.Getpid()) {
+		var ls []net.Listener
+		for fd := 3; fd < 3+n; fd++ {
+			f := os.NewFile(uintptr(fd), "listen")
+			l, err := net.FileListener(f)
+			if err != nil {
+				return nil, fmt.Errorf("fd %d: %w", fd, err)
+			}
+			f.Close()
+			ls = append(ls, l)
+		}
+		return ls, nil
+	}
+	addr := os.Getenv("ADDR")
+	if addr == "" {
+		addr = "127.0.0.1:8080"
+	}
+	lc := net.ListenConfig{}
+	if os.Getenv("REUSEPORT") == "1" {
+		lc.Control = func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			err := c.Control(func(fd uintptr) {
+				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, 0xf /* SO_REUSEPORT */, 1)
+			})
+			if err != nil {
+				return err
+			}
+			return serr
+		}
+	}
+	l, err := lc.Listen(context.Background(), "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return []net.Listener{l}, nil
+}
+
+// notify sends state to the agent (sd_notify). Without NOTIFY_SOCKET it does
+// nothing.
+func notify(state string) {
+	path := os.Getenv("NOTIFY_SOCKET")
+	if path == "" {
+		return
+	}
+	c, err := net.Dial("unixgram", path)
+	if err != nil {
+		log.Printf("notify: %v", err)
+		return
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte(state)); err != nil {
+		log.Printf("notify: %v", err)
+	}
+}

@@ -1,0 +1,71 @@
+<?php
+// A softreload worker in PHP (Debian's php-cli: sockets and pcntl built in),
+// Workerman-style but without a master: the agent is the master.
+//
+// It serves HTTP on the socket the agent passes (LISTEN_FDS, fd 3), says
+// READY=1 on NOTIFY_SOCKET once it serves, and on SIGTERM stops accepting,
+// finishes the request in hand and exits. Every reload is a fresh process,
+// so every line of code is new.
+
+declare(strict_types=1);
+
+$revision = getenv('SOFTRELOAD_REVISION') ?: '';
+$worker = getenv('SOFTRELOAD_WORKER_ID') ?: '';
+
+if (getenv('LISTEN_PID') !== (string) getmypid() || (int) getenv('LISTEN_FDS') < 1) {
+    fwrite(STDERR, "no socket passed: run me under softreload's agent\n");
+    exit(1);
+}
+$server = socket_import_stream(fopen('php://fd/3', 'r'));
+if ($server === false) {
+    fwrite(STDERR, "fd 3 is not a socket\n");
+    exit(1);
+}
+
+$stopping = false;
+pcntl_async_signals(true);
+pcntl_signal(SIGTERM, function () use (&$stopping) { $stopping = true; });
+
+function notify(string $state): void
+{
+    $path = getenv('NOTIFY_SOCKET');
+    if (!$path) {
+        return;
+    }
+    if ($path[0] === '@') {
+        $path = "\0" . substr($path, 1);
+    }
+    $s = socket_create(AF_UNIX, SOCK_DGRAM, 0);
+    socket_sendto($s, $state, strlen($state), 0, $path);
+    socket_close($s);
+}
+
+notify('READY=1');
+
+while (!$stopping) {
+    // Wait at most a second, so that a SIGTERM is seen even without traffic.
+    $read = [$server];
+    $write = $except = null;
+    if (@socket_select($read, $write, $except, 1) < 1) {
+        continue;
+    }
+    $conn = @socket_accept($server);
+    if ($conn === false) {
+        continue; // another worker took it
+    }
+    socket_set_option($conn, SOL_SOCKET, SO_RCVTIMEO, ['sec' => 10, 'usec' => 0]);
+    $request = '';
+    while (strpos($request, "\r\n\r\n") === false) {
+        $chunk = socket_read($conn, 8192);
+        if ($chunk === false || $chunk === '') {
+            break;
+        }
+        $request .= $chunk;
+    }
+    $body = sprintf("hello from php, revision %s, worker %s, pid %d\n", $revision, $worker, getmypid());
+    $response = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: " . strlen($body)
+        . "\r\nConnection: close\r\n\r\n" . $body;
+    socket_write($conn, $response);
+    socket_close($conn);
+}
+notify('STOPPING=1');
