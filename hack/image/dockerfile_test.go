@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,9 +25,16 @@ func TestDockerfileCopiesEverySourceDirectory(t *testing.T) {
 			if _, err := os.Stat(filepath.Join(root, "cmd", cmd, "main.go")); err != nil {
 				t.Skipf("cmd/%s is not written yet: %v", cmd, err)
 			}
-			out, err := exec.Command("go", "list", "-deps", "-f", "{{if .Module}}{{if .Module.Main}}{{.ImportPath}}{{end}}{{end}}", "./cmd/"+cmd).Output()
+			list := exec.Command("go", "list", "-deps", "-f", "{{if .Module}}{{if .Module.Main}}{{.ImportPath}}{{end}}{{end}}", "./cmd/"+cmd)
+			list.Dir = root
+			var stderr bytes.Buffer
+			list.Stderr = &stderr
+			out, err := list.Output()
 			if err != nil {
-				t.Fatalf("go list ./cmd/%s: %v", cmd, err)
+				t.Fatalf("go list ./cmd/%s: %v\n%s", cmd, err, stderr.String())
+			}
+			if len(out) == 0 {
+				t.Fatalf("go list ./cmd/%s lists no package of the module", cmd)
 			}
 			const module = "github.com/softreload/softreload/"
 			for _, pkg := range strings.Fields(string(out)) {
