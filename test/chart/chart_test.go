@@ -215,6 +215,9 @@ func TestTemplateRefusesBadValues(t *testing.T) {
 			wantErr: "metrics.enabled",
 		},
 		"no replicas": {values: "replicas: 0\n", wantErr: "replicas"},
+		// A misspelt value would otherwise be ignored without a word.
+		"misspelt value":        {values: "replica: 3\n", wantErr: "replica"},
+		"misspelt nested value": {values: "webhook:\n  certmode: cert-manager\n", wantErr: "certmode"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
