@@ -305,3 +305,21 @@ func TestParsePlatforms(t *testing.T) {
 		})
 	}
 }
+
+func TestRunRefusesBadArguments(t *testing.T) {
+	for name, tc := range map[string]struct {
+		platforms string
+		args      []string
+	}{
+		"no image":       {platforms: "linux/amd64"},
+		"no package":     {platforms: "linux/amd64", args: []string{"manager"}},
+		"empty name":     {platforms: "linux/amd64", args: []string{"=./cmd/manager"}},
+		"not a platform": {platforms: "darwin/arm64", args: []string{"manager=./cmd/manager"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if err := run(Options{Out: t.TempDir()}, tc.platforms, tc.args); err == nil {
+				t.Error("run accepted it")
+			}
+		})
+	}
+}
