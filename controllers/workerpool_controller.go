@@ -72,12 +72,18 @@ func (r *WorkerPoolReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		if err := r.patchStatus(ctx, s); err != nil {
 			retErr = errors.Join(retErr, err)
 		}
+		if retErr == nil && s.rollbackSeen {
+			retErr = r.clearRollbackRequest(ctx, s.pool)
+		}
 		if retErr == nil {
 			res = s.result()
 		}
 	}()
 
 	if err := r.reconcileRevision(ctx, s); err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := r.reconcileRollbackRequest(ctx, s); err != nil {
 		return ctrl.Result{}, err
 	}
 	if err := r.reconcilePods(ctx, s); err != nil {
@@ -99,6 +105,9 @@ type scope struct {
 	source      string
 	cause       string
 	codeMissing string
+	// rollbackSeen says the pool carries a rollback-to request, which this
+	// reconcile records in the status and then removes.
+	rollbackSeen bool
 
 	// pods are the selected pods that are not being deleted, by name.
 	pods map[string]*corev1.Pod

@@ -413,3 +413,74 @@ func TestProgressDeadline(t *testing.T) {
 		t.Errorf("event %q, want a Warning", got[0])
 	}
 }
+
+func TestRollbackToAKeptRevision(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.startManager(clock.RealClock{})
+	f.createCode(map[string]string{"server.py": "print('v1')"})
+	f.createPods(podNames(3)...)
+	f.createPool()
+	v1 := f.waitComplete(3)
+	f.editCode(map[string]string{"server.py": "print('v2')"})
+	v2 := f.waitRollout(v1, 3)
+
+	f.updatePool(func(p *workersv1alpha1.WorkerPool) {
+		p.Annotations = map[string]string{workersv1alpha1.RollbackToAnnotation: v1}
+	})
+	if got := f.waitRollout(v2, 3); got != v1 {
+		t.Fatalf("rolled back to %s, want %s", got, v1)
+	}
+	f.eventually("the request is removed once recorded", func() error {
+		if v, ok := f.pool().Annotations[workersv1alpha1.RollbackToAnnotation]; ok {
+			return fmt.Errorf("%s is still %q", workersv1alpha1.RollbackToAnnotation, v)
+		}
+		return nil
+	})
+	if h := f.pool().Status.History[0]; h.Revision != v1 || h.Cause != CauseRollback {
+		t.Errorf("history[0] = %+v, want %s caused by Rollback", h, v1)
+	}
+
+	// The rollback holds across reconciles until the code changes.
+	f.updatePool(func(p *workersv1alpha1.WorkerPool) { p.Spec.Strategy.ProgressDeadlineSeconds = 700 })
+	f.waitReconciled()
+	if got := f.pool().Status.UpdateRevision; got != v1 {
+		t.Errorf("after an unrelated change the pool rolls %s, want the rollback to %s to hold", got, v1)
+	}
+	f.editCode(map[string]string{"server.py": "print('v3')"})
+	if v3 := f.waitRollout(v1, 3); v3 == v2 {
+		t.Errorf("a code change after the rollback went back to %s", v2)
+	}
+	for _, name := range podNames(3) {
+		sent := f.agents.sentTo(name)
+		if len(sent) != 4 || sent[2] != v1 {
+			t.Errorf("pod %s was told %v, want v1, v2, v1, v3", name, sent)
+		}
+	}
+}
+
+func TestRollbackToAMissingRevisionIsRefused(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.startManager(clock.RealClock{})
+	f.createCode(map[string]string{"server.py": "print('v1')"})
+	f.createPods(podNames(2)...)
+	f.createPool()
+	v1 := f.waitComplete(2)
+
+	f.updatePool(func(p *workersv1alpha1.WorkerPool) {
+		p.Annotations = map[string]string{workersv1alpha1.RollbackToAnnotation: "0000000000000000"}
+	})
+	if got := f.waitEvent(EventRollbackRefused); !strings.Contains(got[0], "0000000000000000") {
+		t.Errorf("event %q does not name the revision", got[0])
+	}
+	f.eventually("the request is removed", func() error {
+		if _, ok := f.pool().Annotations[workersv1alpha1.RollbackToAnnotation]; ok {
+			return fmt.Errorf("still there")
+		}
+		return nil
+	})
+	if got := f.pool().Status.CurrentRevision; got != v1 {
+		t.Errorf("currentRevision %s, want %s", got, v1)
+	}
+}

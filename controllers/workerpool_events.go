@@ -18,6 +18,7 @@ const (
 	EventRolledBack               = "RolledBack"
 	EventProgressDeadlineExceeded = "ProgressDeadlineExceeded"
 	EventCodeSourceNotFound       = "CodeSourceNotFound"
+	EventRollbackRefused          = "RollbackRefused"
 )
 
 // Event actions (the events API's "what the controller did").
