@@ -75,6 +75,12 @@ type result struct {
 // `kubectl softreload ARGS --kubeconfig KUBECONFIG` would.
 func kubectlSoftreload(t *testing.T, now func() time.Time, args ...string) result {
 	t.Helper()
+	return kubectlSoftreloadWith(t, kubeconfig, now, args...)
+}
+
+// kubectlSoftreloadWith runs the plugin with another user's kubeconfig.
+func kubectlSoftreloadWith(t *testing.T, kubeconfig string, now func() time.Time, args ...string) result {
+	t.Helper()
 	var out, errOut bytes.Buffer
 	cmd := plugin.NewCommand(plugin.Options{
 		Streams: genericiooptions.IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut},
