@@ -47,8 +47,9 @@ type SetupOptions struct {
 	Namespace string
 }
 
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch
-// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations,verbs=get;list;watch;update;patch
+// The certificate rotator's rights are not in the generated ClusterRole:
+// config/rbac grants them narrowly (Secrets in the manager's namespace, the
+// one webhook configuration).
 
 // Setup serves the injector on the manager's webhook server. In self mode it
 // first adds the certificate rotator, and registers the handler once a
