@@ -4,7 +4,6 @@
 package testworker
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -14,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -38,11 +38,23 @@ func RunIfAsked() {
 //	mode     "exit" (exit 3 at start), "hang" (never ready), "crash" (exit 1
 //	         after READY=1), otherwise serve
 //	version  the body of every answer
+//
+// TESTWORKER_STARTS names a file the worker appends its start time to.
+// A request with ?sleep=MS answers after MS milliseconds (with &log=1, it
+// prints "handling a slow request" first).
 func run() error {
 	dir := os.Getenv("SOFTRELOAD_CODE_DIR")
 	mode := read(filepath.Join(dir, "mode"))
 	version := read(filepath.Join(dir, "version"))
 	fmt.Printf("starting revision %s mode %q\n", os.Getenv("SOFTRELOAD_REVISION"), mode)
+	if path := os.Getenv("TESTWORKER_STARTS"); path != "" {
+		f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(f, time.Now().UnixNano())
+		f.Close()
+	}
 	switch mode {
 	case "exit":
 		fmt.Fprintln(os.Stderr, "fatal: cannot load code: syntax error on line 3")
@@ -60,11 +72,15 @@ func run() error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if ms, err := strconv.Atoi(r.URL.Query().Get("sleep")); err == nil {
+			if r.URL.Query().Get("log") != "" {
+				fmt.Println("handling a slow request")
+			}
 			time.Sleep(time.Duration(ms) * time.Millisecond)
 		}
 		fmt.Fprintf(w, "rev=%s version=%s pid=%d worker=%s\n", os.Getenv("SOFTRELOAD_REVISION"), version, os.Getpid(), os.Getenv("SOFTRELOAD_WORKER_ID"))
 	})
 	srv := &http.Server{Handler: mux}
+	d := newDrainer(srv)
 	for i := 0; i < n; i++ {
 		f := os.NewFile(uintptr(3+i), "listen")
 		l, err := net.FileListener(f)
@@ -72,7 +88,7 @@ func run() error {
 			return fmt.Errorf("fd %d: %w", 3+i, err)
 		}
 		f.Close()
-		go func() { _ = srv.Serve(l) }()
+		d.serve(l)
 	}
 	if err := notify("READY=1"); err != nil {
 		return err
@@ -82,12 +98,65 @@ func run() error {
 		os.Exit(1)
 	}
 	<-sigs
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := srv.Shutdown(ctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
+	return d.drain(time.Minute)
+}
+
+// drainer stops an http.Server without dropping a connection it accepted:
+// Shutdown alone closes a connection whose request it reads after the
+// shutdown began, without an answer.
+type drainer struct {
+	srv     *http.Server
+	mu      sync.Mutex
+	conns   int
+	ls      []net.Listener
+	serving sync.WaitGroup
+}
+
+func newDrainer(srv *http.Server) *drainer {
+	d := &drainer{srv: srv}
+	srv.ConnState = func(_ net.Conn, s http.ConnState) {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		switch s {
+		case http.StateNew:
+			d.conns++
+		case http.StateClosed, http.StateHijacked:
+			d.conns--
+		}
 	}
-	return nil
+	return d
+}
+
+func (d *drainer) serve(l net.Listener) {
+	d.ls = append(d.ls, l)
+	d.serving.Add(1)
+	go func() {
+		defer d.serving.Done()
+		_ = d.srv.Serve(l)
+	}()
+}
+
+// drain stops accepting (the agent's socket keeps queueing for the other
+// workers), answers every connection accepted so far, then returns.
+func (d *drainer) drain(timeout time.Duration) error {
+	for _, l := range d.ls {
+		l.Close()
+	}
+	d.serving.Wait() // every accepted connection is counted now
+	d.srv.SetKeepAlivesEnabled(false)
+	deadline := time.Now().Add(timeout)
+	for {
+		d.mu.Lock()
+		n := d.conns
+		d.mu.Unlock()
+		if n == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return errors.New("connections still open at the stop deadline")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 func notify(state string) error {
