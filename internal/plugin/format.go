@@ -1,6 +1,7 @@
 package plugin
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -126,13 +127,26 @@ func orNone(s string) string {
 
 // table writes rows under a header, aligned like kubectl get.
 func table(w io.Writer, indent string, header []string, rows [][]string) error {
-	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	var b bytes.Buffer
+	tw := tabwriter.NewWriter(&b, 0, 8, 2, ' ', 0)
 	for _, row := range append([][]string{header}, rows...) {
 		if _, err := fmt.Fprintln(tw, indent+strings.Join(row, "\t")); err != nil {
 			return err
 		}
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	// An empty last cell leaves the padding of the one before it.
+	var out strings.Builder
+	for _, line := range strings.SplitAfter(b.String(), "\n") {
+		out.WriteString(strings.TrimRight(line, " \n"))
+		if strings.HasSuffix(line, "\n") {
+			out.WriteString("\n")
+		}
+	}
+	_, err := io.WriteString(w, out.String())
+	return err
 }
 
 // Output formats other than the default table.

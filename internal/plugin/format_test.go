@@ -1,6 +1,7 @@
 package plugin
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -216,16 +217,16 @@ func TestHistoryRow(t *testing.T) {
 		want  []string
 	}{
 		"the update being rolled out": {
-			entry: HistoryEntry{RevisionRecord: workersv1alpha1.RevisionRecord{Revision: "c", Cause: "CodeChanged", Source: "configmap/web-code@812", CreatedAt: metav1.NewTime(now.Add(-time.Minute))}, Snapshot: "web-c"},
-			want:  []string{"c", "CodeChanged", "configmap/web-code@812", "60s", "-", "-", "kept", "rolling out"},
+			entry: HistoryEntry{RevisionRecord: workersv1alpha1.RevisionRecord{Revision: "c", Cause: "CodeChanged", Source: "ConfigMap web-code (resourceVersion 812)", CreatedAt: metav1.NewTime(now.Add(-time.Minute))}, Snapshot: "web-c"},
+			want:  []string{"c", "CodeChanged", "ConfigMap web-code (resourceVersion 812)", "60s", "-", "-", "kept", "rolling out"},
 		},
 		"the current revision": {
 			entry: HistoryEntry{RevisionRecord: workersv1alpha1.RevisionRecord{Revision: "b", Cause: "Restart", CreatedAt: metav1.NewTime(now.Add(-3 * time.Hour)), CompletedAt: &completed, Result: "Complete"}, Snapshot: "web-b"},
 			want:  []string{"b", "Restart", "-", "3h", "120m", "Complete", "kept", "current"},
 		},
 		"a pruned revision with a long source": {
-			entry: HistoryEntry{RevisionRecord: workersv1alpha1.RevisionRecord{Revision: "x", Source: "registry.example.com/team/very-long-repository/code:2026-11-28-build-1234", Result: "Superseded"}},
-			want:  []string{"x", "-", "registry.example.com/team/very-long-repositor...", "-", "-", "Superseded", "gone", ""},
+			entry: HistoryEntry{RevisionRecord: workersv1alpha1.RevisionRecord{Revision: "x", Source: "image registry.example.com/team/very-long-repository/code:2026-11-28-build-1234", Result: "Superseded"}},
+			want:  []string{"x", "-", "image registry.example.com/team/very-long-repository/code:202...", "-", "-", "Superseded", "gone", ""},
 		},
 		"the requested and default rollback target": {
 			entry: HistoryEntry{RevisionRecord: workersv1alpha1.RevisionRecord{Revision: "a", CompletedAt: &completed}, Snapshot: "web-a"},
@@ -238,6 +239,24 @@ func TestHistoryRow(t *testing.T) {
 				t.Errorf("historyRow (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+func TestTable(t *testing.T) {
+	var b strings.Builder
+	err := table(&b, "  ", []string{"POD", "STATE", "MESSAGE"}, [][]string{
+		{"web-0", "Ready", ""},
+		{"web-long-name", "Failed", "worker exited"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "" +
+		"  POD            STATE   MESSAGE\n" +
+		"  web-0          Ready\n" +
+		"  web-long-name  Failed  worker exited\n"
+	if diff := cmp.Diff(want, b.String()); diff != "" {
+		t.Errorf("table (-want +got):\n%s", diff)
 	}
 }
 

@@ -13,7 +13,7 @@ import (
 )
 
 // maxSource is how many characters of a revision's source fit a table.
-const maxSource = 48
+const maxSource = 64
 
 // HistoryReport is what history writes with -o json or -o yaml.
 type HistoryReport struct {

@@ -36,19 +36,15 @@ func TestHistory(t *testing.T) {
 	t.Run("revisions newest first, with what a rollback can use", func(t *testing.T) {
 		out := run(t, "history", "shop", "-n", ns)
 		var got [][]string
-		for _, row := range tableRows(t, out, "REVISION", 8) {
+		for _, row := range tableRows(t, out, "REVISION") {
 			// The ages in CREATED and COMPLETED depend on the clock.
-			note := ""
-			if len(row) == 8 {
-				note = row[7]
-			}
-			got = append(got, []string{row[0], row[1], row[2], row[5], row[6], note})
+			got = append(got, []string{row[0], row[1], row[2], row[5], row[6], row[7]})
 		}
 		want := [][]string{
-			{"rev-4", "CodeChanged", "configmap/shop-code@rev-4", "Failed", "kept", "rolling out"},
-			{"rev-3", "Restart", "configmap/shop-code@rev-3", "Complete", "kept", "current"},
-			{"rev-2", "CodeChanged", "configmap/shop-code@rev-2", "Superseded", "gone", ""},
-			{"rev-1", "SpecChanged", "configmap/shop-code@rev-1", "Superseded", "kept", "rollback goes here"},
+			{"rev-4", "CodeChanged", "ConfigMap shop-code (resourceVersion rev-4)", "Failed", "kept", "rolling out"},
+			{"rev-3", "Restart", "ConfigMap shop-code (resourceVersion rev-3)", "Complete", "kept", "current"},
+			{"rev-2", "CodeChanged", "ConfigMap shop-code (resourceVersion rev-2)", "Superseded", "gone", ""},
+			{"rev-1", "SpecChanged", "ConfigMap shop-code (resourceVersion rev-1)", "Superseded", "kept", "rollback goes here"},
 		}
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("history rows (-want +got):\n%s\n%s", diff, out)

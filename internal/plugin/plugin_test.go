@@ -154,7 +154,7 @@ func (b *poolBuilder) record(rev, cause, result string, created, completed time.
 	rec := workersv1alpha1.RevisionRecord{
 		Revision:  rev,
 		Cause:     cause,
-		Source:    "configmap/" + b.wp.Name + "-code@" + rev,
+		Source:    "ConfigMap " + b.wp.Name + "-code (resourceVersion " + rev + ")",
 		CreatedAt: metav1.NewTime(time.Now().Add(-created).Truncate(time.Second)),
 		Result:    result,
 	}
@@ -225,28 +225,38 @@ func getPool(t *testing.T, ns, name string) *workersv1alpha1.WorkerPool {
 	return &wp
 }
 
-// tableRows returns the rows of the table whose header starts with the
-// given column, each cut into its first n whitespace-separated fields (the
-// last field keeps the rest of the line).
-func tableRows(t *testing.T, out, firstColumn string, n int) [][]string {
+// tableRows returns the cells of the table whose header starts with
+// firstColumn, cut at the columns of the header as kubectl-style aligned
+// tables are; a row ends at the first blank line.
+func tableRows(t *testing.T, out, firstColumn string) [][]string {
 	t.Helper()
+	var starts []int
 	var rows [][]string
-	in := false
 	for _, line := range strings.Split(out, "\n") {
-		fields := strings.Fields(line)
 		switch {
-		case !in && len(fields) > 0 && fields[0] == firstColumn:
-			in = true
-		case in && len(fields) == 0:
-			return rows
-		case in:
-			if len(fields) > n {
-				fields = append(fields[:n-1], strings.Join(fields[n-1:], " "))
+		case starts == nil && strings.HasPrefix(strings.TrimSpace(line), firstColumn+" "):
+			for i := range line {
+				if line[i] != ' ' && (i == 0 || line[i-1] == ' ') {
+					starts = append(starts, i)
+				}
 			}
-			rows = append(rows, fields)
+		case starts != nil && strings.TrimSpace(line) == "":
+			return rows
+		case starts != nil:
+			row := make([]string, len(starts))
+			for i, start := range starts {
+				end := len(line)
+				if i+1 < len(starts) {
+					end = min(starts[i+1], len(line))
+				}
+				if start < end {
+					row[i] = strings.TrimSpace(line[start:end])
+				}
+			}
+			rows = append(rows, row)
 		}
 	}
-	if !in {
+	if starts == nil {
 		t.Fatalf("no table with a %s column in:\n%s", firstColumn, out)
 	}
 	return rows

@@ -49,9 +49,8 @@ func TestStatus(t *testing.T) {
 			"Paused:            no",
 			"Pods:              5 total, 3 updated, 2 ready, 1 reloading, 1 failed",
 		)
-		conditions := tableRows(t, out, "TYPE", 5)
 		var gotConditions [][]string
-		for _, row := range conditions {
+		for _, row := range tableRows(t, out, "TYPE") {
 			gotConditions = append(gotConditions, append(row[:3:3], row[4]))
 		}
 		wantConditions := [][]string{
@@ -63,14 +62,11 @@ func TestStatus(t *testing.T) {
 			t.Errorf("conditions (-want +got):\n%s", diff)
 		}
 
-		rows := tableRows(t, out, "POD", 7)
 		var got [][]string
 		messages := map[string]string{}
-		for _, row := range rows {
+		for _, row := range tableRows(t, out, "POD") {
 			got = append(got, row[:5])
-			if len(row) == 7 {
-				messages[row[0]] = row[6]
-			}
+			messages[row[0]] = row[6]
 		}
 		want := [][]string{
 			{"web-a", "rev-2", "rev-2", "Ready", "4/4"},
