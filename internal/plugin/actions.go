@@ -21,8 +21,9 @@ func newReloadCommand(r *runner) *cobra.Command {
 it sets the pool's ` + workersv1alpha1.RestartedAtAnnotation + ` annotation to now, and the controller
 rolls the new revision over the pods within the pool's budget, replacing
 each reloadable worker without restarting the pod.`,
-		Example: `  kubectl softreload reload web`,
-		Args:    poolArg,
+		Example:           `  kubectl softreload reload web`,
+		Args:              poolArg,
+		ValidArgsFunction: r.completePools,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s, err := r.connect()
 			if err != nil {
@@ -54,11 +55,12 @@ func (s *session) reload(ctx context.Context, name string) error {
 
 func newPauseCommand(r *runner, pause bool) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:     "pause POOL",
-		Short:   "Hold a pool's rollout where it is",
-		Long:    "pause sets spec.paused: no pod moves to a new revision until the pool is resumed.\nPods keep running what they run, and their agents keep their workers up.",
-		Example: "  kubectl softreload pause web",
-		Args:    poolArg,
+		Use:               "pause POOL",
+		Short:             "Hold a pool's rollout where it is",
+		Long:              "pause sets spec.paused: no pod moves to a new revision until the pool is resumed.\nPods keep running what they run, and their agents keep their workers up.",
+		Example:           "  kubectl softreload pause web",
+		Args:              poolArg,
+		ValidArgsFunction: r.completePools,
 	}
 	if !pause {
 		cmd.Use, cmd.Short, cmd.Example = "resume POOL", "Let a paused pool's rollout go on", "  kubectl softreload resume web"
@@ -114,7 +116,8 @@ completed on every pod and still has a snapshot (kubectl softreload history
 shows which). The rollback holds until the code or the spec changes again.`,
 		Example: `  kubectl softreload rollback web
   kubectl softreload rollback web --to 5d8f7c9b1a`,
-		Args: poolArg,
+		Args:              poolArg,
+		ValidArgsFunction: r.completePools,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if cmd.Flags().Changed("to") && to == "" {
 				return fmt.Errorf("--to needs a revision name; kubectl softreload history %s lists them", args[0])
@@ -127,6 +130,9 @@ shows which). The rollback holds until the code or the spec changes again.`,
 		},
 	}
 	cmd.Flags().StringVar(&to, "to", "", "Revision to roll back to (default: the newest completed revision before the current one that still has a snapshot)")
+	if err := cmd.RegisterFlagCompletionFunc("to", r.completeRollbackTargets); err != nil {
+		panic(err) // only if the flag above is missing
+	}
 	return cmd
 }
 

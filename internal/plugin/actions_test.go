@@ -198,3 +198,43 @@ func TestBadInput(t *testing.T) {
 		})
 	}
 }
+
+// TestCompletion asks for completions the way kubectl does for a plugin
+// (kubectl_complete-softreload runs kubectl-softreload __complete ...).
+func TestCompletion(t *testing.T) {
+	ns := namespace(t)
+	shop(t, ns)
+	newPool(ns, "web").create(t)
+	newPool(ns, "worker").create(t)
+	completions := func(t *testing.T, args ...string) []string {
+		t.Helper()
+		out := run(t, append([]string{"__complete"}, args...)...)
+		var got []string
+		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+			if !strings.HasPrefix(line, ":") { // the last line is the directive
+				got = append(got, line)
+			}
+		}
+		return got
+	}
+	cases := map[string]struct {
+		args []string
+		want []string
+	}{
+		"every pool":        {[]string{"status", "-n", ns, ""}, []string{"shop", "web", "worker"}},
+		"pools by prefix":   {[]string{"rollback", "-n", ns, "w"}, []string{"web", "worker"}},
+		"one pool only":     {[]string{"reload", "-n", ns, "web", ""}, nil},
+		"no pool elsewhere": {[]string{"pause", "-n", "default", ""}, nil},
+		"kept rollback targets, newest first, without the current": {
+			[]string{"rollback", "shop", "-n", ns, "--to", ""},
+			[]string{"rev-4\tCodeChanged Failed", "rev-1\tSpecChanged Superseded", "rev-0\tolder than the history"},
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			if diff := cmp.Diff(tc.want, completions(t, tc.args...)); diff != "" {
+				t.Errorf("completions (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

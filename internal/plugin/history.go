@@ -55,7 +55,8 @@ SNAPSHOT column says whether its snapshot is still kept, which is what a
 rollback needs; the last lines say where rollback without --to would go.`,
 		Example: `  kubectl softreload history web
   kubectl softreload history web -o json`,
-		Args: poolArg,
+		Args:              poolArg,
+		ValidArgsFunction: r.completePools,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkOutput(output); err != nil {
 				return err

@@ -86,7 +86,12 @@ func kubectlSoftreloadWith(t *testing.T, kubeconfig string, now func() time.Time
 		Streams: genericiooptions.IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut},
 		Now:     now,
 	})
-	cmd.SetArgs(append(args, "--kubeconfig", kubeconfig))
+	// The flag goes after the (sub)command's name, where completion, which
+	// completes the last argument, leaves it alone.
+	if len(args) > 0 {
+		args = append([]string{args[0], "--kubeconfig", kubeconfig}, args[1:]...)
+	}
+	cmd.SetArgs(args)
 	err := cmd.ExecuteContext(context.Background())
 	return result{out: out.String(), errOut: errOut.String(), err: err}
 }

@@ -45,7 +45,8 @@ revision its workers run (RUNNING), the agent's state and its ready/total
 workers. A pod whose agent has not reported yet shows as Pending.`,
 		Example: `  kubectl softreload status web
   kubectl softreload status web -n shop -o yaml`,
-		Args: poolArg,
+		Args:              poolArg,
+		ValidArgsFunction: r.completePools,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkOutput(output); err != nil {
 				return err
