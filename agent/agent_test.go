@@ -61,10 +61,11 @@ func testGroup(t *testing.T, name string, count int32, mods ...func(*v1alpha1.Wo
 		t.Fatal(err)
 	}
 	g := v1alpha1.WorkerGroup{
-		Name:      name,
-		Command:   []string{self},
-		Count:     count,
-		Env:       []v1alpha1.EnvVar{{Name: testworker.Env, Value: "1"}},
+		Name:    name,
+		Command: []string{self},
+		Count:   count,
+		// The race detector waits a second at exit unless told not to.
+		Env:       []v1alpha1.EnvVar{{Name: testworker.Env, Value: "1"}, {Name: "GORACE", Value: "atexit_sleep_ms=0"}},
 		Listen:    []v1alpha1.ListenAddress{v1alpha1.ListenAddress(fmt.Sprintf("tcp://127.0.0.1:%d", freePort(t)))},
 		Readiness: v1alpha1.Readiness{Type: v1alpha1.ReadinessNotify, TimeoutSeconds: 120},
 	}
@@ -148,7 +149,7 @@ func startPool(t *testing.T, o poolOptions, groups ...v1alpha1.WorkerGroup) *poo
 		case <-time.After(wait):
 			t.Error("the agent did not stop")
 		}
-		if t.Failed() {
+		if t.Failed() || os.Getenv("SOFTRELOAD_TEST_OUTPUT") != "" {
 			t.Logf("agent and worker output:\n%s", p.out.String())
 		}
 	})

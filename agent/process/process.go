@@ -173,6 +173,7 @@ func (o *OS) Start(spec supervisor.ProcessSpec) (supervisor.Process, error) {
 	if p.notify != nil {
 		go p.readNotify()
 	}
+	go theReaper.waitFor(p)
 	go p.finish(&readers)
 	return p, nil
 }

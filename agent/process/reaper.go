@@ -45,8 +45,9 @@ func startReaper() {
 		sigs := make(chan os.Signal, 1)
 		signal.Notify(sigs, syscall.SIGCHLD)
 		go func() {
-			// SIGCHLDs merge; the ticker is a safety net, not the clock
-			// of anything.
+			// Workers are waited for one by one (waitFor); this loop
+			// reaps orphans, and is a safety net. SIGCHLDs merge, hence
+			// the ticker.
 			t := time.NewTicker(time.Second)
 			for {
 				select {
@@ -57,6 +58,34 @@ func startReaper() {
 			}
 		}()
 	})
+}
+
+// waitFor blocks until p's process has exited, without reaping it
+// (WNOWAIT), then reaps it under the lock: the worker's exit is seen at
+// once, and an orphan reaper can never take its status unnoticed.
+func (r *reaper) waitFor(p *proc) {
+	for {
+		var info unix.Siginfo
+		err := unix.Waitid(unix.P_PID, p.pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
+		if !errors.Is(err, syscall.EINTR) {
+			break
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.procs[p.pid] != p {
+		return // reaped by reap
+	}
+	var ws syscall.WaitStatus
+	got, err := syscall.Wait4(p.pid, &ws, syscall.WNOHANG, nil)
+	switch {
+	case got == p.pid:
+		delete(r.procs, p.pid)
+		p.reaped(ws, nil)
+	case errors.Is(err, syscall.ECHILD):
+		delete(r.procs, p.pid)
+		p.reaped(0, errors.New("exit status unknown: reaped elsewhere"))
+	}
 }
 
 func (r *reaper) reap() {
