@@ -167,6 +167,15 @@ func (s *session) rollback(ctx context.Context, name, to string) error {
 	if _, err := fmt.Fprintf(s.streams.Out, "%s rolling back to revision %s (current revision %s)\n", ref(name), to, orNone(st.CurrentRevision)); err != nil {
 		return err
 	}
+	if rec, ok := newestRecord(st, to); ok && rec.CompletedAt == nil {
+		result := "no result"
+		if rec.Result != "" {
+			result = rec.Result
+		}
+		if _, err := fmt.Fprintf(s.streams.ErrOut, "Warning: revision %s never completed on every pod (%s)\n", to, result); err != nil {
+			return err
+		}
+	}
 	return s.warnIfPaused(wp)
 }
 
@@ -190,4 +199,14 @@ func (s *session) warnIfPaused(wp *workersv1alpha1.WorkerPool) error {
 	}
 	_, err := fmt.Fprintf(s.streams.ErrOut, "Warning: %s is paused: no pod moves until kubectl softreload resume %s\n", ref(wp.Name), wp.Name)
 	return err
+}
+
+// newestRecord is the newest history record of a revision.
+func newestRecord(st workersv1alpha1.WorkerPoolStatus, rev string) (workersv1alpha1.RevisionRecord, bool) {
+	for _, rec := range st.History {
+		if rec.Revision == rev {
+			return rec, true
+		}
+	}
+	return workersv1alpha1.RevisionRecord{}, false
 }

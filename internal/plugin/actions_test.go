@@ -124,7 +124,11 @@ func TestRollback(t *testing.T) {
 	})
 
 	t.Run("--to a kept snapshot older than the history", func(t *testing.T) {
-		run(t, "rollback", "shop", "--to", "rev-0", "-n", ns)
+		r := kubectlSoftreload(t, nil, "rollback", "shop", "--to", "rev-0", "-n", ns)
+		must(t, r.err)
+		if r.errOut != "" {
+			t.Errorf("unexpected warning: %s", r.errOut)
+		}
 		if got := rollbackTo(t, "shop"); got != "rev-0" {
 			t.Errorf("%s = %q, want rev-0", workersv1alpha1.RollbackToAnnotation, got)
 		}
@@ -134,6 +138,16 @@ func TestRollback(t *testing.T) {
 		run(t, "rollback", "shop", "--to", "rev-3", "-n", ns)
 		if got := rollbackTo(t, "shop"); got != "rev-3" {
 			t.Errorf("%s = %q, want rev-3", workersv1alpha1.RollbackToAnnotation, got)
+		}
+	})
+
+	t.Run("--to a revision that never completed is allowed, with a warning", func(t *testing.T) {
+		r := kubectlSoftreload(t, nil, "rollback", "shop", "--to", "rev-4", "-n", ns)
+		must(t, r.err)
+		wantContains(t, r.out, "workerpool/shop rolling back to revision rev-4 (current revision rev-3)")
+		wantContains(t, r.errOut, "Warning: revision rev-4 never completed on every pod (Failed)")
+		if got := rollbackTo(t, "shop"); got != "rev-4" {
+			t.Errorf("%s = %q, want rev-4", workersv1alpha1.RollbackToAnnotation, got)
 		}
 	})
 
