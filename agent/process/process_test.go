@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/softreload/softreload/agent/internal/testworker"
+	"github.com/softreload/softreload/agent/testworker"
 	"github.com/softreload/softreload/agent/process"
 	"github.com/softreload/softreload/agent/supervisor"
 )

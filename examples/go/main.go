@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -36,11 +37,25 @@ func main() {
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
+	// Count the connections, to answer every one accepted before the stop.
+	var mu sync.Mutex
+	open := 0
+	srv.ConnState = func(_ net.Conn, s http.ConnState) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch s {
+		case http.StateNew:
+			open++
+		case http.StateClosed, http.StateHijacked:
+			open--
+		}
+	}
+	var serving sync.WaitGroup
 	for _, l := range listeners {
+		serving.Add(1)
 		go func() {
-			if err := srv.Serve(l); err != nil && err != http.ErrServerClosed {
-				log.Fatal(err)
-			}
+			defer serving.Done()
+			_ = srv.Serve(l) // returns when l is closed
 		}()
 	}
 	notify("READY=1")
@@ -49,11 +64,28 @@ func main() {
 	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
 	<-stop
 	notify("STOPPING=1")
-	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(ctx); err != nil {
-		log.Print(err)
+
+	// Graceful stop. Stop accepting: the agent's socket keeps queueing new
+	// connections for the other workers. Then answer every connection
+	// already accepted, and exit. (http.Server.Shutdown alone would close,
+	// unanswered, a connection whose request it reads after the shutdown
+	// began.)
+	for _, l := range listeners {
+		l.Close()
 	}
+	serving.Wait()
+	srv.SetKeepAlivesEnabled(false)
+	deadline := time.Now().Add(25 * time.Second)
+	for time.Now().Before(deadline) {
+		mu.Lock()
+		n := open
+		mu.Unlock()
+		if n == 0 {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	log.Print("stopping with connections still open")
 }
 
 // listen returns the sockets passed by the agent (sd_listen_fds), or its

@@ -1,4 +1,4 @@
-// Package testworker is a worker for the agent's tests, run by re-executing
+// Package testworker is a worker for the agent's tests (only tests use it), run by re-executing
 // the test binary: it serves HTTP on the sockets it inherits and behaves as
 // the files of its code directory say (a broken revision, a slow start).
 package testworker
