@@ -92,14 +92,16 @@ const (
 
 // WorkerStatus describes one worker.
 type WorkerStatus struct {
-	Group      string      `json:"group"`
-	Slot       int         `json:"slot"`
-	PID        int         `json:"pid"`
-	Revision   string      `json:"revision"`
-	State      WorkerState `json:"state"`
-	Since      time.Time   `json:"since"`
-	Restarts   int32       `json:"restarts"`
-	Reloadable bool        `json:"reloadable"`
+	Group    string      `json:"group"`
+	Slot     int         `json:"slot"`
+	PID      int         `json:"pid"`
+	Revision string      `json:"revision"`
+	State    WorkerState `json:"state"`
+	// Started is when the process started; Since when it entered State.
+	Started    time.Time `json:"started"`
+	Since      time.Time `json:"since"`
+	Restarts   int32     `json:"restarts"`
+	Reloadable bool      `json:"reloadable"`
 	// Next is true for a worker started by a reload that has not taken
 	// its slot over yet.
 	Next bool `json:"next,omitempty"`
@@ -639,7 +641,7 @@ func (s *Supervisor) publish() {
 				}
 				ws := WorkerStatus{
 					Group: g.spec.Name, Slot: sl.index, Revision: w.rev.revision, State: w.state,
-					Since: w.since, Restarts: sl.restarts, Reloadable: g.reloadable, Next: w == sl.next,
+					Started: w.started, Since: w.since, Restarts: sl.restarts, Reloadable: g.reloadable, Next: w == sl.next,
 				}
 				if w.proc != nil && !w.exited {
 					ws.PID = w.proc.Pid()
