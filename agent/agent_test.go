@@ -25,9 +25,9 @@ import (
 
 	"github.com/softreload/softreload/agent"
 	"github.com/softreload/softreload/agent/config"
-	"github.com/softreload/softreload/agent/testworker"
 	"github.com/softreload/softreload/agent/process"
 	"github.com/softreload/softreload/agent/supervisor"
+	"github.com/softreload/softreload/agent/testworker"
 	"github.com/softreload/softreload/api/v1alpha1"
 )
 

@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/softreload/softreload/agent/testworker"
 	"github.com/softreload/softreload/agent/process"
 	"github.com/softreload/softreload/agent/supervisor"
+	"github.com/softreload/softreload/agent/testworker"
 )
 
 func TestMain(m *testing.M) {
