@@ -18,8 +18,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/softreload/softreload/agent/testworker"
 	"github.com/softreload/softreload/agent/supervisor"
+	"github.com/softreload/softreload/agent/testworker"
 	"github.com/softreload/softreload/api/v1alpha1"
 )
 
