@@ -145,7 +145,10 @@ func startPool(t *testing.T, o poolOptions, groups ...v1alpha1.WorkerGroup) *poo
 	t.Cleanup(func() {
 		a.Stop()
 		select {
-		case <-p.runErr:
+		case err := <-p.runErr:
+			if err != nil {
+				t.Errorf("Run = %v", err)
+			}
 		case <-time.After(wait):
 			t.Error("the agent did not stop")
 		}

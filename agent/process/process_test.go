@@ -1,6 +1,7 @@
 package process_test
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -176,7 +177,7 @@ func TestExitStatusAndOutput(t *testing.T) {
 					t.Errorf("passed-through output %q lacks %q", out.String(), "[g/1] "+line)
 				}
 			}
-			if err := p.Signal(syscall.SIGTERM); err != os.ErrProcessDone {
+			if err := p.Signal(syscall.SIGTERM); !errors.Is(err, os.ErrProcessDone) {
 				t.Errorf("Signal after exit = %v, want os.ErrProcessDone", err)
 			}
 		})

@@ -1,6 +1,7 @@
 package process
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -22,14 +23,16 @@ func RunShimIfAsked() {
 	if os.Getenv(shimEnv) != "1" {
 		return
 	}
-	os.Exit(runShim(os.Args[1:]))
+	err := runShim(os.Args[1:])
+	fmt.Fprintln(os.Stderr, "softreload:", err)
+	os.Exit(127) // the shell's "command not found"
 }
 
-func runShim(args []string) int {
+// runShim execs the worker; it returns only on failure.
+func runShim(args []string) error {
 	_ = os.Unsetenv(shimEnv)
 	if len(args) == 0 {
-		fmt.Fprintln(os.Stderr, "softreload-shim: no command to run")
-		return 127
+		return errors.New("the shim has no command to run")
 	}
 	if os.Getenv("LISTEN_FDS") != "" {
 		// exec keeps the pid: the worker sees its own pid here.
@@ -39,12 +42,10 @@ func runShim(args []string) int {
 	if !strings.Contains(prog, "/") {
 		p, err := exec.LookPath(prog)
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "softreload: cannot run %q: not found in PATH\n", prog)
-			return 127
+			return fmt.Errorf("cannot run %q: not found in PATH", prog)
 		}
 		prog = p
 	}
 	err := syscall.Exec(prog, args, os.Environ())
-	fmt.Fprintf(os.Stderr, "softreload: cannot run %q: %v\n", args[0], err)
-	return 127
+	return fmt.Errorf("cannot run %q: %w", args[0], err)
 }

@@ -35,7 +35,7 @@ func (f *fakeOS) Start(spec ProcessSpec) (Process, error) {
 	}
 	f.nextPid++
 	p := &fakeProc{os: f, spec: spec, pid: f.nextPid, ready: make(chan struct{}), done: make(chan struct{})}
-	f.log = append(f.log, fmt.Sprintf("start %s/%d %s", spec.Group, spec.Slot, env(spec, EnvRevision)))
+	f.log = append(f.log, fmt.Sprintf("start %s/%d %s", spec.Group, spec.Slot, revisionOf(spec)))
 	f.procs = append(f.procs, p)
 	f.started <- p
 	return p, nil
@@ -78,9 +78,10 @@ func (f *fakeOS) noneStarted(t *testing.T) {
 	}
 }
 
-func env(spec ProcessSpec, name string) string {
+// revisionOf is the SOFTRELOAD_REVISION a process was started with.
+func revisionOf(spec ProcessSpec) string {
 	for _, e := range spec.Env {
-		if v, ok := strings.CutPrefix(e, name+"="); ok {
+		if v, ok := strings.CutPrefix(e, EnvRevision+"="); ok {
 			return v
 		}
 	}
@@ -117,7 +118,7 @@ func (p *fakeProc) Output() []string {
 }
 
 func (p *fakeProc) Signal(sig os.Signal) error {
-	p.os.record(fmt.Sprintf("signal %s/%d %s %v", p.spec.Group, p.spec.Slot, env(p.spec, EnvRevision), sig))
+	p.os.record(fmt.Sprintf("signal %s/%d %s %v", p.spec.Group, p.spec.Slot, revisionOf(p.spec), sig))
 	p.mu.Lock()
 	ignore := p.ignoreTerm && sig != syscall.SIGKILL
 	p.mu.Unlock()

@@ -68,25 +68,29 @@ type Recorder interface {
 // ReloadResult is how a reload ended.
 type ReloadResult string
 
+// How a reload ended.
 const (
+	// ReloadSucceeded: every reloadable worker runs the new revision.
 	ReloadSucceeded ReloadResult = "succeeded"
-	ReloadFailed    ReloadResult = "failed"
-	ReloadAborted   ReloadResult = "aborted"
+	// ReloadFailed: a new worker failed; the workers went back.
+	ReloadFailed ReloadResult = "failed"
+	// ReloadAborted: the supervisor stopped during the reload.
+	ReloadAborted ReloadResult = "aborted"
 )
 
 // WorkerState is the state of one worker process.
 type WorkerState string
 
 const (
-	// WorkerStarting: running, not ready yet.
+	// WorkerStarting is a worker that runs and is not ready yet.
 	WorkerStarting WorkerState = "Starting"
-	// WorkerReady: ready and serving.
+	// WorkerReady is a worker that is ready and serves.
 	WorkerReady WorkerState = "Ready"
-	// WorkerStopping: asked to stop, not exited yet.
+	// WorkerStopping is a worker asked to stop that has not exited yet.
 	WorkerStopping WorkerState = "Stopping"
-	// WorkerBackoff: crashed, waiting to be restarted.
+	// WorkerBackoff is a crashed worker waiting to be restarted.
 	WorkerBackoff WorkerState = "Backoff"
-	// WorkerExited: exited and not restarted.
+	// WorkerExited is a worker that exited and is not restarted.
 	WorkerExited WorkerState = "Exited"
 )
 

@@ -82,7 +82,7 @@ func (h *harness) respond() {
 			select {
 			case p := <-h.os.started:
 				h.mu.Lock()
-				b := h.behavior[env(p.spec, EnvRevision)]
+				b := h.behavior[revisionOf(p.spec)]
 				h.mu.Unlock()
 				switch b {
 				case "exit":
@@ -99,9 +99,10 @@ func (h *harness) respond() {
 	}()
 }
 
-func (h *harness) set(rev, behavior string) {
+// setR2 sets how workers of revision r2 behave.
+func (h *harness) setR2(behavior string) {
 	h.mu.Lock()
-	h.behavior[rev] = behavior
+	h.behavior["r2"] = behavior
 	h.mu.Unlock()
 }
 
@@ -288,7 +289,7 @@ func TestReloadFailureRollsBack(t *testing.T) {
 			var mu sync.Mutex
 			started := 0
 			h.os.failStart = func(spec ProcessSpec) bool {
-				if env(spec, EnvRevision) != "r2" {
+				if revisionOf(spec) != "r2" {
 					return false
 				}
 				mu.Lock()
@@ -300,7 +301,7 @@ func TestReloadFailureRollsBack(t *testing.T) {
 				if tc.behavior == "nostart" {
 					return true
 				}
-				h.set("r2", tc.behavior)
+				h.setR2(tc.behavior)
 				return false
 			}
 			if tc.behavior == "hang" {
@@ -375,7 +376,7 @@ func TestReloadsAskedDuringAReloadCoalesce(t *testing.T) {
 	h := newHarness(t, v1alpha1.RolloutStrategy{}, groupSpec("web", 2))
 	h.respond()
 	h.waitReady("r1")
-	h.set("r2", "hang") // hold the reload to r2 until the test lets go
+	h.setR2("hang") // hold the reload to r2 until the test lets go
 	h.os.takeLog()
 	first := make(chan error, 1)
 	go func() { _, err := h.s.Reload(context.Background(), "r2", "/code/r2"); first <- err }()
@@ -387,10 +388,10 @@ func TestReloadsAskedDuringAReloadCoalesce(t *testing.T) {
 	h.s.RequestReload("r2", "/code/r2")
 	h.s.RequestReload("r3", "/code/r3")
 	h.s.RequestReload("r4", "/code/r4")
-	h.set("r2", "ready")
+	h.setR2("ready")
 	h.os.mu.Lock()
 	for _, p := range h.os.procs {
-		if env(p.spec, EnvRevision) == "r2" {
+		if revisionOf(p.spec) == "r2" {
 			p.markReady()
 		}
 	}
@@ -520,7 +521,7 @@ func TestStopDuringReload(t *testing.T) {
 	h := newHarness(t, v1alpha1.RolloutStrategy{}, groupSpec("web", 2))
 	h.respond()
 	h.waitReady("r1")
-	h.set("r2", "hang")
+	h.setR2("hang")
 	done := make(chan error, 1)
 	go func() { _, err := h.s.Reload(context.Background(), "r2", "/code/r2"); done <- err }()
 	h.waitFor("a new worker", func(st Status) bool { return len(st.Workers) == 3 })
@@ -533,7 +534,7 @@ func TestStopDuringReload(t *testing.T) {
 	defer h.os.mu.Unlock()
 	for _, p := range h.os.procs {
 		if p.Err() == nil {
-			t.Errorf("worker %s/%d (%s) still runs after the drain", p.spec.Group, p.spec.Slot, env(p.spec, EnvRevision))
+			t.Errorf("worker %s/%d (%s) still runs after the drain", p.spec.Group, p.spec.Slot, revisionOf(p.spec))
 		}
 	}
 }

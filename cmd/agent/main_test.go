@@ -98,7 +98,10 @@ func runAgent(t *testing.T, dir, config string) *runningAgent {
 	t.Cleanup(func() {
 		_ = a.cmd.Process.Signal(syscall.SIGTERM)
 		select {
-		case <-a.exited:
+		case err := <-a.exited:
+			if err != nil {
+				t.Logf("agent exit: %v", err)
+			}
 		case <-time.After(wait):
 			_ = a.cmd.Process.Kill()
 		}
@@ -119,7 +122,7 @@ func (a *runningAgent) cli(args ...string) (string, error) {
 func (a *runningAgent) status() (supervisor.Status, error) {
 	out, err := a.cli("status", "--json")
 	if err != nil {
-		return supervisor.Status{}, fmt.Errorf("%v: %s", err, out)
+		return supervisor.Status{}, fmt.Errorf("%w: %s", err, out)
 	}
 	var st supervisor.Status
 	err = json.Unmarshal([]byte(out), &st)

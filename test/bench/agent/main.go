@@ -331,7 +331,7 @@ strategy: {replacement: %s}
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("the agent did not get ready: %v", err)
+			return fmt.Errorf("the agent did not get ready: %w", err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
