@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -108,6 +109,7 @@ type poolOptions struct {
 	backoff        time.Duration
 	noWaitForReady bool
 	mode           string
+	reapOrphans    bool
 }
 
 func startPool(t *testing.T, o poolOptions, groups ...v1alpha1.WorkerGroup) *pool {
@@ -136,6 +138,7 @@ func startPool(t *testing.T, o poolOptions, groups ...v1alpha1.WorkerGroup) *poo
 		Config: cfg, Stdout: p.out, Stderr: p.out,
 		Logger:         slog.New(slog.NewTextHandler(p.out, nil)),
 		BackoffInitial: backoff, BackoffMax: 8 * backoff,
+		ReapOrphans: o.reapOrphans,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -534,5 +537,62 @@ func TestBindFailureNamesGroupAndAddress(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not say %q", err, want)
 		}
+	}
+}
+
+// TestOrphansAreReaped: as PID 1 (here: a subreaper, the same code), the
+// agent reaps the orphans its workers leave, so no zombie piles up.
+func TestOrphansAreReaped(t *testing.T) {
+	pidFile := filepath.Join(t.TempDir(), "orphan.pid")
+	p := startPool(t, poolOptions{reapOrphans: true}, v1alpha1.WorkerGroup{
+		Name: "leaver",
+		// The worker starts a child that outlives it, then is replaced by
+		// a long sleep (exec keeps the pid).
+		Command:   []string{"sh", "-c", `sleep 1000 & echo $! > "$PID_FILE"; exec sleep 1000`},
+		Env:       []v1alpha1.EnvVar{{Name: "PID_FILE", Value: pidFile}},
+		Readiness: v1alpha1.Readiness{DelaySeconds: ptr.To[int32](0)},
+	})
+	var orphan int
+	deadline := time.Now().Add(wait)
+	for orphan == 0 {
+		b, _ := os.ReadFile(pidFile)
+		orphan, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+		if time.Now().After(deadline) {
+			t.Fatal("the worker never wrote its child's pid")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Reloading stops the worker; its child becomes the agent's.
+	p.write("version", "2")
+	if _, err := p.agent.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// The child is the agent's now: once it dies, only the agent can reap
+	// it.
+	for ppid := 0; ppid != os.Getpid(); {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", orphan))
+		if err != nil {
+			t.Fatalf("the orphan is gone before it was killed: %v", err)
+		}
+		// pid (comm) state ppid ...
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+		ppid, _ = strconv.Atoi(f[1])
+		if time.Now().After(deadline) {
+			t.Fatalf("the orphan's parent is %d, not the agent %d", ppid, os.Getpid())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := syscall.Kill(orphan, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", orphan))
+		if err != nil {
+			return // reaped
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the orphan %d was never reaped: %s", orphan, b)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
