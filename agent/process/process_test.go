@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"testing"
@@ -168,7 +169,10 @@ func TestExitStatusAndOutput(t *testing.T) {
 			if got := fmt.Sprint(p.Err()); got != tc.err {
 				t.Errorf("Err() = %s, want %s", got, tc.err)
 			}
+			// stdout and stderr are read apart: their lines may come in
+			// either order.
 			got := p.Output()
+			sort.Strings(got)
 			if tc.output != nil && strings.Join(got, "\n") != strings.Join(tc.output, "\n") {
 				t.Errorf("Output() = %q, want %q", got, tc.output)
 			}
