@@ -17,10 +17,11 @@ import (
 const hashLen = 12
 
 // Hash returns the content hash of the directory src: every regular file's
-// path, mode and content, and every symlink's target.
-func Hash(src string) (string, error) {
+// path, mode and content, and every symlink's target. Directories named in
+// skip (absolute paths, e.g. a state directory inside src) are left out.
+func Hash(src string, skip ...string) (string, error) {
 	h := sha256.New()
-	err := walk(src, func(rel string, d fs.DirEntry, path string) error {
+	err := walk(src, skip, func(rel string, d fs.DirEntry, path string) error {
 		info, err := d.Info()
 		if err != nil {
 			return err
@@ -53,14 +54,20 @@ func Hash(src string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil))[:hashLen], nil
 }
 
-// walk calls fn for everything under src but src itself, in lexical order.
-func walk(src string, fn func(rel string, d fs.DirEntry, path string) error) error {
+// walk calls fn for everything under src but src itself and the
+// directories in skip, in lexical order.
+func walk(src string, skip []string, fn func(rel string, d fs.DirEntry, path string) error) error {
 	return filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
 		if path == src {
 			return nil
+		}
+		for _, s := range skip {
+			if d.IsDir() && filepath.Clean(s) == path {
+				return filepath.SkipDir
+			}
 		}
 		rel, err := filepath.Rel(src, path)
 		if err != nil {
@@ -72,9 +79,10 @@ func walk(src string, fn func(rel string, d fs.DirEntry, path string) error) err
 
 // Snapshot makes the revision of src: it returns its name and the
 // directory, stateDir/NAME, that holds a copy of src. A revision already
-// snapshotted is reused as it is.
+// snapshotted is reused as it is. A stateDir inside src is not part of the
+// code.
 func Snapshot(src, stateDir string) (rev, dir string, err error) {
-	rev, err = Hash(src)
+	rev, err = Hash(src, stateDir)
 	if err != nil {
 		return "", "", fmt.Errorf("hashing the code in %s: %w", src, err)
 	}
@@ -92,7 +100,7 @@ func Snapshot(src, stateDir string) (rev, dir string, err error) {
 		return "", "", err
 	}
 	defer os.RemoveAll(tmp) // a no-op after the rename
-	if err := copyTree(src, tmp); err != nil {
+	if err := copyTree(src, tmp, stateDir); err != nil {
 		return "", "", fmt.Errorf("copying the code in %s: %w", src, err)
 	}
 	if err := os.Chmod(tmp, 0o755); err != nil {
@@ -107,8 +115,8 @@ func Snapshot(src, stateDir string) (rev, dir string, err error) {
 	return rev, dir, nil
 }
 
-func copyTree(src, dst string) error {
-	return walk(src, func(rel string, d fs.DirEntry, path string) error {
+func copyTree(src, dst, skip string) error {
+	return walk(src, []string{skip}, func(rel string, d fs.DirEntry, path string) error {
 		to := filepath.Join(dst, filepath.FromSlash(rel))
 		info, err := d.Info()
 		if err != nil {

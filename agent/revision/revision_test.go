@@ -94,3 +94,21 @@ func TestPruneKeepsNewestAndInUse(t *testing.T) {
 		t.Errorf("after Prune(keep 2, in use a): %v, want [a c d]", left)
 	}
 }
+
+func TestSnapshotLeavesOutAStateDirInsideTheCode(t *testing.T) {
+	src := t.TempDir()
+	write(t, filepath.Join(src, "main.py"), "print(1)")
+	state := filepath.Join(src, ".softreload")
+	rev1, dir, err := revision.Snapshot(src, state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, ".softreload")); !os.IsNotExist(err) {
+		t.Errorf("the snapshot holds the state directory: %v", err)
+	}
+	// The snapshot just made does not change the revision.
+	rev2, _, err := revision.Snapshot(src, state)
+	if err != nil || rev2 != rev1 {
+		t.Errorf("second snapshot = %s, %v; want %s", rev2, err, rev1)
+	}
+}

@@ -513,6 +513,10 @@ func (s *Supervisor) markReady(w *worker) {
 	}
 	w.state = WorkerReady
 	w.since = s.clock.Now()
+	for _, t := range w.timers { // the readiness timers
+		t.Stop()
+	}
+	w.timers = nil
 	s.log.Info("Worker ready", "worker", w.name(), "pid", w.proc.Pid(), "revision", w.rev.revision)
 }
 
