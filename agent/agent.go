@@ -167,9 +167,9 @@ func (a *Agent) Run(ctx context.Context) error {
 }
 
 func (a *Agent) close() {
-	for _, c := range []io.Closer{a.control, a.metricsL} {
-		if c != nil && c != (net.Listener)(nil) {
-			_ = c.Close()
+	for _, l := range []net.Listener{a.control, a.metricsL} {
+		if l != nil {
+			_ = l.Close()
 		}
 	}
 	if a.sockets != nil {

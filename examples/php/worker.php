@@ -40,6 +40,21 @@ function notify(string $state): void
     socket_close($s);
 }
 
+function write_all(Socket $conn, string $data): void
+{
+    while ($data !== '') {
+        $n = @socket_write($conn, $data);
+        if ($n === false) {
+            if (socket_last_error($conn) === SOCKET_EINTR) {
+                socket_clear_error($conn);
+                continue;
+            }
+            return;
+        }
+        $data = substr($data, $n);
+    }
+}
+
 notify('READY=1');
 
 while (!$stopping) {
@@ -54,18 +69,24 @@ while (!$stopping) {
         continue; // another worker took it
     }
     socket_set_option($conn, SOL_SOCKET, SO_RCVTIMEO, ['sec' => 10, 'usec' => 0]);
+    // A connection accepted is answered, even if SIGTERM comes meanwhile.
     $request = '';
     while (strpos($request, "\r\n\r\n") === false) {
-        $chunk = socket_read($conn, 8192);
+        $chunk = @socket_read($conn, 8192);
+        if ($chunk === false && socket_last_error($conn) === SOCKET_EINTR) {
+            socket_clear_error($conn);
+            continue;
+        }
         if ($chunk === false || $chunk === '') {
             break;
         }
         $request .= $chunk;
     }
-    $body = sprintf("hello from php, revision %s, worker %s, pid %d\n", $revision, $worker, getmypid());
-    $response = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: " . strlen($body)
-        . "\r\nConnection: close\r\n\r\n" . $body;
-    socket_write($conn, $response);
+    if (strpos($request, "\r\n\r\n") !== false) {
+        $body = sprintf("hello from php, revision %s, worker %s, pid %d\n", $revision, $worker, getmypid());
+        write_all($conn, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: " . strlen($body)
+            . "\r\nConnection: close\r\n\r\n" . $body);
+    }
     socket_close($conn);
 }
 notify('STOPPING=1');
