@@ -565,3 +565,34 @@ func TestSubscribeSeesTheReload(t *testing.T) {
 		t.Errorf("states seen (-want +got):\n%s", diff)
 	}
 }
+
+// TestDelayReadiness: with readiness Delay, a worker is ready once it has
+// stayed alive delaySeconds; one that exits first fails the reload.
+func TestDelayReadiness(t *testing.T) {
+	delay := func(g *v1alpha1.WorkerGroup) {
+		g.Readiness = v1alpha1.Readiness{Type: v1alpha1.ReadinessDelay, DelaySeconds: ptr.To[int32](3), TimeoutSeconds: 10}
+	}
+	h := newHarness(t, v1alpha1.RolloutStrategy{}, groupSpec("web", 1, delay))
+	p := h.os.next(t)
+	p.markReady() // READY=1 means nothing with Delay
+	h.waitFor("the worker starting", func(st Status) bool { return len(st.Workers) == 1 && st.Workers[0].State == WorkerStarting })
+	h.clock.Step(3*time.Second - time.Millisecond)
+	if st := h.s.Status(); st.Workers[0].State != WorkerStarting {
+		t.Fatalf("ready before its delay: %+v", st.Workers[0])
+	}
+	h.clock.Step(time.Millisecond)
+	h.waitReady("r1")
+
+	done := make(chan error, 1)
+	go func() { _, err := h.s.Reload(context.Background(), "r2", "/code/r2"); done <- err }()
+	p2 := h.os.next(t)
+	p2.write("panic: cannot connect to the database")
+	p2.exit(errors.New("exit status 2"))
+	var rerr *ReloadError
+	if err := <-done; !errors.As(err, &rerr) || !strings.Contains(err.Error(), "cannot connect to the database") {
+		t.Fatalf("Reload = %v, want a ReloadError with the worker's output", err)
+	}
+	if st := h.s.Status(); st.Workers[0].PID != p.pid || st.Agent.State != v1alpha1.AgentFailed {
+		t.Errorf("after the failure: %+v, want the old worker %d serving and Failed", st, p.pid)
+	}
+}

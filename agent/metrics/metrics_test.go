@@ -1,0 +1,44 @@
+package metrics_test
+
+import (
+	"io"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/softreload/softreload/agent/metrics"
+	"github.com/softreload/softreload/agent/supervisor"
+)
+
+func TestMetrics(t *testing.T) {
+	st := supervisor.Status{Workers: []supervisor.WorkerStatus{
+		{Group: "web", Revision: "r2", State: supervisor.WorkerReady},
+		{Group: "web", Revision: "r2", State: supervisor.WorkerReady},
+		{Group: "web", Revision: "r3", State: supervisor.WorkerStarting, Next: true},
+		{Group: "gw", Revision: "r1", State: supervisor.WorkerBackoff},
+	}}
+	m := metrics.New(func() supervisor.Status { return st })
+	m.ReloadFinished(supervisor.ReloadSucceeded, 2*time.Second)
+	m.ReloadFinished(supervisor.ReloadFailed, time.Second)
+	m.WorkerRestarted("gw")
+	m.WorkerRestarted("gw")
+
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body, _ := io.ReadAll(rec.Body)
+	for _, want := range []string{
+		`softreload_agent_reloads_total{result="succeeded"} 1`,
+		`softreload_agent_reloads_total{result="failed"} 1`,
+		`softreload_agent_reloads_total{result="aborted"} 0`,
+		`softreload_agent_reload_duration_seconds_sum 3`,
+		`softreload_agent_worker_restarts_total{group="gw"} 2`,
+		`softreload_agent_workers{group="web",revision="r2",state="Ready"} 2`,
+		`softreload_agent_workers{group="web",revision="r3",state="Starting"} 1`,
+		`softreload_agent_workers{group="gw",revision="r1",state="Backoff"} 1`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
