@@ -75,7 +75,11 @@ type replaced struct {
 // reload replaces every reloadable worker with one running req.to, maxSurge
 // at a time, and rolls back the replaced ones if a new worker fails.
 func (s *Supervisor) reload(req *reloadRequest) {
-	if req.to == s.running && s.state == v1alpha1.AgentReady && s.runsAll(req.to) {
+	if req.to == s.running && s.runsAll(req.to) {
+		// Nothing to replace. After a failed reload this is the way back
+		// (a rollback asked by a controller): the report says Ready again.
+		s.state, s.message, s.failed = v1alpha1.AgentReady, "", ""
+		s.publish()
 		req.reply(s.agentStatus(), nil)
 		return
 	}

@@ -343,6 +343,16 @@ func TestReloadFailureRollsBack(t *testing.T) {
 			if final.Agent.State != v1alpha1.AgentFailed {
 				t.Errorf("state after rollback = %s, want Failed until the next reload", final.Agent.State)
 			}
+			// Asking for the running revision (a controller's rollback)
+			// replaces nothing and reports Ready again.
+			h.os.takeLog()
+			st, err = h.s.Reload(context.Background(), "r1", "/code/r1")
+			if err != nil || st.State != v1alpha1.AgentReady || st.Revision != "r1" || st.Message != "" {
+				t.Errorf("Reload to the running revision after a failure = %+v, %v; want Ready for r1", st, err)
+			}
+			if l := h.os.takeLog(); len(l) != 0 {
+				t.Errorf("going back to the running revision touched workers: %v", l)
+			}
 		})
 	}
 }
