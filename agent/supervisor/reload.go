@@ -3,6 +3,7 @@ package supervisor
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -44,7 +45,7 @@ func (s *Supervisor) queue(req *reloadRequest) {
 	case s.pending != nil:
 		s.pending.to = req.to
 		s.pending.waiters = append(s.pending.waiters, req.waiters...)
-	case s.current != nil && s.current.to == req.to:
+	case s.current != nil && s.current.to.same(req.to):
 		s.current.waiters = append(s.current.waiters, req.waiters...)
 	default:
 		s.pending = req
@@ -58,7 +59,7 @@ func (s *Supervisor) runsAll(to target) bool {
 			continue
 		}
 		for _, sl := range g.slots {
-			if sl.cur == nil || sl.cur.rev != to || sl.cur.state != WorkerReady || sl.next != nil {
+			if sl.cur == nil || !sl.cur.rev.same(to) || sl.cur.state != WorkerReady || sl.next != nil {
 				return false
 			}
 		}
@@ -75,7 +76,10 @@ type replaced struct {
 // reload replaces every reloadable worker with one running req.to, maxSurge
 // at a time, and rolls back the replaced ones if a new worker fails.
 func (s *Supervisor) reload(req *reloadRequest) {
-	if req.to == s.running && s.runsAll(req.to) {
+	if req.to.groups == nil {
+		req.to.groups = s.running.groups // a code-only reload keeps the groups
+	}
+	if req.to.same(s.running) && s.runsAll(req.to) {
 		// Nothing to replace. After a failed reload this is the way back
 		// (a rollback asked by a controller): the report says Ready again.
 		s.state, s.message, s.failed = v1alpha1.AgentReady, "", ""
@@ -90,8 +94,11 @@ func (s *Supervisor) reload(req *reloadRequest) {
 	s.log.Info("Reloading", "revision", req.to.revision, "from", s.running.revision, "replacement", string(s.opts.Strategy.Replacement))
 
 	var done []replaced
-	var err error
+	err := s.checkGroups(req.to)
 	for _, g := range s.groups {
+		if err != nil {
+			break
+		}
 		if !g.reloadable {
 			continue
 		}
@@ -281,6 +288,36 @@ func firstFailed(ws []*worker) *worker {
 	for _, w := range ws {
 		if w.failure != "" {
 			return w
+		}
+	}
+	return nil
+}
+
+// checkGroups refuses a revision whose groups differ from the running ones
+// in what a reload cannot change.
+func (s *Supervisor) checkGroups(to target) error {
+	if to.groups == nil {
+		return nil
+	}
+	fail := func(format string, args ...any) error {
+		return &ReloadError{Revision: to.revision, Reason: fmt.Sprintf("revision %s: ", to.revision) +
+			fmt.Sprintf(format, args...) + "; that needs a restart of the agent"}
+	}
+	if len(to.groups) != len(s.groups) {
+		return fail("it has %d groups, the agent runs %d", len(to.groups), len(s.groups))
+	}
+	for _, g := range s.groups {
+		n := g.spec.Name
+		gs := to.groups[n]
+		switch {
+		case gs == nil:
+			return fail("it has no group %q", n)
+		case gs.Count != g.spec.Count:
+			return fail("group %q: count %d, the agent runs %d", n, gs.Count, g.spec.Count)
+		case *gs.Reloadable != g.reloadable:
+			return fail("group %q: reloadable changes", n)
+		case !slices.Equal(gs.Listen, g.spec.Listen):
+			return fail("group %q: listen changes", n)
 		}
 	}
 	return nil

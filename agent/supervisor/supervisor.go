@@ -147,7 +147,42 @@ type Supervisor struct {
 	nextID   uint64
 }
 
-type target struct{ revision, dir string }
+// target is a revision to run: its name, its code directory and, when it
+// changes them, its groups by name (nil: the groups the agent started with).
+type target struct {
+	revision, dir string
+	groups        map[string]*v1alpha1.WorkerGroup
+}
+
+// same reports whether t and o are the same revision.
+func (t target) same(o target) bool { return t.revision == o.revision && t.dir == o.dir }
+
+// Target is a revision to reload to.
+type Target struct {
+	// Revision names the revision; CodeDir holds its code.
+	Revision string
+	CodeDir  string
+	// Groups are the revision's groups, when it changes them; nil keeps the
+	// groups of the running revision. A group's command, args, env,
+	// readiness, stopSignal and stopTimeoutSeconds may change; its name,
+	// count, listen and reloadable may not (they need a restart of the
+	// agent), and groups may not be added or removed: such a revision fails
+	// to load. Groups that are not reloadable keep their workers and spec.
+	Groups []v1alpha1.WorkerGroup
+}
+
+func (t Target) internal() target {
+	to := target{revision: t.Revision, dir: t.CodeDir}
+	if t.Groups != nil {
+		to.groups = map[string]*v1alpha1.WorkerGroup{}
+		for _, g := range t.Groups {
+			g := *g.DeepCopy()
+			v1alpha1.SetGroupDefaults(&g)
+			to.groups[g.Name] = &g
+		}
+	}
+	return to
+}
 
 type group struct {
 	spec       v1alpha1.WorkerGroup
@@ -169,6 +204,7 @@ type worker struct {
 	id        uint64
 	g         *group
 	s         *slot
+	spec      *v1alpha1.WorkerGroup // what it was started with
 	rev       target
 	proc      Process
 	state     WorkerState
@@ -237,7 +273,7 @@ func New(opts Options) (*Supervisor, error) {
 		events:  make(chan event, 64),
 		done:    make(chan struct{}),
 		subs:    map[chan v1alpha1.AgentStatus]struct{}{},
-		running: target{opts.Revision, opts.CodeDir},
+		running: target{revision: opts.Revision, dir: opts.CodeDir},
 		state:   v1alpha1.AgentReloading,
 	}
 	for _, spec := range opts.Groups {
@@ -315,7 +351,13 @@ func (s *Supervisor) Done() <-chan struct{} { return s.done }
 // it, to the newest revision asked; asking again for the revision being
 // loaded changes nothing.
 func (s *Supervisor) RequestReload(revision, codeDir string) {
-	s.send(&reloadRequest{to: target{revision, codeDir}})
+	s.RequestReloadTo(Target{Revision: revision, CodeDir: codeDir})
+}
+
+// RequestReloadTo is RequestReload for a revision that may change the
+// groups.
+func (s *Supervisor) RequestReloadTo(t Target) {
+	s.send(&reloadRequest{to: t.internal()})
 }
 
 // Reload asks for a reload like RequestReload and waits until it is over.
@@ -324,8 +366,13 @@ func (s *Supervisor) RequestReload(revision, codeDir string) {
 // stopped or when ctx is done. If a newer reload was asked meanwhile, the
 // result is that of the newer one.
 func (s *Supervisor) Reload(ctx context.Context, revision, codeDir string) (v1alpha1.AgentStatus, error) {
+	return s.ReloadTo(ctx, Target{Revision: revision, CodeDir: codeDir})
+}
+
+// ReloadTo is Reload for a revision that may change the groups.
+func (s *Supervisor) ReloadTo(ctx context.Context, t Target) (v1alpha1.AgentStatus, error) {
 	reply := make(chan reloadReply, 1)
-	if !s.send(&reloadRequest{to: target{revision, codeDir}, waiters: []chan reloadReply{reply}}) {
+	if !s.send(&reloadRequest{to: t.internal(), waiters: []chan reloadReply{reply}}) {
 		return s.Status().Agent, ErrStopped
 	}
 	select {
@@ -404,21 +451,25 @@ func (s *Supervisor) await(cond func() bool) error {
 func (s *Supervisor) start(g *group, sl *slot, rev target, candidate bool) *worker {
 	s.nextID++
 	now := s.clock.Now()
-	w := &worker{id: s.nextID, g: g, s: sl, rev: rev, state: WorkerStarting, started: now, since: now, candidate: candidate}
+	gs := &g.spec
+	if rs := rev.groups[g.spec.Name]; rs != nil && g.reloadable {
+		gs = rs
+	}
+	w := &worker{id: s.nextID, g: g, s: sl, spec: gs, rev: rev, state: WorkerStarting, started: now, since: now, candidate: candidate}
 	spec := ProcessSpec{
-		Group:   g.spec.Name,
+		Group:   gs.Name,
 		Slot:    sl.index,
-		Command: append(append([]string{}, g.spec.Command...), g.spec.Args...),
+		Command: append(append([]string{}, gs.Command...), gs.Args...),
 		Dir:     rev.dir,
 		Files:   g.files,
 		Names:   g.names,
-		Notify:  g.spec.Readiness.Type == v1alpha1.ReadinessNotify,
+		Notify:  gs.Readiness.Type == v1alpha1.ReadinessNotify,
 	}
-	for _, e := range g.spec.Env {
+	for _, e := range gs.Env {
 		spec.Env = append(spec.Env, e.Name+"="+e.Value)
 	}
 	spec.Env = append(spec.Env,
-		EnvGroup+"="+g.spec.Name,
+		EnvGroup+"="+gs.Name,
 		EnvWorkerID+"="+strconv.Itoa(sl.index),
 		EnvRevision+"="+rev.revision,
 		EnvCodeDir+"="+rev.dir,
@@ -436,7 +487,7 @@ func (s *Supervisor) start(g *group, sl *slot, rev target, candidate bool) *work
 	w.proc = p
 	s.log.Info("Worker started", "worker", w.name(), "pid", p.Pid(), "revision", rev.revision)
 	go s.watch(w)
-	r := g.spec.Readiness
+	r := gs.Readiness
 	if r.Type == v1alpha1.ReadinessDelay {
 		delay := time.Duration(*r.DelaySeconds) * time.Second
 		if delay == 0 {
@@ -470,7 +521,7 @@ func (s *Supervisor) watch(w *worker) {
 func (s *Supervisor) handle(ev event) {
 	switch e := ev.(type) {
 	case evReady:
-		if e.w.g.spec.Readiness.Type == v1alpha1.ReadinessNotify {
+		if e.w.spec.Readiness.Type == v1alpha1.ReadinessNotify {
 			s.markReady(e.w)
 		}
 	case evDelayElapsed:
@@ -480,7 +531,7 @@ func (s *Supervisor) handle(ev event) {
 		if w.state != WorkerStarting {
 			break
 		}
-		w.failure = fmt.Sprintf("worker %s (revision %s) was not ready within %ds", w.name(), w.rev.revision, w.g.spec.Readiness.TimeoutSeconds)
+		w.failure = fmt.Sprintf("worker %s (revision %s) was not ready within %ds", w.name(), w.rev.revision, w.spec.Readiness.TimeoutSeconds)
 		s.log.Error("Worker not ready in time", "worker", w.name(), "pid", w.proc.Pid(), "revision", w.rev.revision)
 		if !w.candidate {
 			// A restarted worker that never gets ready is killed, then
@@ -586,12 +637,12 @@ func (s *Supervisor) stopWorker(w *worker) {
 	}
 	w.state = WorkerStopping
 	w.since = s.clock.Now()
-	sig := signalByName(w.g.spec.StopSignal)
-	s.log.Info("Stopping worker", "worker", w.name(), "pid", w.proc.Pid(), "signal", string(w.g.spec.StopSignal))
+	sig := signalByName(w.spec.StopSignal)
+	s.log.Info("Stopping worker", "worker", w.name(), "pid", w.proc.Pid(), "signal", string(w.spec.StopSignal))
 	if err := w.proc.Signal(sig); err != nil {
 		s.log.Warn("Could not signal worker", "worker", w.name(), "pid", w.proc.Pid(), "err", err)
 	}
-	timeout := time.Duration(w.g.spec.StopTimeoutSeconds) * time.Second
+	timeout := time.Duration(w.spec.StopTimeoutSeconds) * time.Second
 	w.timers = append(w.timers, s.clock.AfterFunc(timeout, func() { s.send(evKill{w}) }))
 }
 

@@ -606,3 +606,83 @@ func TestDelayReadiness(t *testing.T) {
 		t.Errorf("after the failure: %+v, want the old worker %d serving and Failed", st, p.pid)
 	}
 }
+
+// TestReloadChangesGroups: a revision may change a group's command, env and
+// stop signal; the old workers stop with their own signal, a code-only
+// reload keeps the groups, a rollback brings the old spec back, and what
+// only a restart can change is refused.
+func TestReloadChangesGroups(t *testing.T) {
+	h := newHarness(t, v1alpha1.RolloutStrategy{}, groupSpec("web", 2))
+	h.respond()
+	h.waitReady("r1")
+	v2 := groupSpec("web", 2, func(g *v1alpha1.WorkerGroup) {
+		g.Command = []string{"./web-v2"}
+		g.Env = []v1alpha1.EnvVar{{Name: "X", Value: "2"}}
+		g.StopSignal = "SIGQUIT"
+	})
+	ctx := context.Background()
+	if _, err := h.s.ReloadTo(ctx, Target{Revision: "r2", CodeDir: "/code/r2", Groups: []v1alpha1.WorkerGroup{v2}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.s.Reload(ctx, "r3", "/code/r3"); err != nil {
+		t.Fatal(err)
+	}
+	h.os.takeLog()
+
+	// r5 breaks on slot 1: slot 0 goes back to r3, with r2's spec.
+	h.os.failStart = func(spec ProcessSpec) bool { return revisionOf(spec) == "r5" && spec.Slot == 1 }
+	v5 := groupSpec("web", 2, func(g *v1alpha1.WorkerGroup) { g.Command = []string{"./web-v5"} })
+	if _, err := h.s.ReloadTo(ctx, Target{Revision: "r5", CodeDir: "/code/r5", Groups: []v1alpha1.WorkerGroup{v5}}); err == nil {
+		t.Fatal("the reload to r5 succeeded")
+	}
+	h.waitFor("r3 everywhere", func(st Status) bool { return st.Agent.Ready == 2 && len(st.Workers) == 2 })
+	h.os.mu.Lock()
+	type started struct {
+		Rev     string
+		Slot    int
+		Command []string
+		X       string
+	}
+	var got []started
+	for _, p := range h.os.procs {
+		x := ""
+		for _, e := range p.spec.Env {
+			if v, ok := strings.CutPrefix(e, "X="); ok {
+				x = v
+			}
+		}
+		got = append(got, started{revisionOf(p.spec), p.spec.Slot, p.spec.Command, x})
+	}
+	h.os.mu.Unlock()
+	want := []started{
+		{"r1", 0, []string{"./web"}, ""}, {"r1", 1, []string{"./web"}, ""},
+		{"r2", 0, []string{"./web-v2"}, "2"}, {"r2", 1, []string{"./web-v2"}, "2"},
+		{"r3", 0, []string{"./web-v2"}, "2"}, {"r3", 1, []string{"./web-v2"}, "2"},
+		{"r5", 0, []string{"./web-v5"}, ""},
+		{"r3", 0, []string{"./web-v2"}, "2"},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("workers started (-want +got):\n%s", diff)
+	}
+	// r2's workers stopped with r2's stop signal when r3 replaced them.
+	log := strings.Join(h.os.takeLog(), "\n")
+	if !strings.Contains(log, "signal web/0 r5 terminated") || !strings.Contains(log, "signal web/0 r3 quit") {
+		t.Errorf("signals:\n%s", log)
+	}
+
+	tests := map[string]func(*v1alpha1.WorkerGroup){
+		"count":      func(g *v1alpha1.WorkerGroup) { g.Count = 3 },
+		"reloadable": notReloadable,
+		"listen":     func(g *v1alpha1.WorkerGroup) { g.Listen = []v1alpha1.ListenAddress{"tcp://:9"} },
+		"name":       func(g *v1alpha1.WorkerGroup) { g.Name = "api" },
+	}
+	for name, mod := range tests {
+		st, err := h.s.ReloadTo(ctx, Target{Revision: "r9-" + name, CodeDir: "/code/r9", Groups: []v1alpha1.WorkerGroup{groupSpec("web", 2, mod)}})
+		if err == nil || !strings.Contains(st.Message, "needs a restart of the agent") || st.State != v1alpha1.AgentFailed {
+			t.Errorf("changing %s: %+v, %v; want Failed, needing a restart", name, st, err)
+		}
+	}
+	if l := h.os.takeLog(); len(l) != 0 {
+		t.Errorf("refused revisions touched workers: %v", l)
+	}
+}
