@@ -95,6 +95,7 @@ type fakeProc struct {
 	ready chan struct{}
 	done  chan struct{}
 
+	readyOnce  sync.Once
 	mu         sync.Mutex
 	err        error
 	exited     bool
@@ -128,8 +129,8 @@ func (p *fakeProc) Signal(sig os.Signal) error {
 	return nil
 }
 
-// markReady sends READY=1.
-func (p *fakeProc) markReady() { close(p.ready) }
+// markReady sends READY=1 (once, however often it is called).
+func (p *fakeProc) markReady() { p.readyOnce.Do(func() { close(p.ready) }) }
 
 // exit ends the process with err (nil: exit status 0).
 func (p *fakeProc) exit(err error) {
