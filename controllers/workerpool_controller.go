@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -251,24 +252,46 @@ func (r *WorkerPoolReconciler) reconcilePods(ctx context.Context, s *scope) erro
 	}
 
 	images := map[string]*workersv1alpha1.ImageCodeSource{s.target: s.spec.Image}
-	var sent []*corev1.Pod
 	for _, a := range s.plan.Actions {
-		image, ok := images[a.Revision]
-		if !ok {
+		if _, ok := images[a.Revision]; !ok {
 			spec, err := r.specOf(ctx, s.pool, a.Revision)
 			if err != nil {
 				return fmt.Errorf("cannot send pod %s to revision %s: %w", a.Pod, a.Revision, err)
 			}
-			image, images[a.Revision] = spec.Image, spec.Image
+			images[a.Revision] = spec.Image
 		}
+	}
+	// The pods are independent: patch a few at a time.
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+		sem  = make(chan struct{}, maxParallelPatches)
+		sent = make([]*corev1.Pod, 0, len(s.plan.Actions))
+	)
+	for _, a := range s.plan.Actions {
 		pod := s.pods[a.Pod]
-		if err := r.sendRevision(ctx, pod, a.Revision, image); err != nil {
-			return err
-		}
 		sent = append(sent, pod)
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := r.sendRevision(ctx, pod, a.Revision, images[a.Revision]); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
 	}
 	return r.waitForCache(ctx, sent)
 }
+
+// maxParallelPatches is how many pods one reconcile patches at once.
+const maxParallelPatches = 16
 
 // sendRevision tells pod to run rev: one patch that sets the desired-revision
 // annotation and, in image mode, the image of the code container.
