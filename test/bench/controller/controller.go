@@ -12,6 +12,7 @@ import (
 	"sync"
 
 	"github.com/go-logr/logr"
+	"github.com/go-logr/logr/funcr"
 	dto "github.com/prometheus/client_model/go"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -94,7 +95,11 @@ func resourceOf(path string) string {
 // runController runs the WorkerPool reconciler alone, as the manager would,
 // and answers "stats" on stdin with its counters on stdout.
 func runController(kubeconfig string) error {
-	ctrl.SetLogger(logr.Discard())
+	logger := logr.Discard()
+	if os.Getenv("SOFTRELOAD_BENCH_LOG") != "" {
+		logger = funcr.New(func(prefix, args string) { fmt.Fprintln(os.Stderr, prefix, args) }, funcr.Options{})
+	}
+	ctrl.SetLogger(logger)
 	cfg, err := loadKubeconfig(kubeconfig)
 	if err != nil {
 		return err

@@ -323,9 +323,28 @@ func startAgents(ctx context.Context, cfg *rest.Config) (*agents, error) {
 	}
 	a := &agents{c: wc, pods: map[string]rollout.Pod{}}
 	go func() {
-		for ev := range w.ResultChan() {
-			if pod, ok := ev.Object.(*corev1.Pod); ok && ev.Type != watch.Deleted {
-				a.observe(ctx, pod)
+		var rv string
+		for {
+			for ev := range w.ResultChan() {
+				if pod, ok := ev.Object.(*corev1.Pod); ok && ev.Type != watch.Deleted {
+					rv = pod.ResourceVersion
+					a.observe(ctx, pod)
+				}
+			}
+			// The API server closes a watch that falls behind a burst: go
+			// on from the last event seen.
+			for {
+				if ctx.Err() != nil {
+					return
+				}
+				var err error
+				w, err = wc.Watch(ctx, &corev1.PodList{}, client.InNamespace(namespace),
+					&client.ListOptions{Raw: &metav1.ListOptions{ResourceVersion: rv}})
+				if err == nil {
+					break
+				}
+				fmt.Fprintf(os.Stderr, "bench: watching pods again: %v\n", err)
+				time.Sleep(100 * time.Millisecond)
 			}
 		}
 	}()
