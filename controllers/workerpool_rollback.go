@@ -34,8 +34,10 @@ func (r *WorkerPoolReconciler) reconcileRollbackRequest(ctx context.Context, s *
 		head = h[0]
 	}
 	holding := head.Cause == CauseRollback && head.Source == rollbackSource(computed)
+	recorded := holding && head.Revision == to // the request is already the target
+	backToCode := requested && to == computed  // the request ends a rollback
 	switch {
-	case requested && to != computed && !(holding && head.Revision == to):
+	case requested && !backToCode && !recorded:
 		spec, err := r.specOf(ctx, s.pool, to)
 		if err != nil {
 			r.recorder.Eventf(s.pool, nil, corev1.EventTypeWarning, EventRollbackRefused, actionRollback,
@@ -43,7 +45,7 @@ func (r *WorkerPoolReconciler) reconcileRollbackRequest(ctx context.Context, s *
 			return nil
 		}
 		s.target, s.spec, s.cause, s.source = to, spec, CauseRollback, rollbackSource(computed)
-	case holding && !(requested && to == computed):
+	case holding && !backToCode:
 		spec, err := r.specOf(ctx, s.pool, head.Revision)
 		if err != nil {
 			return fmt.Errorf("holding the rollback to revision %s: %w", head.Revision, err)

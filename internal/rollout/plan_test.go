@@ -90,6 +90,11 @@ func TestCompute(t *testing.T) {
 				reloading("a", "v2"), ready("b", "v2"), ready("c", "v1")}},
 			want: Plan{Actions: acts("a", "v3"), Counts: Counts{Pods: 3, Ready: 2, InFlight: 1}},
 		},
+		"a pod in flight to the target keeps its slot and is left alone": {
+			in: Input{Target: "v3", Stable: "v1", MaxUnavailable: 1, Pods: []Pod{
+				reloading("a", "v3"), ready("b", "v2")}},
+			want: Plan{Counts: Counts{Pods: 2, Ready: 1, InFlight: 1}},
+		},
 		"a new pod gets the target at once, and counts against the budget": {
 			in: Input{Target: "v2", Stable: "v1", MaxUnavailable: 1, Pods: []Pod{
 				ready("a", "v1"), pod("new", "")}},
@@ -111,8 +116,8 @@ func TestCompute(t *testing.T) {
 		},
 		"a failure not yet recorded holds every pod": {
 			in: Input{Target: "v2", Stable: "v1", MaxUnavailable: 3, Rollback: workersv1alpha1.RollbackAuto, Pods: []Pod{
-				failed("a", "v2", "v1", "exit 1"), ready("b", "v2"), ready("c", "v1"), pod("new", "")}},
-			want: Plan{Failure: &Failure{Pod: "a", Message: "exit 1"},
+				failed("a", "v2", "v1", "worker http-0 exited: SyntaxError"), ready("b", "v2"), ready("c", "v1"), pod("new", "")}},
+			want: Plan{Failure: &Failure{Pod: "a", Message: "worker http-0 exited: SyntaxError"},
 				Counts: Counts{Pods: 4, Updated: 1, Ready: 3, Failed: 1}},
 		},
 		"a failure of another revision is not this rollout's failure": {
@@ -137,7 +142,7 @@ func TestCompute(t *testing.T) {
 		},
 		"auto rollback with no stable revision holds": {
 			in: Input{Target: "v1", MaxUnavailable: 1, Halted: true, Rollback: workersv1alpha1.RollbackAuto, Pods: []Pod{
-				failed("a", "v1", "", "exit 1"), ready("b", "v1"), pod("new", "")}},
+				ready("a", "v1"), failed("b", "v1", "", "exit 1"), pod("new", "")}},
 			want: Plan{Actions: acts("new", "v1"), Counts: Counts{Pods: 3, Updated: 1, Ready: 2, Failed: 1}},
 		},
 		"manual rollback holds the pods, a new pod gets the stable revision": {

@@ -306,7 +306,6 @@ type agents struct {
 	pods   map[string]rollout.Pod
 	maxIn  int
 	writes int64
-	start  time.Time
 	first  time.Time
 	last   time.Time
 }
