@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	dto "github.com/prometheus/client_model/go"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -61,6 +62,12 @@ func TestRolloutCompletesWithinBudget(t *testing.T) {
 	}
 	if got := f.events(EventRolloutStarted); len(got) < 2 {
 		t.Errorf("RolloutStarted events = %q, want one per revision", got)
+	}
+	if got := gauge(t, podsByState.WithLabelValues(f.ns, poolName, "updated")); got != 10 {
+		t.Errorf("softreload_pods{state=updated} = %v, want 10", got)
+	}
+	if got := counter(t, rolloutsTotal.WithLabelValues(ResultComplete)); got < 2 {
+		t.Errorf("softreload_rollouts_total{result=Complete} = %v, want at least this test's 2", got)
 	}
 }
 
@@ -483,4 +490,18 @@ func TestRollbackToAMissingRevisionIsRefused(t *testing.T) {
 	if got := f.pool().Status.CurrentRevision; got != v1 {
 		t.Errorf("currentRevision %s, want %s", got, v1)
 	}
+}
+
+func gauge(t *testing.T, m interface{ Write(*dto.Metric) error }) float64 {
+	t.Helper()
+	var out dto.Metric
+	must(t, m.Write(&out))
+	return out.GetGauge().GetValue()
+}
+
+func counter(t *testing.T, m interface{ Write(*dto.Metric) error }) float64 {
+	t.Helper()
+	var out dto.Metric
+	must(t, m.Write(&out))
+	return out.GetCounter().GetValue()
 }
