@@ -206,17 +206,20 @@ func TestControllerRestartMidRollout(t *testing.T) {
 	f.createPool(maxUnavailable(intstr.FromInt32(2)))
 	v1 := f.waitComplete(8)
 
-	f.agents.setDelay(400 * time.Millisecond)
+	// web-0 and web-1 reload; web-2 and web-3 then hang in the middle of
+	// their reload while the controller is replaced.
+	f.agents.hold(func(pod string) bool { return pod == "web-2" || pod == "web-3" })
 	f.agents.resetMaxInFlight()
 	f.editCode(map[string]string{"server.py": "print('v2')"})
-	f.eventually("the rollout is under way", func() error {
-		if st := f.pool().Status; st.UpdatedPods < 2 || st.UpdatedPods >= 6 {
-			return fmt.Errorf("%d pods updated", st.UpdatedPods)
+	f.eventually("the rollout is half way, two pods reloading", func() error {
+		if st := f.pool().Status; st.UpdateRevision == v1 || st.UpdatedPods != 2 || st.ReloadingPods != 2 {
+			return fmt.Errorf("status %+v", st)
 		}
 		return nil
 	})
 	f.stopManager()
 	f.startManager(clock.RealClock{})
+	f.agents.releaseHeld()
 	v2 := f.waitComplete(8)
 
 	if got := f.agents.MaxInFlight(); got > 2 {

@@ -361,6 +361,9 @@ type agents struct {
 	sent        map[string][]string
 	maxInFlight int
 	wake        map[string]chan struct{}
+	// held pods report Reloading and then wait for release.
+	held    func(pod string) bool
+	release chan struct{}
 }
 
 func startAgents(t *testing.T, ctx context.Context, ns string) *agents {
@@ -373,6 +376,7 @@ func startAgents(t *testing.T, ctx context.Context, ns string) *agents {
 		behave: func(string, string) outcome { return succeed },
 		delay:  100 * time.Millisecond,
 		pods:   map[string]rollout.Pod{}, sent: map[string][]string{}, wake: map[string]chan struct{}{},
+		held: func(string) bool { return false }, release: make(chan struct{}),
 	}
 	w, err := wc.Watch(ctx, &corev1.PodList{}, client.InNamespace(ns))
 	if err != nil {
@@ -389,11 +393,15 @@ func (a *agents) setBehaviour(f func(pod, rev string) outcome) {
 	a.behave = f
 }
 
-func (a *agents) setDelay(d time.Duration) {
+// hold makes the agents of the pods f picks stop after reporting
+// Reloading, until releaseHeld.
+func (a *agents) hold(f func(pod string) bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.delay = d
+	a.held = f
 }
+
+func (a *agents) releaseHeld() { close(a.release) }
 
 // resetMaxInFlight starts counting anew, as of the pods as they are.
 func (a *agents) resetMaxInFlight() {
@@ -488,7 +496,7 @@ func (a *agents) run(ns, name string, wake <-chan struct{}) {
 		case <-wake:
 		}
 		a.mu.Lock()
-		rev, behave, delay := a.pods[name].Desired, a.behave, a.delay
+		rev, behave, delay, held := a.pods[name].Desired, a.behave, a.delay, a.held(name)
 		a.mu.Unlock()
 		if rev == "" || rev == handled {
 			continue
@@ -499,6 +507,13 @@ func (a *agents) run(ns, name string, wake <-chan struct{}) {
 			continue
 		}
 		a.report(ns, name, workersv1alpha1.AgentStatus{Revision: rev, Running: running, State: workersv1alpha1.AgentReloading, Ready: 1, Total: 2})
+		if held {
+			select {
+			case <-a.ctx.Done():
+				return
+			case <-a.release:
+			}
+		}
 		select {
 		case <-a.ctx.Done():
 			return
