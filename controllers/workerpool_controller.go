@@ -47,7 +47,7 @@ func NewWorkerPoolReconciler(c client.Client, recorder events.EventRecorder, clk
 	return &WorkerPoolReconciler{client: c, recorder: recorder, clock: clk}
 }
 
-// +kubebuilder:rbac:groups=workers.softreload.dev,resources=workerpools,verbs=get;list;watch
+// +kubebuilder:rbac:groups=workers.softreload.dev,resources=workerpools,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups=workers.softreload.dev,resources=workerpools/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;delete
