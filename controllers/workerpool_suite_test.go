@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -91,7 +92,13 @@ func newFixture(t *testing.T) *fixture {
 // until the test ends or stopManager is called.
 func (f *fixture) startManager(clk clock.PassiveClock) {
 	f.t.Helper()
-	mgr, err := ctrl.NewManager(poolEnv.Config, ctrl.Options{
+	f.startManagerWith(poolEnv.Config, clk)
+}
+
+// startManagerWith is startManager with the manager's own API credentials.
+func (f *fixture) startManagerWith(cfg *rest.Config, clk clock.PassiveClock) {
+	f.t.Helper()
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 poolEnv.Scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
