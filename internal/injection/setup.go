@@ -13,11 +13,11 @@ import (
 type CertMode string
 
 const (
-	// CertModeSelf: the manager makes its own CA and serving certificate,
+	// CertModeSelf means the manager makes its own CA and serving certificate,
 	// keeps them in a Secret, rotates them before they expire and writes the
 	// CA into the webhook configuration.
 	CertModeSelf CertMode = "self"
-	// CertModeCertManager: cert-manager writes the Secret (mounted at the
+	// CertModeCertManager means cert-manager writes the Secret (mounted at the
 	// cert directory) and its CA injector fills in the webhook's CA bundle.
 	CertModeCertManager CertMode = "cert-manager"
 )

@@ -49,7 +49,7 @@ func TestCountsAnswersAndFailures(t *testing.T) {
 	if live.OK != live.Answers["v1"]+live.Answers["v2"] {
 		t.Errorf("OK %d is not the sum of the answers %v", live.OK, live.Answers)
 	}
-	if got := int64(n.Load()); got < live.OK+live.Failed {
+	if got := n.Load(); got < live.OK+live.Failed {
 		t.Errorf("counted %d requests, the server saw only %d", live.OK+live.Failed, got)
 	}
 	if stats[closed.URL].OK != 0 || len(stats[closed.URL].Errors) == 0 {
