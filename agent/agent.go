@@ -220,16 +220,7 @@ func (a *Agent) RequestReload() error {
 }
 
 // Status returns the supervisor's status, with each worker's memory.
-func (a *Agent) Status() supervisor.Status {
-	st := a.sup.Status()
-	st.Workers = append([]supervisor.WorkerStatus(nil), st.Workers...)
-	for i := range st.Workers {
-		if pid := st.Workers[i].PID; pid > 0 {
-			st.Workers[i].MemoryBytes = process.MemoryBytes(pid)
-		}
-	}
-	return st
-}
+func (a *Agent) Status() supervisor.Status { return process.WithMemory(a.sup.Status()) }
 
 // Stop drains the workers; Run then returns.
 func (a *Agent) Stop() { a.sup.Stop() }

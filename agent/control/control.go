@@ -28,6 +28,12 @@ type Backend interface {
 	Stop()
 }
 
+// ErrReloadRefused, wrapped by a Backend's Reload or RequestReload, means
+// the agent does not take reloads from its control socket (in a pod, they
+// come from the WorkerPool). The socket answers 409 Conflict with the
+// reason.
+var ErrReloadRefused = errors.New("reload refused")
+
 // ReloadResponse is the answer to POST /reload.
 type ReloadResponse struct {
 	Status v1alpha1.AgentStatus `json:"status"`
@@ -63,7 +69,12 @@ func Handler(b Backend) http.Handler {
 	})
 	mux.HandleFunc("POST /reload", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Query().Get("wait") == "" {
-			if err := b.RequestReload(); err != nil {
+			err := b.RequestReload()
+			if errors.Is(err, ErrReloadRefused) {
+				http.Error(w, err.Error(), http.StatusConflict)
+				return
+			}
+			if err != nil {
 				writeJSON(w, http.StatusInternalServerError, ReloadResponse{Status: b.Status().Agent, Error: err.Error()})
 				return
 			}
@@ -71,6 +82,10 @@ func Handler(b Backend) http.Handler {
 			return
 		}
 		st, err := b.Reload(r.Context())
+		if errors.Is(err, ErrReloadRefused) {
+			http.Error(w, err.Error(), http.StatusConflict)
+			return
+		}
 		resp := ReloadResponse{Status: st}
 		if err != nil {
 			resp.Error = err.Error()

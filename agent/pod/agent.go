@@ -192,7 +192,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		} else {
 			engine.RequestReload(rev)
 		}
-		_ = PruneRevisions(a.opts.CodeRoot, map[string]bool{first: true, rev.Name: true, last.Running: true, last.Revision: true}, a.opts.KeepRevisions)
+		if err := PruneRevisions(a.opts.CodeRoot, a.opts.KeepRevisions, first, rev.Name, last.Running, last.Revision); err != nil {
+			a.log.Info("Could not prune old revisions", "err", err)
+		}
 	}
 }
 

@@ -8,8 +8,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
+	"time"
+
+	coderev "github.com/softreload/softreload/agent/revision"
 )
 
 // WriteRevision writes files into root/revisions/rev and returns that
@@ -23,6 +25,8 @@ func WriteRevision(root, rev string, files map[string][]byte) (string, error) {
 	}
 	dir := filepath.Join(root, "revisions", rev)
 	if _, err := os.Stat(dir); err == nil {
+		now := time.Now()
+		_ = os.Chtimes(dir, now, now) // the newest, for PruneRevisions
 		return dir, nil
 	}
 	parent := filepath.Dir(dir)
@@ -58,45 +62,15 @@ func WriteRevision(root, rev string, files map[string][]byte) (string, error) {
 	return dir, nil
 }
 
-// PruneRevisions removes the revision directories under root/revisions that
-// are not in keep, oldest first, leaving at most limit of them besides those
-// in keep. Workers may still run code of a kept revision, never of a pruned
-// one.
-func PruneRevisions(root string, keep map[string]bool, limit int) error {
-	base := filepath.Join(root, "revisions")
-	entries, err := os.ReadDir(base)
+// PruneRevisions removes the oldest revision directories under
+// root/revisions beyond the newest limit, never one named in inUse: workers
+// may still run code of a kept revision, never of a pruned one.
+func PruneRevisions(root string, limit int, inUse ...string) error {
+	err := coderev.Prune(filepath.Join(root, "revisions"), limit, inUse...)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
-	if err != nil {
-		return fmt.Errorf("reading %s: %w", base, err)
-	}
-	type dir struct {
-		name string
-		mod  int64
-	}
-	var old []dir
-	for _, e := range entries {
-		if !e.IsDir() || keep[e.Name()] || strings.HasPrefix(e.Name(), ".tmp-") {
-			continue
-		}
-		info, err := e.Info()
-		if err != nil {
-			continue
-		}
-		old = append(old, dir{e.Name(), info.ModTime().UnixNano()})
-	}
-	sort.Slice(old, func(i, j int) bool { return old[i].mod > old[j].mod })
-	var errs []error
-	for i, d := range old {
-		if i < limit {
-			continue
-		}
-		if err := os.RemoveAll(filepath.Join(base, d.name)); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
+	return err
 }
 
 // CopyTree copies the directory tree from into a new directory to, whole or

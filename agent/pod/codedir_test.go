@@ -88,9 +88,9 @@ func TestPruneRevisions(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// r1 runs (a non-reloadable group), r5 is current: the two newest of the
-	// others stay.
-	if err := pod.PruneRevisions(root, map[string]bool{"r1": true, "r5": true}, 2); err != nil {
+	// r1 runs (a non-reloadable group), r5 is current: with it, the two
+	// newest stay.
+	if err := pod.PruneRevisions(root, 2, "r1", "r5"); err != nil {
 		t.Fatal(err)
 	}
 	entries, _ := os.ReadDir(filepath.Join(root, "revisions"))
@@ -98,8 +98,11 @@ func TestPruneRevisions(t *testing.T) {
 	for _, e := range entries {
 		got = append(got, e.Name())
 	}
-	if diff := cmp.Diff([]string{"r1", "r3", "r4", "r5"}, got); diff != "" {
+	if diff := cmp.Diff([]string{"r1", "r4", "r5"}, got); diff != "" {
 		t.Errorf("revisions left (-want +got):\n%s", diff)
+	}
+	if err := pod.PruneRevisions(t.TempDir(), 2); err != nil {
+		t.Errorf("pruning before any revision was written: %v", err)
 	}
 }
 

@@ -336,6 +336,17 @@ func hasAnyPrefix(s string, prefixes []string) bool {
 	return false
 }
 
+// WithMemory returns st with each worker's resident memory filled in.
+func WithMemory(st supervisor.Status) supervisor.Status {
+	st.Workers = append([]supervisor.WorkerStatus(nil), st.Workers...)
+	for i := range st.Workers {
+		if pid := st.Workers[i].PID; pid > 0 {
+			st.Workers[i].MemoryBytes = MemoryBytes(pid)
+		}
+	}
+	return st
+}
+
 // MemoryBytes returns the resident memory of pid (VmRSS), or 0 if unknown.
 func MemoryBytes(pid int) int64 {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")

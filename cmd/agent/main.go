@@ -5,6 +5,9 @@
 //	agent reload                     reload the code (also: SIGHUP, SIGUSR1)
 //	agent status [--json]            print the workers
 //	agent stop                       drain the workers and exit (also: SIGTERM)
+//	agent pod                        in a pod: follow the pod protocol
+//	agent install DEST               copy this binary (the injected init container)
+//	agent code-sync --from --to      deliver a code image's files (image mode)
 package main
 
 import (
@@ -144,7 +147,7 @@ func newRoot() *cobra.Command {
 			return nil
 		},
 	}
-	root.AddCommand(run, reload, status, stop)
+	root.AddCommand(run, reload, status, stop, newPodCmd(), newInstallCmd(), newCodeSyncCmd())
 	root.SetContext(context.Background())
 	return root
 }

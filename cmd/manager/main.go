@@ -28,26 +28,32 @@ import (
 // leaderElectionID names the Lease the replicas compete for.
 const leaderElectionID = "softreload-manager.softreload.dev"
 
+// options are the manager's flags.
+type options struct {
+	metricsAddr, probeAddr string
+	leaderElect            bool
+	webhook                bool
+	webhookPort            int
+	certDir                string
+	certMode               injection.CertMode
+	agentImage             string
+}
+
 func main() {
-	var (
-		metricsAddr, probeAddr string
-		leaderElect            bool
-		webhookPort            int
-		certDir, certMode      string
-		agentImage             string
-	)
-	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; 0 turns it off.")
-	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
-	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader among the replicas, so that one reconciles at a time.")
-	flag.IntVar(&webhookPort, "webhook-port", 9443, "Port of the injection webhook's server.")
-	flag.StringVar(&certDir, "webhook-cert-dir", "/tmp/k8s-webhook-server/serving-certs", "Directory of the webhook's tls.crt and tls.key.")
-	flag.StringVar(&certMode, "webhook-cert-mode", string(injection.CertModeSelf), "Who provides the webhook's certificate: self or cert-manager.")
-	flag.StringVar(&agentImage, "agent-image", "", "Image the webhook copies the agent binary from.")
+	var o options
+	flag.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; 0 turns it off.")
+	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints; 0 turns them off.")
+	flag.BoolVar(&o.leaderElect, "leader-elect", false, "Elect a leader among the replicas, so that one reconciles at a time.")
+	flag.BoolVar(&o.webhook, "webhook", true, "Serve the injection webhook; false runs the controllers alone (pods then need the agent by other means).")
+	flag.IntVar(&o.webhookPort, "webhook-port", 9443, "Port of the injection webhook's server.")
+	flag.StringVar(&o.certDir, "webhook-cert-dir", "/tmp/k8s-webhook-server/serving-certs", "Directory of the webhook's tls.crt and tls.key.")
+	flag.StringVar((*string)(&o.certMode), "webhook-cert-mode", string(injection.CertModeSelf), "Who provides the webhook's certificate: self or cert-manager.")
+	flag.StringVar(&o.agentImage, "agent-image", "", "Image the webhook copies the agent binary from.")
 	klog.InitFlags(nil)
 	flag.Parse()
 	ctrl.SetLogger(klog.NewKlogr())
 
-	if err := run(metricsAddr, probeAddr, leaderElect, webhookPort, certDir, injection.CertMode(certMode), agentImage); err != nil {
+	if err := run(o); err != nil {
 		klog.ErrorS(err, "Manager stopped")
 		os.Exit(1)
 	}
@@ -60,18 +66,18 @@ func init() {
 	utilruntime.Must(workersv1alpha1.AddToScheme(scheme))
 }
 
-func run(metricsAddr, probeAddr string, leaderElect bool, webhookPort int, certDir string, certMode injection.CertMode, agentImage string) error {
+func run(o options) error {
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
 		return fmt.Errorf("reading the kubeconfig: %w", err)
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 scheme,
-		Metrics:                metricsserver.Options{BindAddress: metricsAddr},
-		HealthProbeBindAddress: probeAddr,
-		LeaderElection:         leaderElect,
+		Metrics:                metricsserver.Options{BindAddress: o.metricsAddr},
+		HealthProbeBindAddress: o.probeAddr,
+		LeaderElection:         o.leaderElect,
 		LeaderElectionID:       leaderElectionID,
-		WebhookServer:          webhook.NewServer(webhook.Options{Port: webhookPort, CertDir: certDir}),
+		WebhookServer:          webhook.NewServer(webhook.Options{Port: o.webhookPort, CertDir: o.certDir}),
 		// Pods and ConfigMaps are cached cluster-wide; their managed fields
 		// are never read.
 		Cache: cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
@@ -87,13 +93,15 @@ func run(metricsAddr, probeAddr string, leaderElect bool, webhookPort int, certD
 	if err := controllers.NewAgentAccessReconciler(mgr.GetClient()).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the agent access controller: %w", err)
 	}
-	if err := injection.Setup(mgr, injection.SetupOptions{
-		Options:   injection.Options{AgentImage: agentImage},
-		CertMode:  certMode,
-		CertDir:   certDir,
-		Namespace: os.Getenv("POD_NAMESPACE"),
-	}); err != nil {
-		return fmt.Errorf("setting up the injection webhook: %w", err)
+	if o.webhook {
+		if err := injection.Setup(mgr, injection.SetupOptions{
+			Options:   injection.Options{AgentImage: o.agentImage},
+			CertMode:  o.certMode,
+			CertDir:   o.certDir,
+			Namespace: os.Getenv("POD_NAMESPACE"),
+		}); err != nil {
+			return fmt.Errorf("setting up the injection webhook: %w", err)
+		}
 	}
 
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
@@ -102,6 +110,6 @@ func run(metricsAddr, probeAddr string, leaderElect bool, webhookPort int, certD
 	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
 		return fmt.Errorf("adding the readiness check: %w", err)
 	}
-	klog.InfoS("Starting the manager", "leaderElection", leaderElect, "metrics", metricsAddr, "webhookCertMode", certMode)
+	klog.InfoS("Starting the manager", "leaderElection", o.leaderElect, "metrics", o.metricsAddr, "webhook", o.webhook, "webhookCertMode", o.certMode)
 	return mgr.Start(ctrl.SetupSignalHandler())
 }

@@ -1,15 +1,13 @@
 package injection
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"path"
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/utils/ptr"
 
+	"github.com/softreload/softreload/agent/pod"
 	workersv1alpha1 "github.com/softreload/softreload/api/v1alpha1"
 )
 
@@ -48,13 +46,8 @@ const (
 )
 
 // ImageCodeDir is where the code container of image mode copies the code of
-// image reference ref, and where the agent looks for it: a directory per
-// reference, so a restarted code container never writes over the code that
-// the workers run.
-func ImageCodeDir(ref string) string {
-	sum := sha256.Sum256([]byte(ref))
-	return path.Join(CodeRoot, "images", hex.EncodeToString(sum[:8]))
-}
+// image reference ref in the pod, and where the agent looks for it.
+func ImageCodeDir(ref string) string { return pod.ImageCodeDir(CodeRoot, ref) }
 
 // Options are what the webhook needs besides the pod and its pool.
 type Options struct {

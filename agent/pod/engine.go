@@ -1,0 +1,223 @@
+package pod
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/softreload/softreload/agent/control"
+	"github.com/softreload/softreload/agent/metrics"
+	"github.com/softreload/softreload/agent/process"
+	"github.com/softreload/softreload/agent/sockets"
+	"github.com/softreload/softreload/agent/supervisor"
+	v1alpha1 "github.com/softreload/softreload/api/v1alpha1"
+)
+
+// EngineOptions configure the engine that SupervisorEngine builds. Zero
+// values mean the defaults.
+type EngineOptions struct {
+	// ListenHost, if set, replaces the host of every tcp listen address,
+	// and PortOffset is added to every non-zero tcp port: several agents
+	// on one machine (softreload's local mode) then each bind their own
+	// ports, as pods with their own IPs would. Unix sockets are left as
+	// they are.
+	ListenHost string
+	PortOffset int
+	// ControlSocket, if set, serves `agent status` (and refuses `agent
+	// reload`: in a pod, reloads come from the WorkerPool).
+	ControlSocket string
+	// MetricsAddress, if set, serves /metrics, /healthz and /status.
+	MetricsAddress string
+	// Stdout and Stderr receive the workers' output (os.Stdout, os.Stderr);
+	// NoPrefix leaves out the "[group/slot] " prefix.
+	Stdout, Stderr io.Writer
+	NoPrefix       bool
+	// Logger logs what the engine does; slog.Default() by default.
+	Logger *slog.Logger
+}
+
+// SupervisorEngine returns the Options.NewEngine of a pod agent: it binds
+// the first revision's sockets once and runs its groups under the same
+// supervisor as standalone mode, with its metrics and control socket.
+func SupervisorEngine(ctx context.Context, opts EngineOptions) func(first Revision) (Engine, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return func(first Revision) (Engine, error) {
+		e := &engine{opts: opts}
+		ok := false
+		defer func() {
+			if !ok {
+				e.close()
+			}
+		}()
+		groups, err := e.listen(first.Spec.Groups)
+		if err != nil {
+			return nil, err
+		}
+		if e.sockets, err = sockets.Bind(ctx, groups); err != nil {
+			return nil, err
+		}
+		if e.os, err = process.New(process.Options{Stdout: opts.Stdout, Stderr: opts.Stderr, NoPrefix: opts.NoPrefix}); err != nil {
+			return nil, err
+		}
+		e.metrics = metrics.New(e.Status)
+		if e.sup, err = supervisor.New(supervisor.Options{
+			Groups:    groups,
+			Strategy:  v1alpha1.RolloutStrategy{Replacement: first.Spec.Replacement, MaxSurge: first.Spec.MaxSurge},
+			Listeners: e.sockets.Files(), Revision: first.Name, CodeDir: first.Dir,
+			OS: e.os, Recorder: e.metrics, Logger: opts.Logger,
+		}); err != nil {
+			return nil, err
+		}
+		if opts.ControlSocket != "" {
+			if e.control, err = control.Listen(opts.ControlSocket); err != nil {
+				return nil, err
+			}
+		}
+		if opts.MetricsAddress != "" {
+			if e.metricsL, err = net.Listen("tcp", opts.MetricsAddress); err != nil {
+				return nil, fmt.Errorf("metrics address %s: %w", opts.MetricsAddress, err)
+			}
+		}
+		ok = true
+		return e, nil
+	}
+}
+
+// engine is the supervisor with what it needs around it in a pod.
+type engine struct {
+	opts     EngineOptions
+	sockets  *sockets.Set
+	os       *process.OS
+	sup      *supervisor.Supervisor
+	metrics  *metrics.Metrics
+	control  net.Listener
+	metricsL net.Listener
+}
+
+func (e *engine) Run(ctx context.Context) error {
+	defer e.close()
+	var servers []*http.Server
+	serve := func(l net.Listener, h http.Handler) {
+		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+		servers = append(servers, srv)
+		go func() { _ = srv.Serve(l) }()
+	}
+	if e.control != nil {
+		serve(e.control, control.Handler(podBackend{e}))
+	}
+	if e.metricsL != nil {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", e.metrics.Handler())
+		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+		mux.Handle("GET /status", control.Handler(podBackend{e}))
+		serve(e.metricsL, mux)
+	}
+	err := e.sup.Run(ctx)
+	for _, srv := range servers {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = srv.Shutdown(sctx)
+		cancel()
+	}
+	return err
+}
+
+func (e *engine) RequestReload(rev Revision) {
+	groups, err := e.listen(rev.Spec.Groups)
+	if err != nil {
+		// The same rewrite succeeded for the first revision; a revision
+		// whose addresses cannot be rewritten changes them, and the
+		// supervisor refuses that with its own reason.
+		groups = rev.Spec.Groups
+	}
+	e.sup.RequestReloadTo(supervisor.Target{Revision: rev.Name, CodeDir: rev.Dir, Groups: groups})
+}
+
+func (e *engine) Subscribe() (<-chan v1alpha1.AgentStatus, func()) { return e.sup.Subscribe() }
+
+// Status is the supervisor's status with each worker's memory.
+func (e *engine) Status() supervisor.Status { return process.WithMemory(e.sup.Status()) }
+
+func (e *engine) close() {
+	for _, l := range []net.Listener{e.control, e.metricsL} {
+		if l != nil {
+			_ = l.Close()
+		}
+	}
+	if e.sockets != nil {
+		_ = e.sockets.Close()
+	}
+	if e.os != nil {
+		_ = e.os.Close()
+	}
+}
+
+// listen returns groups with their tcp addresses moved to ListenHost and
+// PortOffset.
+func (e *engine) listen(groups []v1alpha1.WorkerGroup) ([]v1alpha1.WorkerGroup, error) {
+	if e.opts.ListenHost == "" && e.opts.PortOffset == 0 {
+		return groups, nil
+	}
+	out := make([]v1alpha1.WorkerGroup, len(groups))
+	for i, g := range groups {
+		g = *g.DeepCopy()
+		for j, a := range g.Listen {
+			moved, err := moveAddress(a, e.opts.ListenHost, e.opts.PortOffset)
+			if err != nil {
+				return nil, fmt.Errorf("group %q: %w", g.Name, err)
+			}
+			g.Listen[j] = moved
+		}
+		out[i] = g
+	}
+	return out, nil
+}
+
+// moveAddress puts a tcp address on host (if set) and adds offset to its
+// port (if not 0).
+func moveAddress(a v1alpha1.ListenAddress, host string, offset int) (v1alpha1.ListenAddress, error) {
+	addr, err := sockets.Parse(a)
+	if err != nil {
+		return "", err
+	}
+	if addr.Network == "unix" {
+		return a, nil
+	}
+	h, p, err := net.SplitHostPort(addr.Addr)
+	if err != nil {
+		return "", fmt.Errorf("listen address %q: %w", a, err)
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil {
+		return "", fmt.Errorf("listen address %q: port %q: %w", a, p, err)
+	}
+	if port != 0 {
+		port += offset
+	}
+	if port > 65535 {
+		return "", fmt.Errorf("listen address %q: port %d plus the port offset %d is above 65535", a, port-offset, offset)
+	}
+	if host != "" {
+		h = host
+	}
+	return v1alpha1.ListenAddress(addr.Network + "://" + net.JoinHostPort(h, strconv.Itoa(port))), nil
+}
+
+// podBackend serves the control socket in a pod: status and stop as
+// standalone, but reloads belong to the WorkerPool.
+type podBackend struct{ e *engine }
+
+var errReloadInPod = fmt.Errorf("%w: in a pod, reloads come from the WorkerPool: change its code, or run kubectl softreload reload POOL", control.ErrReloadRefused)
+
+func (b podBackend) Reload(context.Context) (v1alpha1.AgentStatus, error) {
+	return b.e.sup.Status().Agent, errReloadInPod
+}
+func (b podBackend) RequestReload() error      { return errReloadInPod }
+func (b podBackend) Status() supervisor.Status { return b.e.Status() }
+func (b podBackend) Stop()                     { b.e.sup.Stop() }

@@ -1,0 +1,185 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/softreload/softreload/agent/pod"
+	"github.com/softreload/softreload/agent/process"
+	"github.com/softreload/softreload/internal/injection"
+)
+
+// newPodCmd is `agent pod`: the agent as the entrypoint of a pod's
+// container, following the pod protocol.
+func newPodCmd() *cobra.Command {
+	var (
+		kubeconfig string
+		engine     pod.EngineOptions
+		noPrefix   bool
+		verbose    bool
+	)
+	cmd := &cobra.Command{
+		Use:   "pod",
+		Short: "Run the pool's workers in this pod at the revision the controller asks for (the pod protocol)",
+		Long: `Run the pool's workers in this pod at the revision the controller asks for.
+
+The agent reads POD_NAME and POD_NAMESPACE (the downward API), SOFTRELOAD_POOL
+and SOFTRELOAD_CODE_ROOT from its environment; the injection webhook sets them.
+It reaches the API server with the pod's service account, or with --kubeconfig.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			level := slog.LevelInfo
+			if verbose {
+				level = slog.LevelDebug
+			}
+			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+			if err != nil {
+				return fmt.Errorf("reaching the API server: %w", err)
+			}
+			cfg.UserAgent = "softreload-agent"
+			client, err := kubernetes.NewForConfig(cfg)
+			if err != nil {
+				return err
+			}
+			if engine.PortOffset, err = envInt("SOFTRELOAD_PORT_OFFSET"); err != nil {
+				return err
+			}
+			engine.ListenHost = os.Getenv("SOFTRELOAD_LISTEN_HOST")
+			engine.NoPrefix, engine.Logger = noPrefix, log
+			root := os.Getenv(injection.EnvCodeRoot)
+			if engine.ControlSocket == "" && root != "" {
+				engine.ControlSocket = filepath.Join(root, "agent.sock")
+			}
+
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			if os.Getpid() == 1 {
+				// The container's PID 1: orphans of the workers are ours.
+				_ = process.BecomeSubreaper()
+				process.ReapOrphans()
+			}
+			a, err := pod.New(pod.Options{
+				Client:    client,
+				Namespace: os.Getenv(injection.EnvPodNamespace),
+				PodName:   os.Getenv(injection.EnvPodName),
+				Pool:      os.Getenv(injection.EnvPool),
+				CodeRoot:  root,
+				NewEngine: pod.SupervisorEngine(ctx, engine),
+				Logger:    log,
+			})
+			if err != nil {
+				return err
+			}
+			return a.Run(ctx)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&kubeconfig, "kubeconfig", "", "a kubeconfig to reach the API server with (default: the pod's service account)")
+	f.StringVar(&engine.MetricsAddress, "metrics-address", os.Getenv("SOFTRELOAD_METRICS_ADDRESS"), "serve /metrics, /healthz and /status on this address (default: none)")
+	f.StringVar(&engine.ControlSocket, "control-socket", os.Getenv("SOFTRELOAD_SOCKET"), "serve `agent status` on this unix socket (default: agent.sock in the code root)")
+	f.BoolVar(&noPrefix, "no-prefix", false, "pass the workers' output through without the [group/slot] prefix")
+	f.BoolVarP(&verbose, "verbose", "v", false, "log more")
+	return cmd
+}
+
+func envInt(name string) (int, error) {
+	v := os.Getenv(name)
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("%s=%q: want a port offset, a whole number from 0", name, v)
+	}
+	return n, nil
+}
+
+// newInstallCmd is `agent install DEST`: what the injected init container
+// runs to put the agent into the pod's shared bin volume.
+func newInstallCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "install DEST",
+		Short: "Copy this agent binary to DEST (the injected init container runs it)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			self, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			if err := copyExecutable(self, args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "installed the agent at %s\n", args[0])
+			return nil
+		},
+	}
+}
+
+// copyExecutable copies from to dest atomically: a temporary file renamed
+// into place.
+func copyExecutable(from, dest string) error {
+	in, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
+		return err
+	}
+	out, err := os.CreateTemp(filepath.Dir(dest), ".agent-")
+	if err != nil {
+		return fmt.Errorf("installing into %s: %w", filepath.Dir(dest), err)
+	}
+	defer os.Remove(out.Name()) // a no-op once renamed
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return fmt.Errorf("installing %s: %w", dest, err)
+	}
+	if err := out.Chmod(0o755); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Close(); err != nil {
+		return err
+	}
+	return os.Rename(out.Name(), dest)
+}
+
+// newCodeSyncCmd is `agent code-sync`: what the code container of image
+// mode runs. It copies the image's code into the shared code volume, whole
+// or not at all, then waits: the container stays up until the controller
+// patches its image, and the kubelet restarts it with the new code.
+func newCodeSyncCmd() *cobra.Command {
+	var from, to string
+	cmd := &cobra.Command{
+		Use:   "code-sync --from DIR --to DIR",
+		Short: "Copy a code image's files into the code volume, then wait (the code container of image mode)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := pod.CopyTree(from, to); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "the code of %s is in %s\n", from, to)
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			<-ctx.Done()
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&from, "from", "", "the code in this container's image")
+	cmd.Flags().StringVar(&to, "to", "", "where the agent looks for it, in the code volume")
+	_ = cmd.MarkFlagRequired("from")
+	_ = cmd.MarkFlagRequired("to")
+	return cmd
+}
