@@ -5,13 +5,17 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -262,6 +266,8 @@ func testSamples(ctx context.Context, t *testing.T, c client.Client) {
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no samples in config/samples (err %v)", err)
 	}
+	// The pool of the Kubernetes walkthrough is applied as it is too.
+	files = append(files, filepath.Join(root, exampleDir, "workerpool.yaml"))
 	for _, file := range files {
 		t.Run(filepath.Base(file), func(t *testing.T) {
 			data, err := os.ReadFile(file)
@@ -331,5 +337,95 @@ func testDefaults(ctx context.Context, t *testing.T, c client.Client) {
 	}
 	if diff := cmp.Diff(want, got.Spec); diff != "" {
 		t.Errorf("defaults the API server filled in (-want +got):\n%s", diff)
+	}
+}
+
+// exampleDir is the Kubernetes walkthrough, relative to the repository.
+const exampleDir = "examples/kubernetes"
+
+// TestKubernetesExample keeps the walkthrough's kustomization applicable:
+// every file it names exists, it makes the code ConfigMap under the name
+// the WorkerPool refers to, and the Deployment's pods are the pool's.
+func TestKubernetesExample(t *testing.T) {
+	root, err := envtest.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(root, exampleDir)
+	var k struct {
+		Resources          []string `json:"resources"`
+		ConfigMapGenerator []struct {
+			Name  string   `json:"name"`
+			Files []string `json:"files"`
+		} `json:"configMapGenerator"`
+		GeneratorOptions struct {
+			DisableNameSuffixHash bool `json:"disableNameSuffixHash"`
+		} `json:"generatorOptions"`
+	}
+	readYAML(t, filepath.Join(dir, "kustomization.yaml"), &k)
+	named := slices.Clone(k.Resources)
+	var generated []string
+	for _, g := range k.ConfigMapGenerator {
+		generated = append(generated, g.Name)
+		for _, f := range g.Files {
+			_, path, found := strings.Cut(f, "=") // KEY=PATH or PATH
+			if !found {
+				path = f
+			}
+			named = append(named, path)
+		}
+	}
+	for _, f := range named {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("kustomization.yaml names %s: %v", f, err)
+		}
+	}
+
+	pool := &workersv1alpha1.WorkerPool{}
+	readYAML(t, filepath.Join(dir, "workerpool.yaml"), pool)
+	if ref := pool.Spec.Code.ConfigMapRef; ref == nil || !slices.Contains(generated, ref.Name) || !k.GeneratorOptions.DisableNameSuffixHash {
+		t.Errorf("the pool's code ConfigMap is %+v; want one of the generated %v, named without a hash suffix (disableNameSuffixHash %v)",
+			ref, generated, k.GeneratorOptions.DisableNameSuffixHash)
+	}
+
+	var deployment *appsv1.Deployment
+	data, err := os.ReadFile(filepath.Join(dir, "deployment.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, doc := range strings.Split(string(data), "\n---\n") {
+		d := &appsv1.Deployment{}
+		if err := yaml.Unmarshal([]byte(doc), d); err != nil {
+			t.Fatalf("parsing deployment.yaml: %v", err)
+		}
+		if d.Kind == "Deployment" {
+			deployment = d
+		}
+	}
+	if deployment == nil {
+		t.Fatal("deployment.yaml has no Deployment")
+	}
+	template := deployment.Spec.Template
+	selector, err := metav1.LabelSelectorAsSelector(&pool.Spec.Selector)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !selector.Matches(labels.Set(template.Labels)) || template.Labels[workersv1alpha1.PoolLabel] != pool.Name {
+		t.Errorf("the pod template's labels %v: want them to match the pool's selector %s and %s=%s",
+			template.Labels, selector, workersv1alpha1.PoolLabel, pool.Name)
+	}
+	if !slices.ContainsFunc(template.Spec.Containers, func(c corev1.Container) bool { return c.Name == pool.Spec.Container }) {
+		t.Errorf("the pod template has no container %q, the pool's spec.container", pool.Spec.Container)
+	}
+}
+
+func readYAML(t *testing.T, path string, into any) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(data, into); err != nil {
+		t.Fatalf("parsing %s: %v", path, err)
 	}
 }
