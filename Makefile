@@ -25,6 +25,10 @@ DIST ?= dist
 
 ##@ General
 
+.PHONY: demo
+demo: ## Run softreload here, no cluster needed: a control plane, the manager and three agent pods; watch a code change roll out.
+	$(WITH_ASSETS) go run ./hack/demo
+
 .PHONY: help
 help: ## Show this help.
 	@awk 'BEGIN {FS = ":.*##"; printf "\nUsage:\n  make \033[36m<target>\033[0m\n"} /^[a-zA-Z_0-9-]+:.*?##/ { printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) } ' $(MAKEFILE_LIST)

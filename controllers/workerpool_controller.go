@@ -389,12 +389,8 @@ func (r *WorkerPoolReconciler) reconcileSnapshots(ctx context.Context, s *scope)
 // reportOf reads a pod's agent report; nil when there is none or it does not
 // parse (the pod then counts as not reported).
 func reportOf(pod *corev1.Pod) *workersv1alpha1.AgentStatus {
-	raw, ok := pod.Annotations[workersv1alpha1.StatusAnnotation]
-	if !ok {
-		return nil
-	}
-	st := &workersv1alpha1.AgentStatus{}
-	if err := json.Unmarshal([]byte(raw), st); err != nil {
+	st, err := workersv1alpha1.ParseAgentStatus(pod.Annotations[workersv1alpha1.StatusAnnotation])
+	if err != nil {
 		return nil
 	}
 	return st

@@ -170,6 +170,7 @@ assets() {
   fi
   build kube-apiserver
   build etcd
+  build kubectl
   # envtest wants the three binaries in one directory.
   local dir="$cache/assets-$KUBE_VERSION-etcd-$ETCD_VERSION"
   mkdir -p "$dir"

@@ -62,6 +62,9 @@ type Options struct {
 	// ImageTimeout bounds the wait for the code container to deliver a
 	// code image (5 minutes).
 	ImageTimeout time.Duration
+	// SnapshotWait bounds how long a snapshot that is not found, or not
+	// readable yet, is waited for before the revision fails (1 minute).
+	SnapshotWait time.Duration
 	// KeepRevisions is how many unused revision directories stay on disk
 	// for a quick way back (2).
 	KeepRevisions int
@@ -96,6 +99,9 @@ func New(opts Options) (*Agent, error) {
 	}
 	if opts.ImageTimeout <= 0 {
 		opts.ImageTimeout = 5 * time.Minute
+	}
+	if opts.SnapshotWait <= 0 {
+		opts.SnapshotWait = time.Minute
 	}
 	if opts.KeepRevisions <= 0 {
 		opts.KeepRevisions = 2
@@ -149,8 +155,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		case st := <-engineCh:
 			last = st
 			if st.State == v1alpha1.AgentFailed {
+				// The engine went back to what ran before; asking for that
+				// revision again (a rollback) replaces nothing and has the
+				// engine report Ready.
 				failed[st.Revision] = st.Message
-				asked = st.Running
 			}
 			a.report(a.statusFor(desired, last, failed))
 			continue
@@ -250,13 +258,14 @@ func (a *Agent) watchPod(ctx context.Context) (v1alpha1.AgentStatus, error) {
 	if err != nil || !ok {
 		return v1alpha1.AgentStatus{}, fmt.Errorf("pod %s/%s not found: POD_NAME and POD_NAMESPACE must name the agent's own pod", a.opts.Namespace, a.opts.PodName)
 	}
-	var prior v1alpha1.AgentStatus
-	if raw := obj.(*corev1.Pod).Annotations[v1alpha1.StatusAnnotation]; raw != "" {
-		if err := json.Unmarshal([]byte(raw), &prior); err != nil {
-			a.log.Info("Ignoring an unreadable status annotation", "err", err)
-		}
+	prior, err := v1alpha1.ParseAgentStatus(obj.(*corev1.Pod).Annotations[v1alpha1.StatusAnnotation])
+	if err != nil {
+		a.log.Info("Ignoring the pod's last report", "err", err)
 	}
-	return prior, nil
+	if prior == nil {
+		return v1alpha1.AgentStatus{}, nil
+	}
+	return *prior, nil
 }
 
 // fetch reads revision rev's snapshot and puts its code in place: the
@@ -265,6 +274,10 @@ func (a *Agent) watchPod(ctx context.Context) (v1alpha1.AgentStatus, error) {
 func (a *Agent) fetch(ctx context.Context, rev string) (Revision, error) {
 	name := revision.SnapshotName(a.opts.Pool, rev)
 	var cm *corev1.ConfigMap
+	// The right to read a new snapshot reaches the agent's Role a moment
+	// after the snapshot: until SnapshotWait has passed, not found and
+	// forbidden are retried too.
+	deadline := time.Now().Add(a.opts.SnapshotWait)
 	err := retry(ctx, func() (bool, error) {
 		var err error
 		cm, err = a.opts.Client.CoreV1().ConfigMaps(a.opts.Namespace).Get(ctx, name, metav1.GetOptions{})
@@ -272,6 +285,10 @@ func (a *Agent) fetch(ctx context.Context, rev string) (Revision, error) {
 		case err == nil:
 			return true, nil
 		case apierrors.IsNotFound(err), apierrors.IsForbidden(err):
+			if time.Now().Before(deadline) {
+				a.log.Info("Snapshot not readable yet, retrying", "snapshot", name, "err", err)
+				return false, nil
+			}
 			return false, fmt.Errorf("reading snapshot %s of revision %s: %w", name, rev, err)
 		default:
 			a.log.Info("API server unreachable, retrying", "snapshot", name, "err", err)

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -51,9 +53,12 @@ type Cluster struct {
 	client client.Client
 	kube   kubernetes.Interface
 
-	mu      sync.Mutex
-	manager *process
-	pods    map[string]*Pod
+	closers []io.Closer
+
+	mu         sync.Mutex
+	manager    *process
+	apiStopped chan struct{} // closed once a stopped API server has exited
+	pods       map[string]*Pod
 }
 
 // process is a started command; done is closed once it has exited.
@@ -65,12 +70,21 @@ type process struct {
 // Pod is an agent pod: a Pod object and the agent process that serves it.
 type Pod struct {
 	Name string
-	// Host is the pod's own loopback address: its agent binds the pool's
-	// tcp addresses there.
-	Host    string
-	CodeDir string
-	proc    *process
+	// PortOffset is added to every tcp port of the pool: the pod's agent
+	// binds port+PortOffset on 127.0.0.1, so that pods on one machine do
+	// not collide, as pods with IPs of their own would not.
+	PortOffset int
+	CodeDir    string
+	proc       *process
 }
+
+// Addr is where the pod serves the pool's tcp port.
+func (p *Pod) Addr(port int) string {
+	return net.JoinHostPort(ListenHost, strconv.Itoa(port+p.PortOffset))
+}
+
+// ListenHost is the address every agent pod binds its tcp ports on.
+const ListenHost = "127.0.0.1"
 
 // Start builds the binaries, starts the control plane, installs what an
 // install would (the CRD, the agents' admission policy), and creates the
@@ -93,10 +107,18 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		return nil, err
 	}
 	c := &Cluster{opts: opts, root: root, bin: filepath.Join(opts.Dir, "bin"), pods: map[string]*Pod{}}
+	if err := os.MkdirAll(filepath.Join(opts.Dir, "apiserver"), 0o700); err != nil {
+		return nil, err
+	}
 	if err := c.build(ctx); err != nil {
 		return nil, err
 	}
-	if c.env, err = envtest.Start(envtest.Options{}); err != nil {
+	apiLog, err := c.logFile("apiserver")
+	if err != nil {
+		return nil, err
+	}
+	c.closers = append(c.closers, apiLog)
+	if c.env, err = envtest.Start(envtest.Options{APIServerDir: filepath.Join(opts.Dir, "apiserver"), APIServerOutput: apiLog}); err != nil {
 		return nil, err
 	}
 	c.client = c.env.Client
@@ -124,16 +146,24 @@ func (c *Cluster) Namespace() string { return c.opts.Namespace }
 // KubeconfigPath is an administrator's kubeconfig, for kubectl.
 func (c *Cluster) KubeconfigPath() string { return filepath.Join(c.opts.Dir, "kubeconfig") }
 
+// Dir holds everything the cluster writes (Options.Dir); its logs are in
+// Dir/logs.
+func (c *Cluster) Dir() string { return c.opts.Dir }
+
+// BinDir holds the binaries built for the cluster: manager, agent and
+// kubectl-softreload (the kubectl plugin).
+func (c *Cluster) BinDir() string { return c.bin }
+
 // Kubectl is the kubectl that hack/ built, next to the API server.
 func (c *Cluster) Kubectl() string {
 	return filepath.Join(c.env.Environment().BinaryAssetsDirectory, "kubectl")
 }
 
 func (c *Cluster) build(ctx context.Context) error {
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", c.bin+string(filepath.Separator), "./cmd/manager", "./cmd/agent")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", c.bin+string(filepath.Separator), "./cmd/manager", "./cmd/agent", "./cmd/kubectl-softreload")
 	cmd.Dir = c.root
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("building the manager and the agent: %w\n%s", err, out)
+		return fmt.Errorf("building the manager, the agent and the kubectl plugin: %w\n%s", err, out)
 	}
 	return nil
 }
@@ -211,10 +241,10 @@ func (c *Cluster) KillManager() error {
 	return nil
 }
 
-// AddPod creates a Pod object labelled for pool and starts its agent, which
-// binds the pool's tcp addresses on host (a loopback address, such as
-// 127.0.0.11). labels are added to the pod's.
-func (c *Cluster) AddPod(ctx context.Context, name, host string, labels map[string]string) (*Pod, error) {
+// AddPod creates a Pod object with labels and starts its agent, which binds
+// the pool's tcp ports plus portOffset on 127.0.0.1. The label
+// softreload.dev/pool names the pod's WorkerPool.
+func (c *Cluster) AddPod(ctx context.Context, name string, portOffset int, labels map[string]string) (*Pod, error) {
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: c.opts.Namespace, Labels: labels},
 		Spec: corev1.PodSpec{
@@ -243,7 +273,7 @@ func (c *Cluster) AddPod(ctx context.Context, name, host string, labels map[stri
 	if err := c.writeKubeconfig(kubeconfig, agentCfg); err != nil {
 		return nil, err
 	}
-	p := &Pod{Name: name, Host: host, CodeDir: filepath.Join(podDir, "code")}
+	p := &Pod{Name: name, PortOffset: portOffset, CodeDir: filepath.Join(podDir, "code")}
 	if err := c.startAgent(p, kubeconfig, labels[workersv1alpha1.PoolLabel]); err != nil {
 		return nil, err
 	}
@@ -260,7 +290,8 @@ func (c *Cluster) startAgent(p *Pod, kubeconfig, pool string) error {
 		"POD_NAMESPACE="+c.opts.Namespace,
 		"SOFTRELOAD_POOL="+pool,
 		"SOFTRELOAD_CODE_ROOT="+p.CodeDir,
-		"SOFTRELOAD_LISTEN_HOST="+p.Host,
+		"SOFTRELOAD_LISTEN_HOST="+ListenHost,
+		"SOFTRELOAD_PORT_OFFSET="+strconv.Itoa(p.PortOffset),
 	)
 	proc, err := c.startLogged(cmd, p.Name)
 	if err != nil {
@@ -282,13 +313,46 @@ func (c *Cluster) Pods() map[string]*Pod {
 }
 
 // StopAPIServer stops the API server (etcd keeps running) until
-// StartAPIServer.
+// StartAPIServer. It returns once the API server refuses connections.
 func (c *Cluster) StopAPIServer() error {
-	return c.env.Environment().ControlPlane.APIServer.Stop()
+	api := c.env.Environment().ControlPlane.APIServer
+	addr := api.SecureServing.ListenAddr.HostPort()
+	stopped := make(chan struct{})
+	c.mu.Lock()
+	c.apiStopped = stopped
+	c.mu.Unlock()
+	go func() {
+		// kube-apiserver stops listening at once on SIGTERM, but its
+		// process may linger until envtest kills it after its stop
+		// timeout; it is stopped either way, hence no error here.
+		_ = api.Stop()
+		close(stopped)
+	}()
+	for {
+		conn, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			return nil
+		}
+		conn.Close()
+		select {
+		case <-stopped:
+			return nil
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
-// StartAPIServer starts the stopped API server again, on the same address.
+// StartAPIServer starts the stopped API server again, on the same address
+// and with the same credentials.
 func (c *Cluster) StartAPIServer() error {
+	c.mu.Lock()
+	stopped := c.apiStopped
+	c.apiStopped = nil
+	c.mu.Unlock()
+	if stopped == nil {
+		return errors.New("local: the API server is not stopped")
+	}
+	<-stopped
 	return c.env.Environment().ControlPlane.APIServer.Start()
 }
 
@@ -314,10 +378,14 @@ func (c *Cluster) Stop() error {
 	if manager != nil {
 		terminate(manager, 10*time.Second)
 	}
+	var err error
 	if c.env != nil {
-		return c.env.Stop()
+		err = c.env.Stop()
 	}
-	return nil
+	for _, cl := range c.closers {
+		_ = cl.Close()
+	}
+	return err
 }
 
 // terminate sends SIGTERM, waits up to grace, then kills.
@@ -337,11 +405,7 @@ func terminate(p *process, grace time.Duration) {
 // startLogged starts cmd with its output in Dir/logs/name.log and, line by
 // line with a prefix, in Options.Output.
 func (c *Cluster) startLogged(cmd *exec.Cmd, name string) (*process, error) {
-	logs := filepath.Join(c.opts.Dir, "logs")
-	if err := os.MkdirAll(logs, 0o755); err != nil {
-		return nil, err
-	}
-	f, err := os.OpenFile(filepath.Join(logs, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	f, err := c.logFile(name)
 	if err != nil {
 		return nil, err
 	}
@@ -361,6 +425,15 @@ func (c *Cluster) startLogged(cmd *exec.Cmd, name string) (*process, error) {
 		close(p.done)
 	}()
 	return p, nil
+}
+
+// logFile opens Dir/logs/name.log for appending.
+func (c *Cluster) logFile(name string) (*os.File, error) {
+	logs := filepath.Join(c.opts.Dir, "logs")
+	if err := os.MkdirAll(logs, 0o755); err != nil {
+		return nil, err
+	}
+	return os.OpenFile(filepath.Join(logs, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 }
 
 func (c *Cluster) writeKubeconfig(path string, cfg *rest.Config) error {

@@ -54,17 +54,16 @@ func podReport(pod *corev1.Pod) PodReport {
 		State:           StatePending,
 		CreatedAt:       pod.CreationTimestamp,
 	}
-	raw, ok := pod.Annotations[workersv1alpha1.StatusAnnotation]
-	if !ok || strings.TrimSpace(raw) == "" {
-		return r
-	}
-	var st workersv1alpha1.AgentStatus
-	if err := json.Unmarshal([]byte(raw), &st); err != nil {
+	st, err := workersv1alpha1.ParseAgentStatus(pod.Annotations[workersv1alpha1.StatusAnnotation])
+	if err != nil {
 		r.State = StateUnknown
-		r.Problem = fmt.Sprintf("unreadable %s annotation: %v", workersv1alpha1.StatusAnnotation, err)
+		r.Problem = err.Error()
 		return r
 	}
-	r.Agent = &st
+	if st == nil {
+		return r
+	}
+	r.Agent = st
 	r.State = string(st.State)
 	if r.State == "" {
 		r.State = StateUnknown

@@ -3,6 +3,7 @@ package envtest
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -39,6 +40,13 @@ type Options struct {
 	// install, pointed at a local webhook server; Env.Environment() then
 	// says where to serve it (WebhookInstallOptions).
 	WebhookPaths []string
+	// APIServerDir, if set, holds the API server's certificates and keys
+	// (serving, service-account signing). They then outlive a stop of the
+	// API server, so that it can start again with every credential it
+	// issued still valid.
+	APIServerDir string
+	// APIServerOutput, if set, receives the API server's log.
+	APIServerOutput io.Writer
 }
 
 // Start starts a control plane. The caller stops it with Stop.
@@ -59,7 +67,12 @@ func Start(opts Options) (*Env, error) {
 		Scheme:                scheme,
 		WebhookInstallOptions: crenvtest.WebhookInstallOptions{Paths: opts.WebhookPaths},
 	}
-	args := env.ControlPlane.GetAPIServer().Configure()
+	apiServer := env.ControlPlane.GetAPIServer()
+	apiServer.CertDir = opts.APIServerDir
+	if opts.APIServerOutput != nil {
+		apiServer.Out, apiServer.Err = opts.APIServerOutput, opts.APIServerOutput
+	}
+	args := apiServer.Configure()
 	for name, value := range opts.APIServerArgs {
 		args.Set(name, value)
 	}
