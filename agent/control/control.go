@@ -28,7 +28,7 @@ type Backend interface {
 	Stop()
 }
 
-// ErrReloadRefused, wrapped by a Backend's Reload or RequestReload, means
+// ErrReloadRefused is wrapped by a Backend's Reload or RequestReload when
 // the agent does not take reloads from its control socket (in a pod, they
 // come from the WorkerPool). The socket answers 409 Conflict with the
 // reason.

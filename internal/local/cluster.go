@@ -316,7 +316,7 @@ func (c *Cluster) Pods() map[string]*Pod {
 // StartAPIServer. It returns once the API server refuses connections.
 func (c *Cluster) StopAPIServer() error {
 	api := c.env.Environment().ControlPlane.APIServer
-	addr := api.SecureServing.ListenAddr.HostPort()
+	addr := api.HostPort() // its secure serving address
 	stopped := make(chan struct{})
 	c.mu.Lock()
 	c.apiStopped = stopped

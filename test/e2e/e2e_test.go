@@ -19,6 +19,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -42,6 +43,9 @@ type suite struct {
 	load     *load.Generator
 	gateways map[string]*local.Gateway
 	app      map[string]string
+	// budget is how many pods may reload at once: the pool's
+	// maxUnavailable of its three pods.
+	budget int
 	// gatewayPIDs are each pod's gateway workers, as first seen.
 	gatewayPIDs map[string][]int
 }
@@ -109,6 +113,8 @@ func start(t *testing.T) *suite {
 	s.must(err)
 	pool.Namespace = s.ns
 	s.must(s.c.Create(ctx, pool))
+	s.budget, err = intstr.GetScaledValueFromIntOrPercent(pool.Spec.Strategy.MaxUnavailable, 3, true)
+	s.must(err)
 	s.rec = recordPods(ctx, t, kubernetes.NewForConfigOrDie(cluster.Config()), s.ns)
 	s.must(cluster.StartManager())
 
@@ -150,7 +156,7 @@ func (s *suite) codeChange() {
 	before := s.webPIDs()
 	rev := s.changeCode("greeting.txt", "Hello again\n")
 	s.waitRolledOut("the rollout of " + rev)
-	s.withinBudget(1)
+	s.withinBudget()
 	after := s.webPIDs()
 	for _, p := range s.pods {
 		for _, pid := range after[p.Name] {
@@ -208,7 +214,7 @@ func (s *suite) brokenCode() {
 		}
 		s.answers(p, good, "Hello again")
 	}
-	s.withinBudget(1)
+	s.withinBudget()
 }
 
 // managerKilled: the manager dies (SIGKILL) once the rollout has begun;
@@ -230,7 +236,7 @@ func (s *suite) managerKilled() {
 	time.Sleep(2 * time.Second) // the agent of the pod already asked reloads meanwhile
 	s.must(s.cluster.StartManager())
 	s.waitRolledOut("the rollout of " + rev + " after the restart")
-	s.withinBudget(1)
+	s.withinBudget()
 	for _, p := range s.pods {
 		if n := s.rec.timesAsked(p.Name, rev); n != 1 {
 			s.t.Errorf("pod %s was sent revision %s %d times, want once", p.Name, rev, n)
@@ -270,7 +276,7 @@ func (s *suite) apiServerDown() {
 	}
 	s.must(s.cluster.StartAPIServer())
 	s.waitRolledOut("the rollout of " + rev + " after the outage")
-	s.withinBudget(1)
+	s.withinBudget()
 	for _, p := range s.pods {
 		s.answers(p, rev, "Hello after the outage")
 	}
@@ -353,12 +359,12 @@ func (s *suite) currentRevision() string {
 	return pool.Status.CurrentRevision
 }
 
-// withinBudget checks that no more than max pods reloaded at once since
-// the step's code change.
-func (s *suite) withinBudget(max int) {
+// withinBudget checks that no more pods reloaded at once since the step's
+// code change than the pool's maxUnavailable allows.
+func (s *suite) withinBudget() {
 	s.t.Helper()
-	if n, when := s.rec.max(); n > max {
-		s.t.Errorf("%d pods were reloading at once, maxUnavailable is %d:\n%s", n, max, when)
+	if n, when := s.rec.max(); n > s.budget {
+		s.t.Errorf("%d pods were reloading at once, maxUnavailable allows %d:\n%s", n, s.budget, when)
 	}
 }
 
