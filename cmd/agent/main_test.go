@@ -351,7 +351,7 @@ func TestExamples(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			if tc.needs != "" {
 				if _, err := exec.LookPath(tc.needs); err != nil {
-					t.Skipf("%s is not installed (apt-get install php-cli python3)", tc.needs)
+					t.Fatalf("%s is not installed: the examples need it (apt-get install php-cli python3; .ci/run does)", tc.needs)
 				}
 			}
 			dir := t.TempDir()

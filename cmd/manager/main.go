@@ -5,6 +5,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -67,6 +68,9 @@ func init() {
 }
 
 func run(o options) error {
+	if o.webhook && o.agentImage == "" {
+		return errors.New("--agent-image is required while the webhook runs: it copies the agent out of that image into every pod (--webhook=false runs the controllers alone)")
+	}
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
 		return fmt.Errorf("reading the kubeconfig: %w", err)
