@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/utils/ptr"
 
 	"github.com/softreload/softreload/agent/pod"
@@ -147,11 +148,17 @@ func targetContainer(pod *corev1.Pod, pool *workersv1alpha1.WorkerPool) (int, er
 }
 
 // startRevision is the revision a new pod starts at: the one being rolled
-// out, or, with none, the one every pod runs. A new pool has neither yet; the
-// controller sets it once it has made the first revision.
+// out, or, with none, the one every pod runs. A revision that failed on a
+// pod (Degraded, ReloadFailed) is not started on new pods while there is a
+// good one: the rollout holds, and new pods start with working code. A new
+// pool has no revision yet; the controller sets it once it has made the
+// first.
 func startRevision(pool *workersv1alpha1.WorkerPool) string {
-	if pool.Status.UpdateRevision != "" {
-		return pool.Status.UpdateRevision
+	st := pool.Status
+	failed := meta.IsStatusConditionTrue(st.Conditions, workersv1alpha1.ConditionDegraded) &&
+		meta.FindStatusCondition(st.Conditions, workersv1alpha1.ConditionDegraded).Reason == workersv1alpha1.ReasonReloadFailed
+	if st.UpdateRevision != "" && !(failed && st.CurrentRevision != "") {
+		return st.UpdateRevision
 	}
-	return pool.Status.CurrentRevision
+	return st.CurrentRevision
 }

@@ -156,6 +156,41 @@ func TestInjectIsIdempotent(t *testing.T) {
 	}
 }
 
+// A new pod starts at the revision being rolled out, unless that revision
+// failed on a pod: then at the one every pod runs.
+func TestNewPodsStartAtAWorkingRevision(t *testing.T) {
+	degraded := func(reason string) []metav1.Condition {
+		return []metav1.Condition{{Type: workersv1alpha1.ConditionDegraded, Status: metav1.ConditionTrue, Reason: reason}}
+	}
+	tests := map[string]struct {
+		status workersv1alpha1.WorkerPoolStatus
+		want   string
+	}{
+		"rolling out":        {workersv1alpha1.WorkerPoolStatus{CurrentRevision: "r1", UpdateRevision: "r2"}, "r2"},
+		"rolled out":         {workersv1alpha1.WorkerPoolStatus{CurrentRevision: "r2", UpdateRevision: "r2"}, "r2"},
+		"the first revision": {workersv1alpha1.WorkerPoolStatus{UpdateRevision: "r1"}, "r1"},
+		"failed, held (rollback: Manual)": {workersv1alpha1.WorkerPoolStatus{
+			CurrentRevision: "r1", UpdateRevision: "r2", Conditions: degraded(workersv1alpha1.ReasonReloadFailed)}, "r1"},
+		"the first revision failed": {workersv1alpha1.WorkerPoolStatus{
+			UpdateRevision: "r1", Conditions: degraded(workersv1alpha1.ReasonReloadFailed)}, "r1"},
+		"stalled, not failed": {workersv1alpha1.WorkerPoolStatus{
+			CurrentRevision: "r1", UpdateRevision: "r2", Conditions: degraded(workersv1alpha1.ReasonProgressDeadlineExceeded)}, "r2"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			p := pool("web", workersv1alpha1.CodeSource{ConfigMapRef: &workersv1alpha1.ConfigMapCodeSource{Name: "web-code"}})
+			p.Status = tc.status
+			pod := newPod("web-1", "web", "app")
+			if _, err := injection.Inject(pod, p, injection.Options{AgentImage: agentImage}); err != nil {
+				t.Fatal(err)
+			}
+			if got := pod.Annotations[workersv1alpha1.DesiredRevisionAnnotation]; got != tc.want {
+				t.Errorf("the pod starts at %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
 func TestImageCodeDir(t *testing.T) {
 	a, b := injection.ImageCodeDir("registry.example/code:v1"), injection.ImageCodeDir("registry.example/code:v2")
 	if a == b || !strings.HasPrefix(a, injection.CodeRoot+"/") {
