@@ -1,0 +1,272 @@
+package pod_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/softreload/softreload/agent/pod"
+	v1alpha1 "github.com/softreload/softreload/api/v1alpha1"
+	"github.com/softreload/softreload/internal/revision"
+	"github.com/softreload/softreload/internal/testing/envtest"
+)
+
+// fakeEngine stands in for the supervisor: it records what the agent asks
+// and reports what the test tells it to.
+type fakeEngine struct {
+	reloads chan pod.Revision
+	status  chan v1alpha1.AgentStatus
+}
+
+func (e *fakeEngine) Run(ctx context.Context) error { <-ctx.Done(); return nil }
+func (e *fakeEngine) RequestReload(rev pod.Revision) { e.reloads <- rev }
+func (e *fakeEngine) Subscribe() (<-chan v1alpha1.AgentStatus, func()) {
+	return e.status, func() {}
+}
+
+// rig is an agent on a real API server, with a fake engine.
+type rig struct {
+	t      *testing.T
+	ctx    context.Context
+	kube   kubernetes.Interface
+	ns     string
+	root   string
+	starts chan pod.Revision // the revision each engine is built with
+	engine *fakeEngine
+}
+
+var env *envtest.Env
+
+func TestMain(m *testing.M) {
+	var err error
+	if env, err = envtest.Start(envtest.Options{}); err != nil {
+		panic(err)
+	}
+	code := m.Run()
+	_ = env.Stop()
+	os.Exit(code)
+}
+
+func newRig(t *testing.T, name string, annotations map[string]string) *rig {
+	t.Helper()
+	ctx := t.Context()
+	kube := kubernetes.NewForConfigOrDie(env.Config)
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "agent-"}}
+	ns, err := kube.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{})
+	must(t, err)
+	_, err = kube.CoreV1().Pods(ns.Name).Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: annotations},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "app"}}},
+	}, metav1.CreateOptions{})
+	must(t, err)
+	return &rig{
+		t: t, ctx: ctx, kube: kube, ns: ns.Name, root: t.TempDir(),
+		starts: make(chan pod.Revision, 10),
+		engine: &fakeEngine{reloads: make(chan pod.Revision, 10), status: make(chan v1alpha1.AgentStatus, 10)},
+	}
+}
+
+// start runs the agent of pod name until the test ends.
+func (r *rig) start(name string) {
+	r.t.Helper()
+	a, err := pod.New(pod.Options{
+		Client: r.kube, Namespace: r.ns, PodName: name, Pool: "web", CodeRoot: r.root,
+		ImageTimeout: 20 * time.Second, SnapshotWait: 20 * time.Second,
+		NewEngine: func(first pod.Revision) (pod.Engine, error) {
+			r.starts <- first
+			return r.engine, nil
+		},
+	})
+	must(r.t, err)
+	ctx, cancel := context.WithCancel(r.ctx)
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	r.t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			r.t.Errorf("agent: %v", err)
+		}
+	})
+}
+
+// snapshot creates revision rev's snapshot as the controller does.
+func (r *rig) snapshot(rev string, spec revision.Spec, files map[string]string) {
+	r.t.Helper()
+	pool := &v1alpha1.WorkerPool{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: r.ns, UID: "pool-uid"}}
+	cm, err := revision.NewSnapshot(pool, rev, spec, revision.Code{Data: files})
+	must(r.t, err)
+	_, err = r.kube.CoreV1().ConfigMaps(r.ns).Create(r.ctx, cm, metav1.CreateOptions{})
+	must(r.t, err)
+}
+
+// annotate merges annotations into the pod, as the controller does.
+func (r *rig) annotate(name string, annotations map[string]string) {
+	r.t.Helper()
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": annotations}})
+	must(r.t, err)
+	_, err = r.kube.CoreV1().Pods(r.ns).Patch(r.ctx, name, types.MergePatchType, patch, metav1.PatchOptions{})
+	must(r.t, err)
+}
+
+// waitReport waits until the pod's status annotation is want.
+func (r *rig) waitReport(name string, want v1alpha1.AgentStatus) {
+	r.t.Helper()
+	var got *v1alpha1.AgentStatus
+	err := wait.PollUntilContextTimeout(r.ctx, 50*time.Millisecond, 20*time.Second, true, func(ctx context.Context) (bool, error) {
+		p, err := r.kube.CoreV1().Pods(r.ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		got, _ = v1alpha1.ParseAgentStatus(p.Annotations[v1alpha1.StatusAnnotation])
+		return got != nil && *got == want, nil
+	})
+	if err != nil {
+		r.t.Fatalf("the pod reports %+v, want %+v", got, want)
+	}
+}
+
+func receive[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(20 * time.Second):
+		t.Fatalf("no %s", what)
+		var zero T
+		return zero
+	}
+}
+
+// nothing checks that ch stays empty for a while.
+func nothing[T any](t *testing.T, ch <-chan T, what string) {
+	t.Helper()
+	select {
+	case v := <-ch:
+		t.Fatalf("unexpected %s: %+v", what, v)
+	case <-time.After(time.Second):
+	}
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	must(t, err)
+	return string(b)
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+var groups = []v1alpha1.WorkerGroup{{Name: "web", Command: []string{"python3", "app.py"}}}
+
+// The agent starts the workers at the revision its pod asks for, with the
+// snapshot's files and groups; reloads once per new revision, even when the
+// snapshot comes after the annotation; reports what the engine says; and
+// answers a rollback after a failure by asking the engine for the running
+// revision.
+func TestAgentFollowsItsPod(t *testing.T) {
+	r := newRig(t, "web-0", nil)
+	r.snapshot("r1", revision.Spec{Groups: groups}, map[string]string{"app.py": "print('v1')"})
+	r.start("web-0")
+	r.annotate("web-0", map[string]string{v1alpha1.DesiredRevisionAnnotation: "r1"})
+
+	first := receive(t, r.starts, "engine start")
+	if first.Name != "r1" || len(first.Spec.Groups) != 1 || first.Spec.Groups[0].Name != "web" {
+		t.Fatalf("the engine starts with %+v, want revision r1 and its groups", first)
+	}
+	if got := readFile(t, filepath.Join(first.Dir, "app.py")); got != "print('v1')" {
+		t.Errorf("revision r1's app.py holds %q", got)
+	}
+	r.engine.status <- v1alpha1.AgentStatus{Revision: "r1", State: v1alpha1.AgentReady, Running: "r1", Ready: 1, Total: 1}
+	r.waitReport("web-0", v1alpha1.AgentStatus{Revision: "r1", State: v1alpha1.AgentReady, Running: "r1", Ready: 1, Total: 1})
+
+	// The controller may set the annotation before the agent can read the
+	// snapshot (its Role is updated a moment later).
+	r.annotate("web-0", map[string]string{v1alpha1.DesiredRevisionAnnotation: "r2"})
+	time.Sleep(500 * time.Millisecond)
+	r.snapshot("r2", revision.Spec{Groups: groups}, map[string]string{"app.py": "print('v2')"})
+	second := receive(t, r.engine.reloads, "reload to r2")
+	if second.Name != "r2" || readFile(t, filepath.Join(second.Dir, "app.py")) != "print('v2')" {
+		t.Fatalf("reload to %+v, want r2 with its files", second)
+	}
+	if first.Dir == second.Dir || readFile(t, filepath.Join(first.Dir, "app.py")) != "print('v1')" {
+		t.Error("revision r2 was written over revision r1's directory")
+	}
+
+	// Any other change of the pod is not a reason to reload.
+	r.annotate("web-0", map[string]string{"example.com/unrelated": "1"})
+	nothing(t, r.engine.reloads, "reload")
+
+	// A failure is reported as the engine says; the rollback (desired back
+	// to r1) is passed to the engine, which replaces nothing and reports
+	// Ready.
+	failed := v1alpha1.AgentStatus{Revision: "r2", State: v1alpha1.AgentFailed, Running: "r1", Ready: 1, Total: 1, Message: "worker exited"}
+	r.engine.status <- failed
+	r.waitReport("web-0", failed)
+	r.annotate("web-0", map[string]string{v1alpha1.DesiredRevisionAnnotation: "r1"})
+	if back := receive(t, r.engine.reloads, "rollback to r1"); back.Name != "r1" {
+		t.Fatalf("rollback to %q, want r1", back.Name)
+	}
+	r.engine.status <- v1alpha1.AgentStatus{Revision: "r1", State: v1alpha1.AgentReady, Running: "r1", Ready: 1, Total: 1}
+	r.waitReport("web-0", v1alpha1.AgentStatus{Revision: "r1", State: v1alpha1.AgentReady, Running: "r1", Ready: 1, Total: 1})
+
+	// r2 failed here: asked again, it is not tried again.
+	r.annotate("web-0", map[string]string{v1alpha1.DesiredRevisionAnnotation: "r2"})
+	nothing(t, r.engine.reloads, "reload to a revision that failed here")
+	r.waitReport("web-0", v1alpha1.AgentStatus{Revision: "r2", State: v1alpha1.AgentFailed, Running: "r1", Ready: 1, Total: 1, Message: "worker exited"})
+}
+
+// A restarted agent whose pod last reported a failed revision starts the
+// workers at the revision it went back to, not at the failed one, and keeps
+// reporting the failure.
+func TestAgentRemembersAFailureAcrossRestarts(t *testing.T) {
+	failed := v1alpha1.AgentStatus{Revision: "r2", State: v1alpha1.AgentFailed, Running: "r1", Ready: 2, Total: 2, Message: "not ready in time"}
+	raw, err := json.Marshal(failed)
+	must(t, err)
+	r := newRig(t, "web-1", map[string]string{
+		v1alpha1.DesiredRevisionAnnotation: "r2",
+		v1alpha1.StatusAnnotation:          string(raw),
+	})
+	r.snapshot("r1", revision.Spec{Groups: groups}, map[string]string{"app.py": "v1"})
+	r.snapshot("r2", revision.Spec{Groups: groups}, map[string]string{"app.py": "v2"})
+	r.start("web-1")
+
+	if first := receive(t, r.starts, "engine start"); first.Name != "r1" {
+		t.Fatalf("the restarted agent runs %q, want r1 (r2 failed here)", first.Name)
+	}
+	r.engine.status <- v1alpha1.AgentStatus{Revision: "r1", State: v1alpha1.AgentReady, Running: "r1", Ready: 2, Total: 2}
+	r.waitReport("web-1", v1alpha1.AgentStatus{Revision: "r2", State: v1alpha1.AgentFailed, Running: "r1", Ready: 2, Total: 2, Message: "not ready in time"})
+	nothing(t, r.engine.reloads, "reload to the failed revision")
+}
+
+// In image mode, the agent waits for the code container to deliver the
+// image's files into the shared volume, and runs them from there.
+func TestAgentRunsTheCodeImageItsContainerDelivers(t *testing.T) {
+	r := newRig(t, "api-0", nil)
+	ref := "registry.example/api-code:v7"
+	r.snapshot("r7", revision.Spec{Groups: groups, Image: &v1alpha1.ImageCodeSource{Reference: ref, Path: "/code"}}, nil)
+	r.start("api-0")
+	r.annotate("api-0", map[string]string{v1alpha1.DesiredRevisionAnnotation: "r7"})
+	nothing(t, r.starts, "engine start before the code is there")
+
+	image := t.TempDir() // the image's /code
+	must(t, os.WriteFile(filepath.Join(image, "app.py"), []byte("v7"), 0o644))
+	must(t, pod.CopyTree(image, pod.ImageCodeDir(r.root, ref))) // what agent code-sync does
+	first := receive(t, r.starts, "engine start")
+	if first.Name != "r7" || first.Dir != pod.ImageCodeDir(r.root, ref) || readFile(t, filepath.Join(first.Dir, "app.py")) != "v7" {
+		t.Fatalf("the engine starts with %+v, want r7 from %s", first, pod.ImageCodeDir(r.root, ref))
+	}
+}
