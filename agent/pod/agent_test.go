@@ -27,7 +27,7 @@ type fakeEngine struct {
 	status  chan v1alpha1.AgentStatus
 }
 
-func (e *fakeEngine) Run(ctx context.Context) error { <-ctx.Done(); return nil }
+func (e *fakeEngine) Run(ctx context.Context) error  { <-ctx.Done(); return nil }
 func (e *fakeEngine) RequestReload(rev pod.Revision) { e.reloads <- rev }
 func (e *fakeEngine) Subscribe() (<-chan v1alpha1.AgentStatus, func()) {
 	return e.status, func() {}
