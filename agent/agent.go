@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"sync"
@@ -144,24 +143,10 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	servers := []*http.Server{{Handler: control.Handler(a), ReadHeaderTimeout: 10 * time.Second}}
-	go func() { _ = servers[0].Serve(a.control) }()
-	if a.metricsL != nil {
-		mux := http.NewServeMux()
-		mux.Handle("GET /metrics", a.metrics.Handler())
-		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
-		mux.Handle("GET /status", control.Handler(a))
-		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-		servers = append(servers, srv)
-		go func() { _ = srv.Serve(a.metricsL) }()
-	}
+	shutdown := control.Serve(a, a.control, a.metricsL, a.metrics.Handler())
 	a.log.Info("Agent started", "revision", a.sup.Status().Agent.Revision, "control", a.cfg.ControlSocket, "metrics", a.cfg.MetricsAddress)
 	err := a.sup.Run(ctx)
-	for _, s := range servers {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_ = s.Shutdown(sctx)
-		cancel()
-	}
+	shutdown()
 	a.log.Info("Agent stopped")
 	return err
 }

@@ -194,17 +194,6 @@ func (p *pool) url(group string) string {
 	return "http://" + p.agent.Addrs(group)[0].String() + "/"
 }
 
-// pids returns the pids of a group's serving workers, by slot.
-func pids(st supervisor.Status, group string) []int {
-	var out []int
-	for _, w := range st.Workers {
-		if w.Group == group && !w.Next {
-			out = append(out, w.PID)
-		}
-	}
-	return out
-}
-
 // loadgen sends requests on new connections from several clients until
 // stopped, and counts every failure.
 type loadgen struct {
@@ -308,7 +297,7 @@ func TestReloadsUnderLoadLoseNoRequest(t *testing.T) {
 			p := startPool(t, poolOptions{strategy: tc.strategy}, testGroup(t, "web", 4))
 			url := p.url("web")
 			load := startLoad(t, url, 4)
-			before := pids(p.agent.Status(), "web")
+			before := p.agent.Status().PIDs("web")
 			for i := 2; i <= tc.reloads+1; i++ {
 				p.write("version", strconv.Itoa(i))
 				st, err := p.agent.Reload(context.Background())
@@ -318,7 +307,7 @@ func TestReloadsUnderLoadLoseNoRequest(t *testing.T) {
 				if st.State != v1alpha1.AgentReady || st.Ready != 4 || st.Running != st.Revision {
 					t.Fatalf("status after reload %d = %+v", i-1, st)
 				}
-				after := pids(p.agent.Status(), "web")
+				after := p.agent.Status().PIDs("web")
 				for slot := range after {
 					if after[slot] == before[slot] {
 						t.Errorf("reload %d: worker %d kept pid %d", i-1, slot, after[slot])
@@ -389,7 +378,7 @@ func TestNonReloadableGroupKeepsPidsAndConnections(t *testing.T) {
 	p := startPool(t, poolOptions{},
 		testGroup(t, "web", 2),
 		testGroup(t, "gateway", 2, func(g *v1alpha1.WorkerGroup) { g.Reloadable = ptr.To(false) }))
-	gatewayPids := pids(p.agent.Status(), "gateway")
+	gatewayPids := p.agent.Status().PIDs("gateway")
 
 	// A long-lived connection to the gateway, kept across the reloads.
 	conn, err := net.Dial("tcp", p.agent.Addrs("gateway")[0].String())
@@ -426,7 +415,7 @@ func TestNonReloadableGroupKeepsPidsAndConnections(t *testing.T) {
 		}
 	}
 	st := p.agent.Status()
-	if diff := cmp.Diff(gatewayPids, pids(st, "gateway")); diff != "" {
+	if diff := cmp.Diff(gatewayPids, st.PIDs("gateway")); diff != "" {
 		t.Errorf("gateway pids (-want +got):\n%s", diff)
 	}
 	for _, w := range st.Workers {

@@ -99,6 +99,35 @@ func Handler(b Backend) http.Handler {
 	return mux
 }
 
+// Serve serves the control API of b on l and, if metricsL is not nil,
+// /metrics (the metrics handler), /healthz and /status on metricsL. Either
+// listener may be nil. The returned function shuts the servers down.
+func Serve(b Backend, l, metricsL net.Listener, metrics http.Handler) (shutdown func()) {
+	var servers []*http.Server
+	serve := func(l net.Listener, h http.Handler) {
+		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+		servers = append(servers, srv)
+		go func() { _ = srv.Serve(l) }()
+	}
+	if l != nil {
+		serve(l, Handler(b))
+	}
+	if metricsL != nil {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", metrics)
+		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+		mux.Handle("GET /status", Handler(b))
+		serve(metricsL, mux)
+	}
+	return func() {
+		for _, srv := range servers {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_ = srv.Shutdown(ctx)
+			cancel()
+		}
+	}
+}
+
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)

@@ -6,9 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"strconv"
-	"time"
 
 	"github.com/softreload/softreload/agent/control"
 	"github.com/softreload/softreload/agent/metrics"
@@ -103,29 +101,9 @@ type engine struct {
 
 func (e *engine) Run(ctx context.Context) error {
 	defer e.close()
-	var servers []*http.Server
-	serve := func(l net.Listener, h http.Handler) {
-		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-		servers = append(servers, srv)
-		go func() { _ = srv.Serve(l) }()
-	}
-	if e.control != nil {
-		serve(e.control, control.Handler(podBackend{e}))
-	}
-	if e.metricsL != nil {
-		mux := http.NewServeMux()
-		mux.Handle("GET /metrics", e.metrics.Handler())
-		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
-		mux.Handle("GET /status", control.Handler(podBackend{e}))
-		serve(e.metricsL, mux)
-	}
-	err := e.sup.Run(ctx)
-	for _, srv := range servers {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_ = srv.Shutdown(sctx)
-		cancel()
-	}
-	return err
+	shutdown := control.Serve(podBackend{e}, e.control, e.metricsL, e.metrics.Handler())
+	defer shutdown()
+	return e.sup.Run(ctx)
 }
 
 func (e *engine) RequestReload(rev Revision) {

@@ -121,6 +121,17 @@ type Status struct {
 	Workers []WorkerStatus `json:"workers"`
 }
 
+// PIDs returns the pids of a group's serving workers, by slot.
+func (s Status) PIDs(group string) []int {
+	var out []int
+	for _, w := range s.Workers {
+		if w.Group == group && !w.Next {
+			out = append(out, w.PID)
+		}
+	}
+	return out
+}
+
 // Supervisor runs worker groups and reloads them. Create it with New, start
 // it with Run.
 type Supervisor struct {

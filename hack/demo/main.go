@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -118,9 +117,12 @@ func run(ctx context.Context) (err error) {
 		return err
 	}
 	labels := map[string]string{"app": "hello", v1alpha1.PoolLabel: local.ExamplePool}
-	base := portOffset()
+	base, err := local.FreePortOffset(3, local.ExampleWebPort, local.ExampleGWPort)
+	if err != nil {
+		return err
+	}
 	for i := range 3 {
-		p, err := d.cluster.AddPod(ctx, "hello-"+strconv.Itoa(i), base+100*i, labels)
+		p, err := d.cluster.AddPod(ctx, "hello-"+strconv.Itoa(i), base+local.PortStep*i, labels)
 		if err != nil {
 			return err
 		}
@@ -301,28 +303,6 @@ Press Ctrl-C to stop everything.
 `, d.cluster.KubeconfigPath(), filepath.Dir(d.cluster.Kubectl()), d.cluster.BinDir(),
 		local.ExamplePool, local.ExampleCode, p.Addr(local.ExampleWebPort), local.ExamplePool, local.ExamplePool,
 		filepath.Join(dir, "logs"))
-}
-
-// portOffset picks where the pods serve: the example's ports plus 10000
-// (pod hello-0 on 127.0.0.1:18080, hello-1 on 18180, …) when free.
-func portOffset() int {
-	for _, base := range []int{10000, 20000, 30000, 40000} {
-		free := true
-		for i := range 3 {
-			for _, port := range []int{local.ExampleWebPort, local.ExampleGWPort} {
-				l, err := net.Listen("tcp", net.JoinHostPort(local.ListenHost, strconv.Itoa(port+base+100*i)))
-				if err != nil {
-					free = false
-					continue
-				}
-				l.Close()
-			}
-		}
-		if free {
-			return base
-		}
-	}
-	return 50000
 }
 
 func short(rev string) string {

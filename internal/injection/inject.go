@@ -157,8 +157,8 @@ func startRevision(pool *workersv1alpha1.WorkerPool) string {
 	st := pool.Status
 	failed := meta.IsStatusConditionTrue(st.Conditions, workersv1alpha1.ConditionDegraded) &&
 		meta.FindStatusCondition(st.Conditions, workersv1alpha1.ConditionDegraded).Reason == workersv1alpha1.ReasonReloadFailed
-	if st.UpdateRevision != "" && !(failed && st.CurrentRevision != "") {
-		return st.UpdateRevision
+	if st.UpdateRevision == "" || failed && st.CurrentRevision != "" {
+		return st.CurrentRevision
 	}
-	return st.CurrentRevision
+	return st.UpdateRevision
 }

@@ -3,9 +3,11 @@ package local
 import (
 	"bufio"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -52,6 +54,39 @@ func ExampleWorkerPool(root string) (*v1alpha1.WorkerPool, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return pool, nil
+}
+
+// PortStep separates the port offsets of the pods that FreePortOffset
+// places: pod i serves at offset+PortStep*i.
+const PortStep = 100
+
+// FreePortOffset returns an offset at which pods pods, pod i at
+// offset+PortStep*i, find each of ports free on 127.0.0.1: 10000 if it can
+// (the example's 8080 is then 18080, 18180, ...), else another.
+func FreePortOffset(pods int, ports ...int) (int, error) {
+	candidates := []int{10000, 20000, 30000, 40000}
+	for range 50 {
+		candidates = append(candidates, 20000+PortStep*rand.IntN(300))
+	}
+	for _, offset := range candidates {
+		if portsFree(offset, pods, ports) {
+			return offset, nil
+		}
+	}
+	return 0, fmt.Errorf("no port offset leaves ports %v free on %s for %d pods", ports, ListenHost, pods)
+}
+
+func portsFree(offset, pods int, ports []int) bool {
+	for i := range pods {
+		for _, p := range ports {
+			l, err := net.Listen("tcp", net.JoinHostPort(ListenHost, strconv.Itoa(p+offset+PortStep*i)))
+			if err != nil {
+				return false
+			}
+			l.Close()
+		}
+	}
+	return true
 }
 
 // Gateway is a long-lived connection to the example's gateway, the kind of

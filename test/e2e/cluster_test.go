@@ -3,11 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
-	"net"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -26,31 +23,6 @@ import (
 	v1alpha1 "github.com/softreload/softreload/api/v1alpha1"
 	"github.com/softreload/softreload/internal/local"
 )
-
-// freePortOffset returns an offset at which every pod's ports are free on
-// 127.0.0.1, pod i using offset+100*i.
-func freePortOffset(t *testing.T, pods int, ports ...int) int {
-	t.Helper()
-	for range 50 {
-		offset := 20000 + 100*rand.IntN(300)
-		free := true
-		for i := range pods {
-			for _, p := range ports {
-				l, err := net.Listen("tcp", net.JoinHostPort(local.ListenHost, strconv.Itoa(p+offset+100*i)))
-				if err != nil {
-					free = false
-					continue
-				}
-				l.Close()
-			}
-		}
-		if free {
-			return offset
-		}
-	}
-	t.Fatal("no free ports for the pods")
-	return 0
-}
 
 // podView is what the test knows of a pod from the API server.
 type podView struct {
@@ -186,17 +158,6 @@ func workers(ctx context.Context, t *testing.T, p *local.Pod) supervisor.Status 
 		t.Fatalf("pod %s: agent status: %v", p.Name, err)
 	}
 	return st
-}
-
-// pids returns the pids of a group's workers, by slot.
-func pids(st supervisor.Status, group string) []int {
-	var out []int
-	for _, w := range st.Workers {
-		if w.Group == group && !w.Next {
-			out = append(out, w.PID)
-		}
-	}
-	return out
 }
 
 // waitFor polls cond every 200ms until it holds or timeout passes.

@@ -118,10 +118,11 @@ func start(t *testing.T) *suite {
 	s.rec = recordPods(ctx, t, kubernetes.NewForConfigOrDie(cluster.Config()), s.ns)
 	s.must(cluster.StartManager())
 
-	offset := freePortOffset(t, 3, local.ExampleWebPort, local.ExampleGWPort)
+	offset, err := local.FreePortOffset(3, local.ExampleWebPort, local.ExampleGWPort)
+	s.must(err)
 	labels := map[string]string{"app": "hello", v1alpha1.PoolLabel: local.ExamplePool}
 	for i := range 3 {
-		p, err := cluster.AddPod(ctx, "hello-"+strconv.Itoa(i), offset+100*i, labels)
+		p, err := cluster.AddPod(ctx, "hello-"+strconv.Itoa(i), offset+local.PortStep*i, labels)
 		s.must(err)
 		s.pods = append(s.pods, p)
 	}
@@ -132,7 +133,7 @@ func start(t *testing.T) *suite {
 		t.Cleanup(func() { g.Close() })
 		s.gateways[p.Name] = g
 		st := workers(ctx, t, p)
-		s.gatewayPIDs[p.Name] = pids(st, "gateway")
+		s.gatewayPIDs[p.Name] = st.PIDs("gateway")
 		if got := strconv.Itoa(s.gatewayPIDs[p.Name][0]); got != s.gateways[p.Name].PID {
 			t.Fatalf("pod %s: the agent says the gateway is pid %s, the gateway says %s", p.Name, got, s.gateways[p.Name].PID)
 		}
@@ -391,7 +392,7 @@ func (s *suite) answers(p *local.Pod, rev, greeting string) {
 func (s *suite) webPIDs() map[string][]int {
 	out := map[string][]int{}
 	for _, p := range s.pods {
-		out[p.Name] = pids(workers(s.ctx, s.t, p), "web")
+		out[p.Name] = workers(s.ctx, s.t, p).PIDs("web")
 	}
 	return out
 }
@@ -418,7 +419,7 @@ func (s *suite) gatewaysHeld() {
 		if err := s.gateways[p.Name].Echo("still there?"); err != nil {
 			s.t.Errorf("pod %s: the connection opened at the start: %v", p.Name, err)
 		}
-		if got := pids(workers(s.ctx, s.t, p), "gateway"); !slices.Equal(got, s.gatewayPIDs[p.Name]) {
+		if got := workers(s.ctx, s.t, p).PIDs("gateway"); !slices.Equal(got, s.gatewayPIDs[p.Name]) {
 			s.t.Errorf("pod %s: gateway workers %v, want %v (never reloaded)", p.Name, got, s.gatewayPIDs[p.Name])
 		}
 	}
