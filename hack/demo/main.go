@@ -283,9 +283,16 @@ func (d *demo) say(format string, args ...any) {
 // tryIt prints how to drive the demo from another terminal.
 func (d *demo) tryIt(dir string) {
 	p := d.pods[0]
+	ok, failed, _ := load.Total(d.load.Snapshot())
+	held := "every gateway kept its connection"
+	for name, g := range d.gateways {
+		if err := g.Echo("still there?"); err != nil {
+			held = fmt.Sprintf("the gateway of %s lost its connection: %v", name, err)
+		}
+	}
 	d.say(`
-The rollout is done: every web worker was replaced, one at a time, with no
-request refused, and the gateways kept their connections.
+The rollout is done, one pod and one worker at a time: %d requests served,
+%d failed; %s.
 
 Try it yourself, in another terminal:
 
@@ -300,7 +307,7 @@ Try it yourself, in another terminal:
 
 Logs of every process are in %s.
 Press Ctrl-C to stop everything.
-`, d.cluster.KubeconfigPath(), filepath.Dir(d.cluster.Kubectl()), d.cluster.BinDir(),
+`, ok, failed, held, d.cluster.KubeconfigPath(), filepath.Dir(d.cluster.Kubectl()), d.cluster.BinDir(),
 		local.ExamplePool, local.ExampleCode, p.Addr(local.ExampleWebPort), local.ExamplePool, local.ExamplePool,
 		filepath.Join(dir, "logs"))
 }
