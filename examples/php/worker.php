@@ -10,7 +10,7 @@
 declare(strict_types=1);
 
 $revision = getenv('SOFTRELOAD_REVISION') ?: '';
-$worker = getenv('SOFTRELOAD_WORKER_ID') ?: '';
+$worker = (string) getenv('SOFTRELOAD_WORKER_ID'); // "0" is a slot, not false
 
 if (getenv('LISTEN_PID') !== (string) getmypid() || (int) getenv('LISTEN_FDS') < 1) {
     fwrite(STDERR, "no socket passed: run me under softreload's agent\n");
@@ -21,6 +21,9 @@ if ($server === false) {
     fwrite(STDERR, "fd 3 is not a socket\n");
     exit(1);
 }
+// Every worker waits on this socket: when another one took the connection,
+// accept must return at once, not block until the next one.
+socket_set_nonblock($server);
 
 $stopping = false;
 pcntl_async_signals(true);

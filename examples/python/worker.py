@@ -17,6 +17,9 @@ WORKER = os.environ.get("SOFTRELOAD_WORKER_ID", "")
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # An idle keep-alive connection is closed after 5s, so that a stopping
+    # worker, which waits for its connections, is never held longer.
+    timeout = 5
 
     def do_GET(self):
         body = f"hello from python, revision {REVISION}, worker {WORKER}, pid {os.getpid()}\n".encode()
@@ -34,7 +37,11 @@ def inherited_socket():
     """The first socket passed by the agent (sd_listen_fds)."""
     if os.environ.get("LISTEN_PID") != str(os.getpid()) or int(os.environ.get("LISTEN_FDS", "0")) < 1:
         sys.exit("no socket passed: run me under softreload's agent")
-    return socket.socket(fileno=3)
+    sock = socket.socket(fileno=3)
+    # Every worker of the group waits on this socket: when another one took
+    # the connection, accept must return at once, not block until the next.
+    sock.setblocking(False)
+    return sock
 
 
 def notify(state):
