@@ -126,7 +126,7 @@ func start(t *testing.T) *suite {
 		s.must(err)
 		s.pods = append(s.pods, p)
 	}
-	first := s.waitRolledOut("the pods start")
+	first := s.waitRolledOut("the pods start", "")
 	for _, p := range s.pods {
 		g, err := local.DialGateway(p.Addr(local.ExampleGWPort))
 		s.must(err)
@@ -156,7 +156,7 @@ func start(t *testing.T) *suite {
 func (s *suite) codeChange() {
 	before := s.webPIDs()
 	rev := s.changeCode("greeting.txt", "Hello again\n")
-	s.waitRolledOut("the rollout of " + rev)
+	s.waitRolledOut("the rollout of "+rev, rev)
 	s.withinBudget()
 	after := s.webPIDs()
 	for _, p := range s.pods {
@@ -236,7 +236,7 @@ func (s *suite) managerKilled() {
 	s.t.Logf("the manager killed with the pods at:\n%s", s.describePods())
 	time.Sleep(2 * time.Second) // the agent of the pod already asked reloads meanwhile
 	s.must(s.cluster.StartManager())
-	s.waitRolledOut("the rollout of " + rev + " after the restart")
+	s.waitRolledOut("the rollout of "+rev+" after the restart", rev)
 	s.withinBudget()
 	for _, p := range s.pods {
 		if n := s.rec.timesAsked(p.Name, rev); n != 1 {
@@ -276,7 +276,7 @@ func (s *suite) apiServerDown() {
 		s.t.Errorf("%d requests failed while the API server was down: %v", failed, errs)
 	}
 	s.must(s.cluster.StartAPIServer())
-	s.waitRolledOut("the rollout of " + rev + " after the outage")
+	s.waitRolledOut("the rollout of "+rev+" after the outage", rev)
 	s.withinBudget()
 	for _, p := range s.pods {
 		s.answers(p, rev, "Hello after the outage")
@@ -325,8 +325,10 @@ func (s *suite) snapshots() map[string]string {
 }
 
 // waitRolledOut waits until every pod serves the pool's update revision,
-// ready, and the pool says so; it returns that revision.
-func (s *suite) waitRolledOut(what string) string {
+// ready, and the pool says so; it returns that revision. want, if set, is
+// the revision expected: until the pool's status names it, the status may
+// still tell of the rollout before.
+func (s *suite) waitRolledOut(what, want string) string {
 	s.t.Helper()
 	var rev string
 	waitFor(s.ctx, s.t, what, rolloutTimeout, func() (bool, string) {
@@ -337,7 +339,7 @@ func (s *suite) waitRolledOut(what string) string {
 		desc += s.describePods()
 		rev = pool.Status.UpdateRevision
 		avail := condition(pool, v1alpha1.ConditionAvailable)
-		if rev == "" || pool.Status.CurrentRevision != rev || pool.Status.ReadyPods != 3 || pool.Status.UpdatedPods != 3 ||
+		if rev == "" || want != "" && rev != want || pool.Status.CurrentRevision != rev || pool.Status.ReadyPods != 3 || pool.Status.UpdatedPods != 3 ||
 			avail == nil || avail.Status != metav1.ConditionTrue {
 			return false, desc
 		}
