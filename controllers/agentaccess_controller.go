@@ -45,7 +45,7 @@ func NewAgentAccessReconciler(c client.Client) *AgentAccessReconciler {
 // agentaccess.Desired says, and removes them when no pod is governed.
 func (r *AgentAccessReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	ns := req.Name
-	accounts, err := r.serviceAccounts(ctx, ns)
+	accounts, pods, err := r.governed(ctx, ns)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -58,7 +58,7 @@ func (r *AgentAccessReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		names = append(names, cm.Name)
 	}
 
-	role, binding := agentaccess.Desired(ns, accounts, names)
+	role, binding := agentaccess.Desired(ns, accounts, pods, names)
 	if role == nil {
 		return ctrl.Result{}, r.remove(ctx, ns)
 	}
@@ -71,29 +71,29 @@ func (r *AgentAccessReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	})
 }
 
-// serviceAccounts returns the service accounts of the pods that the pools of
-// namespace ns select.
-func (r *AgentAccessReconciler) serviceAccounts(ctx context.Context, ns string) ([]string, error) {
+// governed returns the pods that the pools of namespace ns select, and their
+// service accounts.
+func (r *AgentAccessReconciler) governed(ctx context.Context, ns string) (accounts, pods []string, err error) {
 	pools := &workersv1alpha1.WorkerPoolList{}
 	if err := r.client.List(ctx, pools, client.InNamespace(ns)); err != nil {
-		return nil, fmt.Errorf("listing WorkerPools in %s: %w", ns, err)
+		return nil, nil, fmt.Errorf("listing WorkerPools in %s: %w", ns, err)
 	}
-	var accounts []string
 	for _, pool := range pools.Items {
 		selector, err := metav1.LabelSelectorAsSelector(&pool.Spec.Selector)
 		if err != nil {
 			// The pool's own reconciler reports a bad selector.
 			continue
 		}
-		pods := &corev1.PodList{}
-		if err := r.client.List(ctx, pods, client.InNamespace(ns), client.MatchingLabelsSelector{Selector: selector}); err != nil {
-			return nil, fmt.Errorf("listing the pods of WorkerPool %s/%s: %w", ns, pool.Name, err)
+		list := &corev1.PodList{}
+		if err := r.client.List(ctx, list, client.InNamespace(ns), client.MatchingLabelsSelector{Selector: selector}); err != nil {
+			return nil, nil, fmt.Errorf("listing the pods of WorkerPool %s/%s: %w", ns, pool.Name, err)
 		}
-		for _, pod := range pods.Items {
+		for _, pod := range list.Items {
 			accounts = append(accounts, agentaccess.ServiceAccountOf(pod.Spec.ServiceAccountName))
+			pods = append(pods, pod.Name)
 		}
 	}
-	return accounts, nil
+	return accounts, pods, nil
 }
 
 // apply creates obj, or sets its desired fields on the existing object.

@@ -76,9 +76,9 @@ func TestAgentAccess(t *testing.T) {
 	mustDo(t, c.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "web-code", Namespace: ns}}))
 
 	// waitFor polls until the namespace's grants are what want says: the
-	// subjects of the RoleBinding and the ConfigMaps the Role names (nil:
-	// neither object exists).
-	type grants struct{ Subjects, Snapshots []string }
+	// subjects of the RoleBinding, and the pods and ConfigMaps the Role
+	// names (nil: neither object exists).
+	type grants struct{ Subjects, Pods, Snapshots []string }
 	read := func() *grants {
 		role, binding := &rbacv1.Role{}, &rbacv1.RoleBinding{}
 		key := types.NamespacedName{Namespace: ns, Name: agentaccess.Name}
@@ -91,8 +91,12 @@ func TestAgentAccess(t *testing.T) {
 			g.Subjects = append(g.Subjects, s.Name)
 		}
 		for _, rule := range role.Rules {
-			if len(rule.Resources) == 1 && rule.Resources[0] == "configmaps" {
+			switch {
+			case len(rule.Resources) != 1:
+			case rule.Resources[0] == "configmaps":
 				g.Snapshots = append(g.Snapshots, rule.ResourceNames...)
+			case rule.Resources[0] == "pods":
+				g.Pods = append(g.Pods, rule.ResourceNames...)
 			}
 		}
 		return g
@@ -109,22 +113,22 @@ func TestAgentAccess(t *testing.T) {
 		}
 	}
 
-	waitFor("pods and a snapshot", &grants{Subjects: []string{"default", "web-sa"}, Snapshots: []string{"web-rev-1"}})
+	waitFor("pods and a snapshot", &grants{Subjects: []string{"default", "web-sa"}, Pods: []string{"web-1", "web-2"}, Snapshots: []string{"web-rev-1"}})
 
 	mustDo(t, c.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{
 		Name: "web-rev-2", Namespace: ns, Labels: map[string]string{workersv1alpha1.PoolNameLabel: "web"},
 	}}))
-	waitFor("a second snapshot", &grants{Subjects: []string{"default", "web-sa"}, Snapshots: []string{"web-rev-1", "web-rev-2"}})
+	waitFor("a second snapshot", &grants{Subjects: []string{"default", "web-sa"}, Pods: []string{"web-1", "web-2"}, Snapshots: []string{"web-rev-1", "web-rev-2"}})
 
 	mustDo(t, c.Delete(ctx, web2))
-	waitFor("a pod gone", &grants{Subjects: []string{"web-sa"}, Snapshots: []string{"web-rev-1", "web-rev-2"}})
+	waitFor("a pod gone", &grants{Subjects: []string{"web-sa"}, Pods: []string{"web-1"}, Snapshots: []string{"web-rev-1", "web-rev-2"}})
 
 	// A hand edit of the binding is put back.
 	binding := &rbacv1.RoleBinding{}
 	mustDo(t, c.Get(ctx, types.NamespacedName{Namespace: ns, Name: agentaccess.Name}, binding))
 	binding.Subjects = append(binding.Subjects, rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Name: "intruder", Namespace: ns})
 	mustDo(t, c.Update(ctx, binding))
-	waitFor("a hand edit", &grants{Subjects: []string{"web-sa"}, Snapshots: []string{"web-rev-1", "web-rev-2"}})
+	waitFor("a hand edit", &grants{Subjects: []string{"web-sa"}, Pods: []string{"web-1"}, Snapshots: []string{"web-rev-1", "web-rev-2"}})
 
 	mustDo(t, c.Delete(ctx, web1))
 	waitFor("no governed pod left", nil)

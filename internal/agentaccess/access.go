@@ -19,12 +19,14 @@ const ManagedBy = "softreload"
 
 // Desired returns the Role and RoleBinding that give the agents in namespace
 // what they need: the service accounts of the governed pods may get, list,
-// watch and patch pods (the admission policy narrows patch to their own
-// pod's status annotation) and get the named revision snapshots. With no
-// service accounts there is nothing to grant and both are nil.
-func Desired(namespace string, serviceAccounts, snapshots []string) (*rbacv1.Role, *rbacv1.RoleBinding) {
-	accounts := sortedUnique(serviceAccounts)
-	if len(accounts) == 0 {
+// watch and patch the governed pods, each by name (the admission policy
+// narrows patch to their own pod's status annotation; a list or watch must
+// name the pod with a metadata.name field selector), and get the named
+// revision snapshots. With no governed pod there is nothing to grant and
+// both are nil.
+func Desired(namespace string, serviceAccounts, pods, snapshots []string) (*rbacv1.Role, *rbacv1.RoleBinding) {
+	accounts, podNames := sortedUnique(serviceAccounts), sortedUnique(pods)
+	if len(accounts) == 0 || len(podNames) == 0 {
 		return nil, nil
 	}
 	meta := metav1.ObjectMeta{
@@ -35,9 +37,10 @@ func Desired(namespace string, serviceAccounts, snapshots []string) (*rbacv1.Rol
 	role := &rbacv1.Role{
 		ObjectMeta: meta,
 		Rules: []rbacv1.PolicyRule{{
-			APIGroups: []string{""},
-			Resources: []string{"pods"},
-			Verbs:     []string{"get", "list", "watch", "patch"},
+			APIGroups:     []string{""},
+			Resources:     []string{"pods"},
+			Verbs:         []string{"get", "list", "watch", "patch"},
+			ResourceNames: podNames,
 		}},
 	}
 	// An empty resourceNames would grant every ConfigMap of the namespace:

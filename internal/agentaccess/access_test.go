@@ -33,32 +33,33 @@ import (
 
 func TestDesired(t *testing.T) {
 	cases := map[string]struct {
-		accounts, snapshots []string
+		accounts, pods, snapshots []string
 		wantRules           []rbacv1.PolicyRule
 		wantSubjects        []string
 	}{
-		"no service accounts grant nothing": {
-			accounts: nil, snapshots: []string{"web-rev-1"},
+		"no governed pods grant nothing": {
+			accounts: nil, pods: nil, snapshots: []string{"web-rev-1"},
 		},
-		"accounts are sorted and deduplicated, snapshots named one by one": {
-			accounts: []string{"web", "", "api", "web"}, snapshots: []string{"web-rev-2", "web-rev-1", "web-rev-2"},
+		"accounts are sorted and deduplicated, pods and snapshots named one by one": {
+			accounts: []string{"web", "", "api", "web"}, pods: []string{"web-2", "api-1", "web-1"},
+			snapshots: []string{"web-rev-2", "web-rev-1", "web-rev-2"},
 			wantRules: []rbacv1.PolicyRule{
-				{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch", "patch"}},
+				{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch", "patch"}, ResourceNames: []string{"api-1", "web-1", "web-2"}},
 				{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get"}, ResourceNames: []string{"web-rev-1", "web-rev-2"}},
 			},
 			wantSubjects: []string{"api", "web"},
 		},
 		"no snapshots: no ConfigMap rule at all, never an empty resourceNames": {
-			accounts: []string{"web"},
+			accounts: []string{"web"}, pods: []string{"web-1"},
 			wantRules: []rbacv1.PolicyRule{
-				{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch", "patch"}},
+				{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch", "patch"}, ResourceNames: []string{"web-1"}},
 			},
 			wantSubjects: []string{"web"},
 		},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			role, binding := agentaccess.Desired("team", tc.accounts, tc.snapshots)
+			role, binding := agentaccess.Desired("team", tc.accounts, tc.pods, tc.snapshots)
 			if tc.wantSubjects == nil {
 				if role != nil || binding != nil {
 					t.Fatalf("want no Role and no RoleBinding, got %v and %v", role, binding)
@@ -114,7 +115,7 @@ func TestAgentRights(t *testing.T) {
 	for _, name := range []string{"web-rev-1", "unrelated"} {
 		must(t, admin.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}}))
 	}
-	role, binding := agentaccess.Desired(ns, []string{"web"}, []string{"web-rev-1"})
+	role, binding := agentaccess.Desired(ns, []string{"web"}, []string{"a", "b"}, []string{"web-rev-1"})
 	must(t, admin.Create(ctx, role))
 	must(t, admin.Create(ctx, binding))
 
@@ -189,6 +190,14 @@ func TestAgentRights(t *testing.T) {
 			_, err := agentA.CoreV1().Pods(ns).Patch(ctx, "a", types.StrategicMergePatchType, patch, metav1.PatchOptions{})
 			return err
 		}, "labels or spec"},
+		{"agent reads a pod softreload does not govern", func(ctx context.Context) error {
+			_, err := agentA.CoreV1().Pods(ns).Get(ctx, "editor", metav1.GetOptions{})
+			return err
+		}, "forbidden"},
+		{"agent lists every pod of the namespace", func(ctx context.Context) error {
+			_, err := agentA.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+			return err
+		}, "forbidden"},
 		{"agent reads an unrelated ConfigMap", func(ctx context.Context) error {
 			_, err := agentA.CoreV1().ConfigMaps(ns).Get(ctx, "unrelated", metav1.GetOptions{})
 			return err
@@ -233,7 +242,9 @@ func TestAgentRights(t *testing.T) {
 			want  bool
 		}{
 			{authorizationv1.ResourceAttributes{Namespace: ns, Verb: "get", Resource: "pods", Name: "a"}, true},
-			{authorizationv1.ResourceAttributes{Namespace: ns, Verb: "watch", Resource: "pods"}, true},
+			{authorizationv1.ResourceAttributes{Namespace: ns, Verb: "watch", Resource: "pods", Name: "a"}, true},
+			{authorizationv1.ResourceAttributes{Namespace: ns, Verb: "watch", Resource: "pods"}, false},
+			{authorizationv1.ResourceAttributes{Namespace: ns, Verb: "get", Resource: "pods", Name: "editor"}, false},
 			{authorizationv1.ResourceAttributes{Namespace: ns, Verb: "patch", Resource: "pods", Name: "a"}, true},
 			{authorizationv1.ResourceAttributes{Namespace: ns, Verb: "get", Resource: "configmaps", Name: "web-rev-1"}, true},
 			{authorizationv1.ResourceAttributes{Namespace: ns, Verb: "get", Resource: "configmaps", Name: "unrelated"}, false},
