@@ -34,8 +34,8 @@ import (
 func TestDesired(t *testing.T) {
 	cases := map[string]struct {
 		accounts, pods, snapshots []string
-		wantRules           []rbacv1.PolicyRule
-		wantSubjects        []string
+		wantRules                 []rbacv1.PolicyRule
+		wantSubjects              []string
 	}{
 		"no governed pods grant nothing": {
 			accounts: nil, pods: nil, snapshots: []string{"web-rev-1"},
