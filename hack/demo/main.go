@@ -53,6 +53,8 @@ type demo struct {
 	gateways map[string]*local.Gateway
 	tty      bool
 	out      io.Writer
+	// drawn is how many lines the live frame takes on a terminal.
+	drawn int
 	// last is the table last printed, at lastAt, when out is not a
 	// terminal.
 	last   string
@@ -129,6 +131,9 @@ func run(ctx context.Context) (err error) {
 		d.pods = append(d.pods, p)
 	}
 	d.say("Three agent pods start: each runs 2 reloadable web workers and 1 gateway that is never reloaded.")
+	for _, p := range d.pods {
+		d.say("  %s: web on http://%s/, gateway on %s", p.Name, p.Addr(local.ExampleWebPort), p.Addr(local.ExampleGWPort))
+	}
 	if err := d.watch(ctx, "Starting", "", 2*time.Minute); err != nil {
 		return err
 	}
@@ -146,7 +151,7 @@ func run(ctx context.Context) (err error) {
 		return err
 	}
 
-	greeting := "Hello from softreload, reloaded without a restart"
+	greeting := "Hello, reloaded without a restart"
 	d.say("\nChanging greeting.txt in the ConfigMap %s to %q…", local.ExampleCode, greeting)
 	cm := &corev1.ConfigMap{}
 	if err := d.c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: local.ExampleCode}, cm); err != nil {
@@ -228,7 +233,7 @@ func (d *demo) frame(ctx context.Context, title string) (string, bool, error) {
 	rev := pool.Status.UpdateRevision
 	fmt.Fprintf(&table, "── %s ── pool %s/%s  revision %s  %s\n", title, namespace, pool.Name, short(rev), conditions(pool))
 	w := tabwriter.NewWriter(&table, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "POD\tDESIRED\tRUNNING\tSTATE\tREADY\tWEB\tNEWEST ANSWER\tGATEWAY")
+	fmt.Fprintln(w, "POD\tDESIRED\tRUNNING\tSTATE\tWORKERS\tNEWEST ANSWER\tGATEWAY")
 	done := rev != ""
 	for _, p := range d.pods {
 		desired, st := "", v1alpha1.AgentStatus{}
@@ -244,16 +249,16 @@ func (d *demo) frame(ctx context.Context, title string) (string, bool, error) {
 		if desired != rev || st.Running != rev || st.State != v1alpha1.AgentReady {
 			done = false
 		}
-		web := p.Addr(local.ExampleWebPort)
-		answer := stats["http://"+web+"/"].Last
+		// The answer's greeting: its revision is in RUNNING.
+		answer, _, _ := strings.Cut(stats["http://"+p.Addr(local.ExampleWebPort)+"/"].Last, " (revision ")
 		if answer == "" {
 			answer = "-"
 		}
 		gw := "-"
 		if g := d.gateways[p.Name]; g != nil {
-			gw = "1 connection, pid " + g.PID
+			gw = "pid " + g.PID + ", 1 connection"
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\t%s\n", p.Name, short(desired), short(st.Running), state(st), st.Ready, st.Total, web, answer, gw)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\n", p.Name, short(desired), short(st.Running), state(st), st.Ready, st.Total, answer, gw)
 	}
 	w.Flush()
 	if stats != nil {
@@ -262,8 +267,7 @@ func (d *demo) frame(ctx context.Context, title string) (string, bool, error) {
 	}
 	switch {
 	case d.tty:
-		// Redraw in place: back to the saved position, clear below.
-		fmt.Fprint(d.out, "\x1b8\x1b[J"+table.String()+counts.String())
+		d.redraw(table.String() + counts.String())
 	case table.String() != d.last || time.Since(d.lastAt) > 10*time.Second:
 		// A log: print what changed, and the counts now and then.
 		fmt.Fprint(d.out, table.String()+counts.String())
@@ -272,12 +276,34 @@ func (d *demo) frame(ctx context.Context, title string) (string, bool, error) {
 	return rev, done, nil
 }
 
-// say prints a line above the live table.
+// redraw replaces the frame drawn last by frame, in place: up as many lines
+// as it took, clear to the end of the screen, print. Lines are cut to the
+// terminal's width, so that none wraps and the count holds.
+func (d *demo) redraw(frame string) {
+	width := 0
+	if w, _, err := term.GetSize(int(os.Stdout.Fd())); err == nil {
+		width = w - 1
+	}
+	var b strings.Builder
+	if d.drawn > 0 {
+		fmt.Fprintf(&b, "\x1b[%dF", d.drawn)
+	}
+	b.WriteString("\x1b[J")
+	lines := strings.Split(strings.TrimSuffix(frame, "\n"), "\n")
+	for _, line := range lines {
+		if r := []rune(line); width > 0 && len(r) > width {
+			line = string(r[:width])
+		}
+		b.WriteString(line + "\n")
+	}
+	fmt.Fprint(d.out, b.String())
+	d.drawn = len(lines)
+}
+
+// say prints a line below the live table, which stays as it is.
 func (d *demo) say(format string, args ...any) {
 	fmt.Fprintf(d.out, format+"\n", args...)
-	if d.tty {
-		fmt.Fprint(d.out, "\x1b7") // the table is drawn from here
-	}
+	d.drawn = 0 // the table stays above what was said; the next one goes below
 }
 
 // tryIt prints how to drive the demo from another terminal.
@@ -316,8 +342,8 @@ func short(rev string) string {
 	if rev == "" {
 		return "-"
 	}
-	if len(rev) > 12 {
-		return rev[:12]
+	if len(rev) > 8 {
+		return rev[:8]
 	}
 	return rev
 }
