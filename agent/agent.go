@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -14,11 +13,8 @@ import (
 	"time"
 
 	"github.com/softreload/softreload/agent/config"
-	"github.com/softreload/softreload/agent/control"
-	"github.com/softreload/softreload/agent/metrics"
 	"github.com/softreload/softreload/agent/process"
 	"github.com/softreload/softreload/agent/revision"
-	"github.com/softreload/softreload/agent/sockets"
 	"github.com/softreload/softreload/agent/supervisor"
 	"github.com/softreload/softreload/api/v1alpha1"
 )
@@ -46,22 +42,17 @@ type Options struct {
 
 // Agent runs one pool of worker groups.
 type Agent struct {
-	opts     Options
-	cfg      *config.Config
-	log      *slog.Logger
-	sockets  *sockets.Set
-	os       *process.OS
-	sup      *supervisor.Supervisor
-	metrics  *metrics.Metrics
-	control  net.Listener
-	metricsL net.Listener
+	opts Options
+	cfg  *config.Config
+	log  *slog.Logger
+	rt   *Runtime
 
 	snapMu sync.Mutex
 }
 
-// New binds the sockets, snapshots the code and prepares the workers; Run
-// starts them. Errors name what failed: the group and address of a socket,
-// the code directory, the control socket.
+// New snapshots the code, binds the sockets and prepares the workers; Run
+// starts them. Errors name what failed: the code directory, the group and
+// address of a socket, the control socket, the metrics address.
 func New(ctx context.Context, opts Options) (*Agent, error) {
 	if opts.Config == nil {
 		return nil, errors.New("agent: Options.Config is required")
@@ -70,42 +61,19 @@ func New(ctx context.Context, opts Options) (*Agent, error) {
 		opts.Logger = slog.Default()
 	}
 	a := &Agent{opts: opts, cfg: opts.Config, log: opts.Logger}
-	ok := false
-	defer func() {
-		if !ok {
-			a.close()
-		}
-	}()
-	var err error
-	if a.sockets, err = sockets.Bind(ctx, a.cfg.Groups); err != nil {
-		return nil, err
-	}
 	rev, dir, err := revision.Snapshot(a.cfg.CodeDir, a.cfg.StateDir)
 	if err != nil {
 		return nil, err
 	}
-	if a.os, err = process.New(process.Options{
+	a.rt, err = NewRuntime(ctx, RuntimeOptions{
+		Groups: a.cfg.Groups, Strategy: a.cfg.Strategy, Revision: rev, CodeDir: dir,
+		ControlSocket: a.cfg.ControlSocket, MetricsAddress: a.cfg.MetricsAddress,
 		Shim: opts.Shim, Stdout: opts.Stdout, Stderr: opts.Stderr, NoPrefix: !*a.cfg.PrefixOutput,
-	}); err != nil {
+		BackoffInitial: opts.BackoffInitial, BackoffMax: opts.BackoffMax, Logger: a.log,
+	})
+	if err != nil {
 		return nil, err
 	}
-	a.metrics = metrics.New(a.Status)
-	if a.sup, err = supervisor.New(supervisor.Options{
-		Groups: a.cfg.Groups, Strategy: a.cfg.Strategy, Listeners: a.sockets.Files(),
-		Revision: rev, CodeDir: dir, OS: a.os, Recorder: a.metrics, Logger: a.log,
-		BackoffInitial: opts.BackoffInitial, BackoffMax: opts.BackoffMax,
-	}); err != nil {
-		return nil, err
-	}
-	if a.control, err = control.Listen(a.cfg.ControlSocket); err != nil {
-		return nil, err
-	}
-	if a.cfg.MetricsAddress != "" {
-		if a.metricsL, err = net.Listen("tcp", a.cfg.MetricsAddress); err != nil {
-			return nil, fmt.Errorf("metricsAddress %s: %w", a.cfg.MetricsAddress, err)
-		}
-	}
-	ok = true
 	return a, nil
 }
 
@@ -113,7 +81,6 @@ func New(ctx context.Context, opts Options) (*Agent, error) {
 // Options.Signals) or the end of ctx; then it drains every worker and
 // returns nil.
 func (a *Agent) Run(ctx context.Context) error {
-	defer a.close()
 	if os.Getpid() == 1 || a.opts.ReapOrphans {
 		if err := process.BecomeSubreaper(); err != nil && os.Getpid() != 1 {
 			a.log.Warn("Could not become a subreaper", "err", err)
@@ -137,32 +104,16 @@ func (a *Agent) Run(ctx context.Context) error {
 					}
 					a.log.Info("Draining, asked by signal", "signal", sig.String())
 					a.Stop()
-				case <-a.sup.Done():
+				case <-a.rt.Supervisor.Done():
 					return
 				}
 			}
 		}()
 	}
-	shutdown := control.Serve(a, a.control, a.metricsL, a.metrics.Handler())
-	a.log.Info("Agent started", "revision", a.sup.Status().Agent.Revision, "control", a.cfg.ControlSocket, "metrics", a.cfg.MetricsAddress)
-	err := a.sup.Run(ctx)
-	shutdown()
+	a.log.Info("Agent started", "revision", a.rt.Supervisor.Status().Agent.Revision, "control", a.cfg.ControlSocket, "metrics", a.cfg.MetricsAddress)
+	err := a.rt.Run(ctx, a)
 	a.log.Info("Agent stopped")
 	return err
-}
-
-func (a *Agent) close() {
-	for _, l := range []net.Listener{a.control, a.metricsL} {
-		if l != nil {
-			_ = l.Close()
-		}
-	}
-	if a.sockets != nil {
-		_ = a.sockets.Close()
-	}
-	if a.os != nil {
-		_ = a.os.Close()
-	}
 }
 
 // snapshot makes the revision of the code directory now, and prunes old
@@ -175,7 +126,7 @@ func (a *Agent) snapshot() (rev, dir string, err error) {
 		return "", "", err
 	}
 	inUse := []string{rev}
-	for _, w := range a.sup.Status().Workers {
+	for _, w := range a.rt.Supervisor.Status().Workers {
 		inUse = append(inUse, w.Revision)
 	}
 	if err := revision.Prune(a.cfg.StateDir, a.cfg.KeepRevisions, inUse...); err != nil {
@@ -191,7 +142,7 @@ func (a *Agent) Reload(ctx context.Context) (v1alpha1.AgentStatus, error) {
 	if err != nil {
 		return a.Status().Agent, err
 	}
-	return a.sup.Reload(ctx, rev, dir)
+	return a.rt.Supervisor.Reload(ctx, rev, dir)
 }
 
 // RequestReload snapshots the code directory and starts a reload to it.
@@ -200,19 +151,19 @@ func (a *Agent) RequestReload() error {
 	if err != nil {
 		return err
 	}
-	a.sup.RequestReload(rev, dir)
+	a.rt.Supervisor.RequestReload(rev, dir)
 	return nil
 }
 
 // Status returns the supervisor's status, with each worker's memory.
-func (a *Agent) Status() supervisor.Status { return process.WithMemory(a.sup.Status()) }
+func (a *Agent) Status() supervisor.Status { return a.rt.Status() }
 
 // Stop drains the workers; Run then returns.
-func (a *Agent) Stop() { a.sup.Stop() }
+func (a *Agent) Stop() { a.rt.Supervisor.Stop() }
 
 // Supervisor is the reload engine, for a caller that brings its own
 // revisions (the Kubernetes pod watcher).
-func (a *Agent) Supervisor() *supervisor.Supervisor { return a.sup }
+func (a *Agent) Supervisor() *supervisor.Supervisor { return a.rt.Supervisor }
 
 // Addrs returns the bound addresses of a group, in listen order.
-func (a *Agent) Addrs(group string) []net.Addr { return a.sockets.Addrs(group) }
+func (a *Agent) Addrs(group string) []net.Addr { return a.rt.Addrs(group) }

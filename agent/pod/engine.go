@@ -8,9 +8,8 @@ import (
 	"net"
 	"strconv"
 
+	"github.com/softreload/softreload/agent"
 	"github.com/softreload/softreload/agent/control"
-	"github.com/softreload/softreload/agent/metrics"
-	"github.com/softreload/softreload/agent/process"
 	"github.com/softreload/softreload/agent/sockets"
 	"github.com/softreload/softreload/agent/supervisor"
 	v1alpha1 "github.com/softreload/softreload/api/v1alpha1"
@@ -40,71 +39,39 @@ type EngineOptions struct {
 }
 
 // SupervisorEngine returns the Options.NewEngine of a pod agent: it binds
-// the first revision's sockets once and runs its groups under the same
-// supervisor as standalone mode, with its metrics and control socket.
+// the first revision's sockets once and runs its groups in the same runtime
+// as standalone mode (agent.Runtime), with its metrics and control socket.
 func SupervisorEngine(ctx context.Context, opts EngineOptions) func(first Revision) (Engine, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
 	return func(first Revision) (Engine, error) {
 		e := &engine{opts: opts}
-		ok := false
-		defer func() {
-			if !ok {
-				e.close()
-			}
-		}()
 		groups, err := e.listen(first.Spec.Groups)
 		if err != nil {
 			return nil, err
 		}
-		if e.sockets, err = sockets.Bind(ctx, groups); err != nil {
+		e.rt, err = agent.NewRuntime(ctx, agent.RuntimeOptions{
+			Groups:   groups,
+			Strategy: v1alpha1.RolloutStrategy{Replacement: first.Spec.Replacement, MaxSurge: first.Spec.MaxSurge},
+			Revision: first.Name, CodeDir: first.Dir,
+			ControlSocket: opts.ControlSocket, MetricsAddress: opts.MetricsAddress,
+			Stdout: opts.Stdout, Stderr: opts.Stderr, NoPrefix: opts.NoPrefix, Logger: opts.Logger,
+		})
+		if err != nil {
 			return nil, err
 		}
-		if e.os, err = process.New(process.Options{Stdout: opts.Stdout, Stderr: opts.Stderr, NoPrefix: opts.NoPrefix}); err != nil {
-			return nil, err
-		}
-		e.metrics = metrics.New(e.Status)
-		if e.sup, err = supervisor.New(supervisor.Options{
-			Groups:    groups,
-			Strategy:  v1alpha1.RolloutStrategy{Replacement: first.Spec.Replacement, MaxSurge: first.Spec.MaxSurge},
-			Listeners: e.sockets.Files(), Revision: first.Name, CodeDir: first.Dir,
-			OS: e.os, Recorder: e.metrics, Logger: opts.Logger,
-		}); err != nil {
-			return nil, err
-		}
-		if opts.ControlSocket != "" {
-			if e.control, err = control.Listen(opts.ControlSocket); err != nil {
-				return nil, err
-			}
-		}
-		if opts.MetricsAddress != "" {
-			if e.metricsL, err = net.Listen("tcp", opts.MetricsAddress); err != nil {
-				return nil, fmt.Errorf("metrics address %s: %w", opts.MetricsAddress, err)
-			}
-		}
-		ok = true
 		return e, nil
 	}
 }
 
-// engine is the supervisor with what it needs around it in a pod.
+// engine is the agent's runtime, fed with the pod's revisions.
 type engine struct {
-	opts     EngineOptions
-	sockets  *sockets.Set
-	os       *process.OS
-	sup      *supervisor.Supervisor
-	metrics  *metrics.Metrics
-	control  net.Listener
-	metricsL net.Listener
+	opts EngineOptions
+	rt   *agent.Runtime
 }
 
-func (e *engine) Run(ctx context.Context) error {
-	defer e.close()
-	shutdown := control.Serve(podBackend{e}, e.control, e.metricsL, e.metrics.Handler())
-	defer shutdown()
-	return e.sup.Run(ctx)
-}
+func (e *engine) Run(ctx context.Context) error { return e.rt.Run(ctx, podBackend{e}) }
 
 func (e *engine) RequestReload(rev Revision) {
 	groups, err := e.listen(rev.Spec.Groups)
@@ -114,26 +81,11 @@ func (e *engine) RequestReload(rev Revision) {
 		// supervisor refuses that with its own reason.
 		groups = rev.Spec.Groups
 	}
-	e.sup.RequestReloadTo(supervisor.Target{Revision: rev.Name, CodeDir: rev.Dir, Groups: groups})
+	e.rt.Supervisor.RequestReloadTo(supervisor.Target{Revision: rev.Name, CodeDir: rev.Dir, Groups: groups})
 }
 
-func (e *engine) Subscribe() (<-chan v1alpha1.AgentStatus, func()) { return e.sup.Subscribe() }
-
-// Status is the supervisor's status with each worker's memory.
-func (e *engine) Status() supervisor.Status { return process.WithMemory(e.sup.Status()) }
-
-func (e *engine) close() {
-	for _, l := range []net.Listener{e.control, e.metricsL} {
-		if l != nil {
-			_ = l.Close()
-		}
-	}
-	if e.sockets != nil {
-		_ = e.sockets.Close()
-	}
-	if e.os != nil {
-		_ = e.os.Close()
-	}
+func (e *engine) Subscribe() (<-chan v1alpha1.AgentStatus, func()) {
+	return e.rt.Supervisor.Subscribe()
 }
 
 // listen returns groups with their tcp addresses moved to ListenHost and
@@ -194,8 +146,8 @@ type podBackend struct{ e *engine }
 var errReloadInPod = fmt.Errorf("%w: in a pod, reloads come from the WorkerPool: change its code, or run kubectl softreload reload POOL", control.ErrReloadRefused)
 
 func (b podBackend) Reload(context.Context) (v1alpha1.AgentStatus, error) {
-	return b.e.sup.Status().Agent, errReloadInPod
+	return b.e.rt.Supervisor.Status().Agent, errReloadInPod
 }
 func (b podBackend) RequestReload() error      { return errReloadInPod }
-func (b podBackend) Status() supervisor.Status { return b.e.Status() }
-func (b podBackend) Stop()                     { b.e.sup.Stop() }
+func (b podBackend) Status() supervisor.Status { return b.e.rt.Status() }
+func (b podBackend) Stop()                     { b.e.rt.Supervisor.Stop() }
