@@ -87,7 +87,7 @@ It reaches the API server with the pod's service account, or with --kubeconfig.`
 	f := cmd.Flags()
 	f.StringVar(&kubeconfig, "kubeconfig", "", "a kubeconfig to reach the API server with (default: the pod's service account)")
 	f.StringVar(&engine.MetricsAddress, "metrics-address", os.Getenv("SOFTRELOAD_METRICS_ADDRESS"), "serve /metrics, /healthz and /status on this address (default: none)")
-	f.StringVar(&engine.ControlSocket, "control-socket", os.Getenv("SOFTRELOAD_SOCKET"), "serve `agent status` on this unix socket (default: agent.sock in the code root)")
+	f.StringVar(&engine.ControlSocket, "control-socket", os.Getenv("SOFTRELOAD_SOCKET"), "serve agent status on this unix socket (default: agent.sock in the code root)")
 	f.BoolVar(&noPrefix, "no-prefix", false, "pass the workers' output through without the [group/slot] prefix")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log more")
 	return cmd
