@@ -2,7 +2,6 @@ package agent_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -30,6 +29,7 @@ import (
 	"github.com/softreload/softreload/agent/supervisor"
 	"github.com/softreload/softreload/agent/testworker"
 	"github.com/softreload/softreload/api/v1alpha1"
+	"github.com/softreload/softreload/internal/testing/loopback"
 )
 
 func TestMain(m *testing.M) {
@@ -41,17 +41,6 @@ func TestMain(m *testing.M) {
 // wait is the generous deadline of every wait for an event in these tests:
 // they never depend on how fast the machine is.
 const wait = 2 * time.Minute
-
-// freePort returns a loopback port that nothing listens on now.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
 
 // testGroup is a group of test workers (this test binary run again) on a
 // free loopback port, ready when they say READY=1.
@@ -67,7 +56,7 @@ func testGroup(t *testing.T, name string, count int32, mods ...func(*v1alpha1.Wo
 		Count:   count,
 		// The race detector waits a second at exit unless told not to.
 		Env:       []v1alpha1.EnvVar{{Name: testworker.Env, Value: "1"}, {Name: "GORACE", Value: "atexit_sleep_ms=0"}},
-		Listen:    []v1alpha1.ListenAddress{v1alpha1.ListenAddress(fmt.Sprintf("tcp://127.0.0.1:%d", freePort(t)))},
+		Listen:    []v1alpha1.ListenAddress{v1alpha1.ListenAddress(fmt.Sprintf("tcp://127.0.0.1:%d", loopback.FreePort(t)))},
 		Readiness: v1alpha1.Readiness{Type: v1alpha1.ReadinessNotify, TimeoutSeconds: 120},
 	}
 	for _, m := range mods {
@@ -76,30 +65,12 @@ func testGroup(t *testing.T, name string, count int32, mods ...func(*v1alpha1.Wo
 	return g
 }
 
-// syncBuffer collects the workers' output and lets a test wait for a line.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // pool is a running agent over a code directory the test edits.
 type pool struct {
 	t      *testing.T
 	code   string
 	agent  *agent.Agent
-	out    *syncBuffer
+	out    *testworker.Output
 	runErr chan error
 	groups []v1alpha1.WorkerGroup
 }
@@ -114,7 +85,7 @@ type poolOptions struct {
 
 func startPool(t *testing.T, o poolOptions, groups ...v1alpha1.WorkerGroup) *pool {
 	t.Helper()
-	p := &pool{t: t, code: t.TempDir(), out: &syncBuffer{}, runErr: make(chan error, 1), groups: groups}
+	p := &pool{t: t, code: t.TempDir(), out: &testworker.Output{}, runErr: make(chan error, 1), groups: groups}
 	p.write("version", "1")
 	p.write("mode", o.mode)
 	sock, err := os.MkdirTemp("", "sr")

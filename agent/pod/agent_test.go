@@ -3,8 +3,10 @@ package pod_test
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,6 +17,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/softreload/softreload/agent/pod"
+	"github.com/softreload/softreload/agent/testworker"
 	v1alpha1 "github.com/softreload/softreload/api/v1alpha1"
 	"github.com/softreload/softreload/internal/revision"
 	"github.com/softreload/softreload/internal/testing/envtest"
@@ -42,6 +45,7 @@ type rig struct {
 	root   string
 	starts chan pod.Revision // the revision each engine is built with
 	engine *fakeEngine
+	log    *testworker.Output // the agent's log
 }
 
 var env *envtest.Env
@@ -72,6 +76,7 @@ func newRig(t *testing.T, name string, annotations map[string]string) *rig {
 		t: t, ctx: ctx, kube: kube, ns: ns.Name, root: t.TempDir(),
 		starts: make(chan pod.Revision, 10),
 		engine: &fakeEngine{reloads: make(chan pod.Revision, 10), status: make(chan v1alpha1.AgentStatus, 10)},
+		log:    &testworker.Output{},
 	}
 }
 
@@ -81,6 +86,7 @@ func (r *rig) start(name string) {
 	a, err := pod.New(pod.Options{
 		Client: r.kube, Namespace: r.ns, PodName: name, Pool: "web", CodeRoot: r.root,
 		ImageTimeout: 20 * time.Second, SnapshotWait: 20 * time.Second,
+		Logger: slog.New(slog.NewTextHandler(r.log, nil)),
 		NewEngine: func(first pod.Revision) (pod.Engine, error) {
 			r.starts <- first
 			return r.engine, nil
@@ -131,6 +137,17 @@ func (r *rig) waitReport(name string, want v1alpha1.AgentStatus) {
 	})
 	if err != nil {
 		r.t.Fatalf("the pod reports %+v, want %+v", got, want)
+	}
+}
+
+// waitLog waits until the agent has logged line.
+func (r *rig) waitLog(line string) {
+	r.t.Helper()
+	err := wait.PollUntilContextTimeout(r.ctx, 20*time.Millisecond, 20*time.Second, true, func(context.Context) (bool, error) {
+		return strings.Contains(r.log.String(), line), nil
+	})
+	if err != nil {
+		r.t.Fatalf("the agent never logged %q:\n%s", line, r.log.String())
 	}
 }
 
@@ -196,7 +213,7 @@ func TestAgentFollowsItsPod(t *testing.T) {
 	// The controller may set the annotation before the agent can read the
 	// snapshot (its Role is updated a moment later).
 	r.annotate("web-0", map[string]string{v1alpha1.DesiredRevisionAnnotation: "r2"})
-	time.Sleep(500 * time.Millisecond)
+	r.waitLog("Snapshot not readable yet")
 	r.snapshot("r2", revision.Spec{Groups: groups}, map[string]string{"app.py": "print('v2')"})
 	second := receive(t, r.engine.reloads, "reload to r2")
 	if second.Name != "r2" || readFile(t, filepath.Join(second.Dir, "app.py")) != "print('v2')" {

@@ -4,6 +4,7 @@
 package testworker
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -176,4 +177,23 @@ func notify(state string) error {
 func read(path string) string {
 	b, _ := os.ReadFile(path)
 	return strings.TrimSpace(string(b))
+}
+
+// Output collects what workers or an agent write, for a test to read while
+// they still write.
+type Output struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (o *Output) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.buf.Write(p)
+}
+
+func (o *Output) String() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.buf.String()
 }

@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -21,6 +19,7 @@ import (
 	"github.com/softreload/softreload/agent/supervisor"
 	"github.com/softreload/softreload/agent/testworker"
 	"github.com/softreload/softreload/api/v1alpha1"
+	"github.com/softreload/softreload/internal/testing/loopback"
 )
 
 // agentBin is the agent built from this package, run as users run it.
@@ -44,39 +43,11 @@ func TestMain(m *testing.M) {
 
 const wait = 2 * time.Minute
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// lockedBuffer collects the agent's output.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 type runningAgent struct {
 	t      *testing.T
 	config string
 	cmd    *exec.Cmd
-	out    *lockedBuffer
+	out    *testworker.Output
 	exited chan error
 }
 
@@ -87,7 +58,7 @@ func runAgent(t *testing.T, dir, config string) *runningAgent {
 	if err := os.WriteFile(path, []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	a := &runningAgent{t: t, config: path, out: &lockedBuffer{}, exited: make(chan error, 1)}
+	a := &runningAgent{t: t, config: path, out: &testworker.Output{}, exited: make(chan error, 1)}
 	a.cmd = exec.Command(agentBin, "run", "--config", path)
 	a.cmd.Stdout, a.cmd.Stderr = a.out, a.out
 	a.cmd.Env = append(os.Environ(), "GORACE=atexit_sleep_ms=0")
@@ -179,7 +150,7 @@ func TestStandalone(t *testing.T) {
 		}
 	}
 	writeVersion("1")
-	port, metricsPort := freePort(t), freePort(t)
+	port, metricsPort := loopback.FreePort(t), loopback.FreePort(t)
 	sockDir, err := os.MkdirTemp("", "sr")
 	if err != nil {
 		t.Fatal(err)
@@ -366,7 +337,7 @@ func TestExamples(t *testing.T) {
 					t.Fatalf("building the example: %v\n%s", err, out)
 				}
 			}
-			port := freePort(t)
+			port := loopback.FreePort(t)
 			a := runAgent(t, dir, fmt.Sprintf(`
 codeDir: code
 stateDir: state

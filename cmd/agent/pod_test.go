@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/softreload/softreload/agent/testworker"
 )
 
 // What the injected init container runs: the agent copies itself, runnable.
@@ -40,7 +42,7 @@ func TestCodeSync(t *testing.T) {
 		}
 	}
 	cmd := exec.Command(agentBin, "code-sync", "--from", from, "--to", to)
-	var out lockedBuffer
+	var out testworker.Output
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -23,6 +23,7 @@ import (
 
 	"github.com/softreload/softreload/internal/injection"
 	"github.com/softreload/softreload/internal/testing/envtest"
+	"github.com/softreload/softreload/internal/testing/loopback"
 )
 
 // TestSelfManagedCertificate runs the manager's webhook setup in self mode on
@@ -57,7 +58,7 @@ func TestSelfManagedCertificate(t *testing.T) {
 		}},
 	}))
 
-	port := freePort(t)
+	port := loopback.FreePort(t)
 	certDir := t.TempDir()
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
 		Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
@@ -120,16 +121,6 @@ func TestSetupRefusesUnknownCertMode(t *testing.T) {
 	if err == nil || err.Error() != `unknown webhook certificate mode "vault": want "self" or "cert-manager"` {
 		t.Fatalf("got %v, want the unknown mode named", err)
 	}
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 func keys(m map[string][]byte) []string {
