@@ -14,14 +14,11 @@
 package main
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path"
@@ -33,10 +30,10 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/softreload/softreload/hack/image/oci"
 )
 
 // User is the user and group the images run as: distroless's "nonroot".
@@ -45,10 +42,10 @@ const User = "65532:65532"
 // Annotation keys of the image layout's index.json that name the image.
 const (
 	// RefNameAnnotation is the OCI annotation for the reference's tag.
-	RefNameAnnotation = "org.opencontainers.image.ref.name"
+	RefNameAnnotation = oci.RefNameAnnotation
 	// ContainerdNameAnnotation is the full reference containerd imports
 	// the image as.
-	ContainerdNameAnnotation = "io.containerd.image.name"
+	ContainerdNameAnnotation = oci.ContainerdNameAnnotation
 )
 
 // Image says what to build.
@@ -185,23 +182,9 @@ func Build(ctx context.Context, img Image, opts Options) (string, error) {
 	}
 
 	ref := path.Join(opts.Registry, img.Name) + ":" + opts.Tag
-	dir := filepath.Join(scratch, "layout")
-	l, err := layout.Write(dir, empty.Index)
-	if err != nil {
-		return "", err
-	}
-	if err := l.AppendIndex(idx, layout.WithAnnotations(map[string]string{
-		RefNameAnnotation:        opts.Tag,
-		ContainerdNameAnnotation: ref,
-	})); err != nil {
-		return "", fmt.Errorf("writing the image layout of %s: %w", ref, err)
-	}
-	if err := os.MkdirAll(opts.Out, 0o755); err != nil {
-		return "", err
-	}
 	archive := filepath.Join(opts.Out, img.Name+".tar")
-	if err := tarDir(dir, archive, created); err != nil {
-		return "", fmt.Errorf("archiving %s: %w", ref, err)
+	if err := oci.WriteArchive(idx, ref, opts.Tag, archive, created); err != nil {
+		return "", err
 	}
 	return archive, nil
 }
@@ -267,89 +250,13 @@ func binaryLayer(name, bin string, created time.Time) (v1.Layer, error) {
 	if err != nil {
 		return nil, err
 	}
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	entries := []struct {
-		hdr  tar.Header
-		body []byte
-	}{
-		{hdr: tar.Header{Name: "etc/", Typeflag: tar.TypeDir, Mode: 0o755}},
-		{hdr: tar.Header{Name: "etc/passwd", Mode: 0o644}, body: []byte("root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n")},
-		{hdr: tar.Header{Name: "etc/group", Mode: 0o644}, body: []byte("root:x:0:\nnonroot:x:65532:\n")},
-		{hdr: tar.Header{Name: "home/", Typeflag: tar.TypeDir, Mode: 0o755}},
-		{hdr: tar.Header{Name: "home/nonroot/", Typeflag: tar.TypeDir, Mode: 0o700, Uid: 65532, Gid: 65532}},
-		{hdr: tar.Header{Name: "tmp/", Typeflag: tar.TypeDir, Mode: 0o1777}},
-		{hdr: tar.Header{Name: name, Mode: 0o755}, body: data},
-	}
-	for _, e := range entries {
-		hdr := e.hdr
-		if hdr.Typeflag == 0 {
-			hdr.Typeflag = tar.TypeReg
-		}
-		hdr.Size = int64(len(e.body))
-		hdr.ModTime = created
-		hdr.Format = tar.FormatPAX
-		if err := tw.WriteHeader(&hdr); err != nil {
-			return nil, err
-		}
-		if _, err := tw.Write(e.body); err != nil {
-			return nil, err
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return nil, err
-	}
-	layerTar := buf.Bytes()
-	return tarball.LayerFromOpener(func() (io.ReadCloser, error) {
-		return io.NopCloser(bytes.NewReader(layerTar)), nil
-	}, tarball.WithMediaType(types.OCILayer))
-}
-
-// tarDir writes the files under dir into the tar archive out, in a stable
-// order and with stable times.
-func tarDir(dir, out string, modTime time.Time) (err error) {
-	f, err := os.Create(out + ".tmp")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	tw := tar.NewWriter(f)
-	// WalkDir visits in lexical order.
-	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || p == dir {
-			return err
-		}
-		rel, err := filepath.Rel(dir, p)
-		if err != nil {
-			return err
-		}
-		rel = filepath.ToSlash(rel)
-		if d.IsDir() {
-			return tw.WriteHeader(&tar.Header{Name: rel + "/", Typeflag: tar.TypeDir, Mode: 0o755, ModTime: modTime})
-		}
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		if err := tw.WriteHeader(&tar.Header{Name: rel, Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(data)), ModTime: modTime}); err != nil {
-			return err
-		}
-		_, err = tw.Write(data)
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	if err := tw.Close(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), out)
+	return oci.Layer([]oci.Entry{
+		{Name: "etc/", Mode: 0o755},
+		{Name: "etc/passwd", Mode: 0o644, Body: []byte("root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n")},
+		{Name: "etc/group", Mode: 0o644, Body: []byte("root:x:0:\nnonroot:x:65532:\n")},
+		{Name: "home/", Mode: 0o755},
+		{Name: "home/nonroot/", Mode: 0o700, UID: 65532, GID: 65532},
+		{Name: "tmp/", Mode: 0o1777},
+		{Name: name, Mode: 0o755, Body: data},
+	}, created)
 }
