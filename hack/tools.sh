@@ -9,6 +9,8 @@
 #                             (kube-apiserver, etcd, kubectl), building them
 #
 # Tools: kube-apiserver etcd kubectl controller-gen golangci-lint helm
+#        kubelet kube-controller-manager kube-scheduler kube-proxy
+#        (the last four for the real-node test, make test-node)
 #
 # SOFTRELOAD_TOOLS_DIR moves the cache (default: ~/.cache/softreload/tools).
 # KUBEBUILDER_ASSETS, when set to a directory holding kube-apiserver, etcd and
@@ -27,7 +29,8 @@ say() { echo "hack/tools.sh: $*" >&2; }
 # dir_of TOOL: the versioned directory the tool lives in.
 dir_of() {
   case $1 in
-    kube-apiserver|kubectl) echo "$cache/kube-$KUBE_VERSION" ;;
+    kube-apiserver|kubectl|kubelet|kube-controller-manager|kube-scheduler|kube-proxy)
+      echo "$cache/kube-$KUBE_VERSION" ;;
     etcd) echo "$cache/etcd-$ETCD_VERSION" ;;
     controller-gen) echo "$cache/controller-gen-$CONTROLLER_TOOLS_VERSION" ;;
     golangci-lint) echo "$cache/golangci-lint-$GOLANGCI_LINT_VERSION" ;;
@@ -43,16 +46,16 @@ go_install() {
   GOBIN="$dir" GOFLAGS=-mod=mod go install -ldflags="$ldflags" "$pkg"
 }
 
-# build_kube: kube-apiserver and kubectl from k8s.io/kubernetes. Its go.mod
-# points the k8s.io staging modules at ./staging, which a dependency cannot
-# use, so a small wrapper module requires k8s.io/kubernetes and replaces every
-# staging module it names with that module's release of the same minor.
-build_kube() {
-  local out work mod
-  out=$(dir_of kube-apiserver)
+# kube_module: the wrapper module that builds Kubernetes commands from
+# k8s.io/kubernetes, in $work. Its go.mod points the k8s.io staging modules
+# at ./staging, which a dependency cannot use, so the wrapper requires
+# k8s.io/kubernetes and replaces every staging module it names with that
+# module's release of the same minor. Every command is a main package of
+# its own under $work; they share the Go build cache.
+kube_module() {
+  local mod
   work="$cache/src/kube-$KUBE_VERSION"
-  mkdir -p "$work/kube-apiserver" "$work/kubectl"
-  say "building kube-apiserver and kubectl $KUBE_VERSION from source (several minutes on 2 cores, once)"
+  mkdir -p "$work"
   mod=$(cd "$work" && go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
   {
     echo "module softreload.dev/hack/kube"
@@ -63,6 +66,52 @@ build_kube() {
     echo
     grep -E '^\s*k8s\.io/[a-z0-9-]+ v0\.0\.0$' "$mod" | awk -v v="$KUBE_STAGING_VERSION" '{print "replace " $1 " => " $1 " " v}'
   } > "$work/go.mod"
+}
+
+# kube_build CMD...: builds the commands (directories of $work) into the
+# versioned directory, with the version the release binaries carry.
+kube_build() {
+  local out minor ld=""
+  out=$(dir_of kube-apiserver)
+  minor=${KUBE_VERSION#v1.}; minor=${minor%%.*}
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ld+=" -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+    ld+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+  done
+  (cd "$work" && go mod tidy && mkdir -p "$out" &&
+    CGO_ENABLED=0 go build -trimpath -ldflags="-s -w $ld" -o "$out/" "${@/#/./}")
+}
+
+# kube_main CMD [IMPORT]: the main of a node command, which runs the
+# cobra command of k8s.io/kubernetes/cmd/CMD/app (app.$constructor).
+kube_main() {
+  local cmd=$1 constructor=$2 extra=${3:-}
+  mkdir -p "$work/$cmd"
+  cat > "$work/$cmd/main.go" <<GO
+package main
+
+import (
+$extra	"os"
+
+	"k8s.io/component-base/cli"
+	_ "k8s.io/component-base/logs/json/register"
+	_ "k8s.io/component-base/metrics/prometheus/clientgo"
+	_ "k8s.io/component-base/metrics/prometheus/version"
+	"k8s.io/kubernetes/cmd/$cmd/app"
+)
+
+func main() {
+	os.Exit(cli.Run(app.$constructor))
+}
+GO
+}
+
+# build_kube: kube-apiserver and kubectl.
+build_kube() {
+  local work
+  kube_module
+  mkdir -p "$work/kube-apiserver" "$work/kubectl"
+  say "building kube-apiserver and kubectl $KUBE_VERSION from source (several minutes on 2 cores, once)"
   cat > "$work/kube-apiserver/main.go" <<'GO'
 package main
 
@@ -99,14 +148,21 @@ func main() {
 	}
 }
 GO
-  local minor=${KUBE_VERSION#v1.}; minor=${minor%%.*}
-  local ld=""
-  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    ld+=" -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
-    ld+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
-  done
-  (cd "$work" && go mod tidy && mkdir -p "$out" &&
-    CGO_ENABLED=0 go build -trimpath -ldflags="-s -w $ld" -o "$out/" ./kube-apiserver ./kubectl)
+  kube_build kube-apiserver kubectl
+}
+
+# build_kube_node: the kubelet, kube-controller-manager, kube-scheduler and
+# kube-proxy, for the real-node test: four small mains in the module of
+# kube-apiserver, one go build (a few minutes after kube-apiserver's).
+build_kube_node() {
+  local work
+  kube_module
+  say "building kubelet, kube-controller-manager, kube-scheduler and kube-proxy $KUBE_VERSION from source (a few minutes on 2 cores, once)"
+  kube_main kubelet 'NewKubeletCommand(context.Background())' $'\t"context"\n'
+  kube_main kube-controller-manager 'NewControllerManagerCommand()' $'\t_ "time/tzdata" // CronJob time zones\n'
+  kube_main kube-scheduler 'NewSchedulerCommand()'
+  kube_main kube-proxy 'NewProxyCommand()'
+  kube_build kubelet kube-controller-manager kube-scheduler kube-proxy
 }
 
 # build_etcd: the etcd server module has no installable main of its own, so a
@@ -145,6 +201,7 @@ build() {
   [ -x "$dir/$tool" ] && return 0
   case $tool in
     kube-apiserver|kubectl) build_kube ;;
+    kubelet|kube-controller-manager|kube-scheduler|kube-proxy) build_kube_node ;;
     etcd) build_etcd ;;
     controller-gen)
       say "building controller-gen $CONTROLLER_TOOLS_VERSION"
@@ -183,6 +240,6 @@ assets() {
 case ${1:-} in
   --path) build "$2"; echo "$(dir_of "$2")/$2" ;;
   --assets) assets ;;
-  ""|-h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//' ;;
+  ""|-h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' ;;
   *) for t in "$@"; do build "$t"; done ;;
 esac
