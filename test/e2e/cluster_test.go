@@ -12,8 +12,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -30,6 +30,8 @@ type podView struct {
 	report  v1alpha1.AgentStatus
 	// asked lists every desired revision the pod was sent, in order.
 	asked []string
+	// reports lists every report the pod's agent published, in order.
+	reports []v1alpha1.AgentStatus
 }
 
 // reloading says whether the pod counts against maxUnavailable: it was
@@ -40,38 +42,100 @@ func (v podView) reloading() bool {
 
 // podRecorder follows every change of the pool's pods: what each was asked
 // and reported, and the most pods reloading at once.
+//
+// It counts the pods reloading at once in states the API server really
+// held, and only in those. It is a reflector's store: the reflector hands
+// it the watch events one at a time in resourceVersion order, each a real
+// state of the namespace, and the list of a relist (after the API server
+// restarts, or when a watch expires) as one consistent snapshot, which it
+// applies whole before counting. An informer's event handlers are told of
+// a relist one pod at a time, in no particular order: counting after each
+// of those mixes the new state of one pod with the old state of another,
+// a state that never was (hello-1 already told the new revision, hello-0
+// still Reloading it from before the outage, though the controller told
+// hello-1 only after hello-0 reported Ready).
 type podRecorder struct {
 	mu         sync.Mutex
 	pods       map[string]*podView
 	maxAtOnce  int
 	atOnceWhen string
+	synced     chan struct{} // closed by the first list
 }
+
+var _ cache.ReflectorStore = (*podRecorder)(nil)
 
 func recordPods(ctx context.Context, t *testing.T, kube kubernetes.Interface, namespace string) *podRecorder {
 	t.Helper()
-	r := &podRecorder{pods: map[string]*podView{}}
-	factory := informers.NewSharedInformerFactoryWithOptions(kube, 0, informers.WithNamespace(namespace))
-	informer := factory.Core().V1().Pods().Informer()
-	on := func(obj any) {
-		if pod, ok := obj.(*corev1.Pod); ok {
-			r.observe(pod)
-		}
-	}
-	if _, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: on, UpdateFunc: func(_, obj any) { on(obj) },
-	}); err != nil {
-		t.Fatal(err)
-	}
-	factory.Start(ctx.Done())
-	if !cache.WaitForCacheSync(ctx.Done(), informer.HasSynced) {
-		t.Fatal("pod informer did not sync")
+	r := &podRecorder{pods: map[string]*podView{}, synced: make(chan struct{})}
+	lw := cache.NewListWatchFromClient(kube.CoreV1().RESTClient(), "pods", namespace, fields.Everything())
+	go cache.NewReflector(lw, &corev1.Pod{}, r, 0).RunWithContext(ctx)
+	select {
+	case <-r.synced:
+	case <-ctx.Done():
+		t.Fatal("the pods were never listed")
 	}
 	return r
 }
 
-func (r *podRecorder) observe(pod *corev1.Pod) {
+// Add records a pod seen for the first time (a watch event).
+func (r *podRecorder) Add(obj any) error { return r.Update(obj) }
+
+// Update records one change of one pod (a watch event), then counts.
+func (r *podRecorder) Update(obj any) error {
+	pod, ok := obj.(*corev1.Pod)
+	if !ok {
+		return fmt.Errorf("recording pods: got a %T", obj)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.apply(pod)
+	r.count()
+	return nil
+}
+
+// Delete forgets a pod.
+func (r *podRecorder) Delete(obj any) error {
+	if pod, ok := obj.(*corev1.Pod); ok {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		delete(r.pods, pod.Name)
+	}
+	return nil
+}
+
+// Replace records a relist: every pod as of one resourceVersion, applied
+// whole before counting.
+func (r *podRecorder) Replace(list []any, _ string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	seen := map[string]bool{}
+	for _, obj := range list {
+		pod, ok := obj.(*corev1.Pod)
+		if !ok {
+			return fmt.Errorf("recording pods: got a %T", obj)
+		}
+		seen[pod.Name] = true
+		r.apply(pod)
+	}
+	for name := range r.pods {
+		if !seen[name] {
+			delete(r.pods, name)
+		}
+	}
+	r.count()
+	select {
+	case <-r.synced:
+	default:
+		close(r.synced)
+	}
+	return nil
+}
+
+// Resync has nothing to do: no resync period is set.
+func (r *podRecorder) Resync() error { return nil }
+
+// apply records pod's annotations; r.mu is held.
+func (r *podRecorder) apply(pod *corev1.Pod) {
 	v := r.pods[pod.Name]
 	if v == nil {
 		v = &podView{}
@@ -85,6 +149,19 @@ func (r *podRecorder) observe(pod *corev1.Pod) {
 	if st, _ := v1alpha1.ParseAgentStatus(pod.Annotations[v1alpha1.StatusAnnotation]); st != nil {
 		v.report = *st
 	}
+	if n := len(v.reports); v.report.State != "" && (n == 0 || !sameReport(v.reports[n-1], v.report)) {
+		v.reports = append(v.reports, v.report)
+	}
+}
+
+// sameReport says whether two reports tell the same: state, revision,
+// what runs, and why.
+func sameReport(a, b v1alpha1.AgentStatus) bool {
+	return a.State == b.State && a.Revision == b.Revision && a.Running == b.Running && a.Message == b.Message
+}
+
+// count updates the most pods reloading at once; r.mu is held.
+func (r *podRecorder) count() {
 	n := 0
 	for _, p := range r.pods {
 		if p.reloading() {
@@ -136,6 +213,7 @@ func (r *podRecorder) view(pod string) podView {
 	}
 	c := *v
 	c.asked = slices.Clone(v.asked)
+	c.reports = slices.Clone(v.reports)
 	return c
 }
 
@@ -153,11 +231,19 @@ func (r *podRecorder) timesAsked(pod, rev string) int {
 // workers asks a pod's agent, over its control socket, for its workers.
 func workers(ctx context.Context, t *testing.T, p *local.Pod) supervisor.Status {
 	t.Helper()
-	st, err := control.NewClient(filepath.Join(p.CodeDir, "agent.sock")).Status(ctx)
+	st, err := agentStatus(ctx, p)
 	if err != nil {
 		t.Fatalf("pod %s: agent status: %v", p.Name, err)
 	}
 	return st
+}
+
+// agentStatus asks a pod's agent for its workers; an error says the agent
+// does not answer (yet).
+func agentStatus(ctx context.Context, p *local.Pod) (supervisor.Status, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	return control.NewClient(filepath.Join(p.CodeDir, "agent.sock")).Status(ctx)
 }
 
 // waitFor polls cond every 200ms until it holds or timeout passes.
