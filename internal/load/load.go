@@ -42,7 +42,12 @@ type Generator struct {
 	wg     sync.WaitGroup
 
 	mu    sync.Mutex
+	cond  *sync.Cond // on mu: a pause or a request ended, or Stop
 	stats map[string]*Stats
+	// paused targets get no new request; inFlight counts the requests
+	// under way, by target.
+	paused   map[string]bool
+	inFlight map[string]int
 }
 
 const maxErrors = 20
@@ -63,16 +68,18 @@ func Start(targets []string, opts Options) *Generator {
 		Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil},
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	g := &Generator{cancel: cancel, stats: map[string]*Stats{}}
+	g := &Generator{cancel: cancel, stats: map[string]*Stats{}, paused: map[string]bool{}, inFlight: map[string]int{}}
+	g.cond = sync.NewCond(&g.mu)
 	for _, target := range targets {
 		g.stats[target] = &Stats{Answers: map[string]int64{}}
 		for range opts.Workers {
 			g.wg.Add(1)
 			go func() {
 				defer g.wg.Done()
-				for ctx.Err() == nil {
+				for g.begin(ctx, target) {
 					body, err := get(ctx, client, target)
 					if ctx.Err() != nil {
+						g.end(target)
 						return // stopping: this request does not count
 					}
 					g.record(target, body, err)
@@ -107,9 +114,55 @@ func get(ctx context.Context, client *http.Client, url string) (string, error) {
 	return strings.TrimSpace(string(body)), nil
 }
 
+// begin waits while target is paused and counts a request in flight; it
+// returns false once the generator stops.
+func (g *Generator) begin(ctx context.Context, target string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for g.paused[target] && ctx.Err() == nil {
+		g.cond.Wait()
+	}
+	if ctx.Err() != nil {
+		return false
+	}
+	g.inFlight[target]++
+	return true
+}
+
+// end counts a request of target done.
+func (g *Generator) end(target string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.inFlight[target]--
+	g.cond.Broadcast()
+}
+
+// Pause stops sending requests to target and returns once none is under
+// way: what happens to the target until Resume is not counted, as a pod
+// that a Service no longer routes to.
+func (g *Generator) Pause(target string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.paused[target] = true
+	for g.inFlight[target] > 0 {
+		g.cond.Wait()
+	}
+}
+
+// Resume sends requests to a paused target again.
+func (g *Generator) Resume(target string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	delete(g.paused, target)
+	g.cond.Broadcast()
+}
+
+// record counts the answer of one request of target and ends it.
 func (g *Generator) record(target, body string, err error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	defer g.cond.Broadcast()
+	g.inFlight[target]--
 	s := g.stats[target]
 	if err != nil {
 		s.Failed++
@@ -143,6 +196,9 @@ func (g *Generator) Snapshot() map[string]Stats {
 // Stop ends the load and returns the final counts by target.
 func (g *Generator) Stop() map[string]Stats {
 	g.cancel()
+	g.mu.Lock()
+	g.cond.Broadcast() // wake the workers of paused targets
+	g.mu.Unlock()
 	g.wg.Wait()
 	return g.Snapshot()
 }

@@ -60,3 +60,45 @@ func TestCountsAnswersAndFailures(t *testing.T) {
 		t.Errorf("Total: ok %d failed %d, want %d and %d", ok, failed, live.OK, live.Failed+stats[closed.URL].Failed)
 	}
 }
+
+// TestPauseHoldsOneTarget pauses one of two targets: once Pause returns, no
+// request reaches it (the server counts them) and none fails, while the
+// other target is still served; after Resume it is served again.
+func TestPauseHoldsOneTarget(t *testing.T) {
+	var paused, other atomic.Int64
+	count := func(n *atomic.Int64) *httptest.Server {
+		return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			n.Add(1)
+			fmt.Fprintln(w, "ok")
+		}))
+	}
+	a, b := count(&paused), count(&other)
+	defer a.Close()
+	defer b.Close()
+	g := load.Start([]string{a.URL, b.URL}, load.Options{Pause: time.Millisecond})
+	defer g.Stop()
+	waitUntil := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 30s", what)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	waitUntil("requests to both targets", func() bool { return paused.Load() > 5 && other.Load() > 5 })
+
+	g.Pause(a.URL)
+	before, otherBefore := paused.Load(), other.Load()
+	waitUntil("more requests to the other target", func() bool { return other.Load() > otherBefore+20 })
+	if got := paused.Load(); got != before {
+		t.Errorf("the paused target got %d requests after Pause returned", got-before)
+	}
+	if s := g.Snapshot()[a.URL]; s.OK != before || s.Failed != 0 {
+		t.Errorf("the paused target: %d answered, %d failed; want %d answered (every request it got), none failed", s.OK, s.Failed, before)
+	}
+
+	g.Resume(a.URL)
+	waitUntil("requests to the resumed target", func() bool { return paused.Load() > before+5 })
+}
