@@ -75,7 +75,9 @@ type Pod struct {
 	// not collide, as pods with IPs of their own would not.
 	PortOffset int
 	CodeDir    string
-	proc       *process
+
+	kubeconfig, pool string
+	proc             *process // guarded by Cluster.mu
 }
 
 // Addr is where the pod serves the pool's tcp port.
@@ -273,32 +275,109 @@ func (c *Cluster) AddPod(ctx context.Context, name string, portOffset int, label
 	if err := c.writeKubeconfig(kubeconfig, agentCfg); err != nil {
 		return nil, err
 	}
-	p := &Pod{Name: name, PortOffset: portOffset, CodeDir: filepath.Join(podDir, "code")}
-	if err := c.startAgent(p, kubeconfig, labels[workersv1alpha1.PoolLabel]); err != nil {
+	p := &Pod{Name: name, PortOffset: portOffset, CodeDir: filepath.Join(podDir, "code"),
+		kubeconfig: kubeconfig, pool: labels[workersv1alpha1.PoolLabel]}
+	proc, err := c.startAgent(p)
+	if err != nil {
 		return nil, err
 	}
 	c.mu.Lock()
+	p.proc = proc
 	c.pods[name] = p
 	c.mu.Unlock()
 	return p, nil
 }
 
-func (c *Cluster) startAgent(p *Pod, kubeconfig, pool string) error {
-	cmd := exec.Command(filepath.Join(c.bin, "agent"), "pod", "--kubeconfig", kubeconfig)
+// startAgent starts the agent process of pod p.
+func (c *Cluster) startAgent(p *Pod) (*process, error) {
+	cmd := exec.Command(filepath.Join(c.bin, "agent"), "pod", "--kubeconfig", p.kubeconfig)
 	cmd.Env = append(os.Environ(),
 		"POD_NAME="+p.Name,
 		"POD_NAMESPACE="+c.opts.Namespace,
-		"SOFTRELOAD_POOL="+pool,
+		"SOFTRELOAD_POOL="+p.pool,
 		"SOFTRELOAD_CODE_ROOT="+p.CodeDir,
 		"SOFTRELOAD_LISTEN_HOST="+ListenHost,
 		"SOFTRELOAD_PORT_OFFSET="+strconv.Itoa(p.PortOffset),
 	)
-	proc, err := c.startLogged(cmd, p.Name)
+	return c.startLogged(cmd, p.Name)
+}
+
+// agentOf returns the running agent process of the named pod.
+func (c *Cluster) agentOf(name string) (*Pod, *process, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p := c.pods[name]
+	if p == nil {
+		return nil, nil, fmt.Errorf("local: no pod %s", name)
+	}
+	return p, p.proc, nil
+}
+
+// KillAgent kills the agent of the named pod with SIGKILL, as a crash or
+// the OOM killer would, and returns once it has exited. Its workers are
+// the agent's to take down (they die with their parent).
+func (c *Cluster) KillAgent(name string) error {
+	_, proc, err := c.agentOf(name)
 	if err != nil {
 		return err
 	}
-	p.proc = proc
+	if err := proc.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("local: killing the agent of pod %s: %w", name, err)
+	}
+	<-proc.done
 	return nil
+}
+
+// RestartAgent starts the agent of the named pod again once it has exited,
+// as the kubelet restarts a container: the same pod, token, code directory
+// and ports. It does not wait for the API server, which may be down.
+func (c *Cluster) RestartAgent(name string) error {
+	p, proc, err := c.agentOf(name)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-proc.done:
+	default:
+		return fmt.Errorf("local: the agent of pod %s (pid %d) is still running", name, proc.cmd.Process.Pid)
+	}
+	next, err := c.startAgent(p)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	p.proc = next
+	c.mu.Unlock()
+	return nil
+}
+
+// SignalAgent sends sig to the agent process of the named pod (not to its
+// workers). SIGSTOP holds the whole agent, its watch and its reports, while
+// its workers serve on; SIGCONT lets it go.
+func (c *Cluster) SignalAgent(name string, sig os.Signal) error {
+	_, proc, err := c.agentOf(name)
+	if err != nil {
+		return err
+	}
+	if err := proc.cmd.Process.Signal(sig); err != nil {
+		return fmt.Errorf("local: sending %v to the agent of pod %s: %w", sig, name, err)
+	}
+	return nil
+}
+
+// AgentPID returns the pid of the named pod's agent, and whether that
+// process is still running.
+func (c *Cluster) AgentPID(name string) (pid int, running bool, err error) {
+	_, proc, err := c.agentOf(name)
+	if err != nil {
+		return 0, false, err
+	}
+	select {
+	case <-proc.done:
+		return proc.cmd.Process.Pid, false, nil
+	default:
+		return proc.cmd.Process.Pid, true, nil
+	}
 }
 
 // Pods returns the running pods by name.
@@ -367,11 +446,17 @@ func (c *Cluster) Stop() error {
 	c.mu.Unlock()
 
 	var wg sync.WaitGroup
+	c.mu.Lock()
+	procs := make([]*process, 0, len(pods))
 	for _, p := range pods {
+		procs = append(procs, p.proc)
+	}
+	c.mu.Unlock()
+	for _, proc := range procs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			terminate(p.proc, 30*time.Second)
+			terminate(proc, 30*time.Second)
 		}()
 	}
 	wg.Wait()
@@ -388,12 +473,14 @@ func (c *Cluster) Stop() error {
 	return err
 }
 
-// terminate sends SIGTERM, waits up to grace, then kills.
+// terminate sends SIGTERM (and SIGCONT, should the process be held),
+// waits up to grace, then kills.
 func terminate(p *process, grace time.Duration) {
 	if p == nil {
 		return
 	}
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	_ = p.cmd.Process.Signal(syscall.SIGCONT)
 	select {
 	case <-p.done:
 	case <-time.After(grace):
@@ -425,6 +512,12 @@ func (c *Cluster) startLogged(cmd *exec.Cmd, name string) (*process, error) {
 		close(p.done)
 	}()
 	return p, nil
+}
+
+// LogPath is the log file of the named process: the manager, the
+// apiserver, or a pod (its agent and its workers).
+func (c *Cluster) LogPath(name string) string {
+	return filepath.Join(c.opts.Dir, "logs", name+".log")
 }
 
 // logFile opens Dir/logs/name.log for appending.
