@@ -294,14 +294,21 @@ func (r *WorkerPoolReconciler) reconcilePods(ctx context.Context, s *scope) erro
 const maxParallelPatches = 16
 
 // sendRevision tells pod to run rev: one patch that sets the desired-revision
-// annotation and, in image mode, the image of the code container.
+// annotation and, in image mode, the image of the code container with the
+// annotations that tell that container which image and path it delivers.
+// One write, so that the kubelet, which starts the container again for its
+// new image, reads the annotations of that same image.
 func (r *WorkerPoolReconciler) sendRevision(ctx context.Context, pod *corev1.Pod, rev string, image *workersv1alpha1.ImageCodeSource) error {
-	patch := map[string]any{
-		"metadata": map[string]any{"annotations": map[string]string{workersv1alpha1.DesiredRevisionAnnotation: rev}},
-	}
+	annotations := map[string]string{workersv1alpha1.DesiredRevisionAnnotation: rev}
+	patch := map[string]any{"metadata": map[string]any{"annotations": annotations}}
 	if image != nil {
 		for _, c := range pod.Spec.Containers {
-			if c.Name == injection.CodeContainer && c.Image != image.Reference {
+			if c.Name != injection.CodeContainer {
+				continue
+			}
+			annotations[workersv1alpha1.CodeImageAnnotation] = image.Reference
+			annotations[workersv1alpha1.CodePathAnnotation] = image.Path
+			if c.Image != image.Reference {
 				patch["spec"] = map[string]any{"containers": []map[string]string{{"name": c.Name, "image": image.Reference}}}
 			}
 		}

@@ -347,6 +347,11 @@ func TestImageModePatchesOnlyTheCodeContainer(t *testing.T) {
 		if got := pod.Annotations[workersv1alpha1.DesiredRevisionAnnotation]; got != v2 {
 			t.Errorf("pod %s desired revision %s, want %s", name, got, v2)
 		}
+		// The code container learns what it delivers from these, written
+		// with its new image.
+		if img, path := pod.Annotations[workersv1alpha1.CodeImageAnnotation], pod.Annotations[workersv1alpha1.CodePathAnnotation]; img != "registry.example/code:v2" || path != "/code" {
+			t.Errorf("pod %s names code image %q at %q, want registry.example/code:v2 at /code", name, img, path)
+		}
 	}
 	if h := f.pool().Status.History[0]; h.Cause != CauseCodeChanged || !strings.Contains(h.Source, "code:v2") {
 		t.Errorf("history[0] = %+v, want CodeChanged from the v2 image", h)

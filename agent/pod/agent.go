@@ -2,15 +2,17 @@ package pod
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -55,16 +57,18 @@ type Options struct {
 	Client kubernetes.Interface
 	// Namespace, PodName and Pool locate the pod and its pool's snapshots.
 	Namespace, PodName, Pool string
-	// CodeRoot is the directory that holds the revisions' code.
+	// CodeRoot is the directory that holds the revisions' code. It outlives
+	// the agent's container (an emptyDir of the pod): the agent keeps there
+	// what it runs, to serve it again at once after a restart.
 	CodeRoot string
 	// NewEngine builds the engine for the first revision the pod runs.
 	NewEngine func(first Revision) (Engine, error)
 	// ImageTimeout bounds the wait for the code container to deliver a
-	// code image (5 minutes).
+	// code image (5 minutes): an image that never arrives fails its
+	// revision. A snapshot that cannot be read yet is waited for without
+	// a bound: not being allowed to read it, or not reaching the API
+	// server, says nothing about the code.
 	ImageTimeout time.Duration
-	// SnapshotWait bounds how long a snapshot that is not found, or not
-	// readable yet, is waited for before the revision fails (1 minute).
-	SnapshotWait time.Duration
 	// KeepRevisions is how many unused revision directories stay on disk
 	// for a quick way back (2).
 	KeepRevisions int
@@ -77,8 +81,11 @@ type Agent struct {
 	opts Options
 	log  *slog.Logger
 
-	// desired receives the pod's desired revision, newest only.
-	desired chan string
+	// pods receives the newest version of the agent's own pod.
+	pods chan *corev1.Pod
+	// pod is the newest version of the pod, for a fetch to read the state
+	// of the code container.
+	pod atomic.Pointer[corev1.Pod]
 	// publish receives the report to write to the pod, newest only.
 	publish chan v1alpha1.AgentStatus
 }
@@ -100,9 +107,6 @@ func New(opts Options) (*Agent, error) {
 	if opts.ImageTimeout <= 0 {
 		opts.ImageTimeout = 5 * time.Minute
 	}
-	if opts.SnapshotWait <= 0 {
-		opts.SnapshotWait = time.Minute
-	}
 	if opts.KeepRevisions <= 0 {
 		opts.KeepRevisions = 2
 	}
@@ -112,104 +116,264 @@ func New(opts Options) (*Agent, error) {
 	return &Agent{
 		opts:    opts,
 		log:     opts.Logger.With("pod", opts.Namespace+"/"+opts.PodName),
-		desired: make(chan string, 1),
+		pods:    make(chan *corev1.Pod, 1),
 		publish: make(chan v1alpha1.AgentStatus, 1),
 	}, nil
 }
 
 // Run follows the pod until ctx is done, then drains the workers and
-// returns.
+// returns. A restarted agent serves the revision it ran before at once,
+// from its code root, without waiting for the API server.
 func (a *Agent) Run(ctx context.Context) error {
-	prior, err := a.watchPod(ctx)
+	watchErr, err := a.watchPod(ctx)
 	if err != nil {
 		return err
 	}
 	go a.publisher(ctx)
 
-	// A revision this agent failed is never tried again: not after a
-	// restart either, since its last report says so.
-	failed := map[string]string{} // revision → why
-	if prior.State == v1alpha1.AgentFailed && prior.Revision != "" {
-		failed[prior.Revision] = prior.Message
+	l := &loop{
+		a:        a,
+		failed:   map[string]string{},
+		known:    map[string]Revision{},
+		done:     make(chan error, 1),
+		results:  make(chan fetchResult),
+		progress: make(chan fetchProgress),
 	}
-
-	var (
-		engine   Engine
-		engineCh <-chan v1alpha1.AgentStatus
-		done     = make(chan error, 1)
-		desired  string
-		asked    string // the newest revision asked of the engine
-		first    string // what the engine started with: non-reloadable groups run it
-		last     v1alpha1.AgentStatus
-	)
+	defer l.close()
+	if rev, ok := a.loadRunning(); ok {
+		a.log.Info("Serving the revision this pod ran before the agent restarted", "revision", rev.Name)
+		if err := l.startEngine(ctx, rev); err != nil {
+			return err
+		}
+		l.saved = rev.Name
+	}
 	for {
 		select {
 		case <-ctx.Done():
-			if engine == nil {
+			if l.engine == nil {
 				return nil
 			}
-			return <-done
-		case err := <-done:
+			return <-l.done
+		case err := <-l.done:
 			return err
-		case desired = <-a.desired:
-		case st := <-engineCh:
-			last = st
-			if st.State == v1alpha1.AgentFailed {
-				// The engine went back to what ran before; asking for that
-				// revision again (a rollback) replaces nothing and has the
-				// engine report Ready.
-				failed[st.Revision] = st.Message
+		case err := <-watchErr:
+			return err
+		case p := <-a.pods:
+			l.onPod(p)
+		case st := <-l.engineCh:
+			l.onEngine(st)
+		case r := <-l.results:
+			if err := l.onFetched(ctx, r); err != nil {
+				return err
 			}
-			a.report(a.statusFor(desired, last, failed))
-			continue
+		case p := <-l.progress:
+			if p.rev == l.fetching {
+				l.waiting = p.message
+			}
 		}
+		l.report()
+		l.step(ctx)
+	}
+}
 
-		a.report(a.statusFor(desired, last, failed))
-		target := desired
-		if _, bad := failed[target]; bad {
-			// Run what ran before it instead, or wait for a revision that
-			// has not failed here.
-			if engine != nil || prior.Running == "" {
-				continue
-			}
-			target = prior.Running
-		}
-		if target == "" || target == asked {
-			continue
-		}
-		rev, err := a.fetch(ctx, target)
-		if err != nil {
-			if ctx.Err() != nil {
-				continue
-			}
-			a.log.Error("Cannot load revision", "revision", target, "err", err)
-			failed[target] = err.Error()
-			a.report(a.statusFor(desired, last, failed))
-			continue
-		}
-		asked = target
-		if engine == nil {
-			first = rev.Name
-			if engine, err = a.opts.NewEngine(rev); err != nil {
-				return fmt.Errorf("starting the workers of revision %s: %w", rev.Name, err)
-			}
-			var cancel func()
-			engineCh, cancel = engine.Subscribe()
-			defer cancel()
-			go func() { done <- engine.Run(ctx) }()
-		} else {
-			engine.RequestReload(rev)
-		}
-		if err := PruneRevisions(a.opts.CodeRoot, a.opts.KeepRevisions, first, rev.Name, last.Running, last.Revision); err != nil {
-			a.log.Info("Could not prune old revisions", "err", err)
+// loop is the state of a running agent, owned by Run's goroutine.
+type loop struct {
+	a *Agent
+
+	// seen says the pod was read once; prior is its report then.
+	seen  bool
+	prior v1alpha1.AgentStatus
+	// desired is the pod's desired revision.
+	desired string
+	// failed holds the revisions that failed here, with why. A revision
+	// that failed is never tried again, not after a restart either, since
+	// the agent's last report says so.
+	failed map[string]string
+
+	engine   Engine
+	engineCh <-chan v1alpha1.AgentStatus
+	cancel   func() // ends the subscription to engineCh
+	done     chan error
+	first    string // what the engine started with: non-reloadable groups run it
+	asked    string // the newest revision asked of the engine
+	last     v1alpha1.AgentStatus
+	known    map[string]Revision // revisions fetched, by name
+	saved    string              // the revision kept in the code root as running
+
+	// fetching is the revision being fetched, stopFetch cancels it, and
+	// waiting says what it waits for.
+	fetching  string
+	stopFetch context.CancelFunc
+	waiting   string
+	results   chan fetchResult
+	progress  chan fetchProgress
+}
+
+type fetchResult struct {
+	rev Revision
+	err error
+}
+
+type fetchProgress struct{ rev, message string }
+
+func (l *loop) close() {
+	l.endFetch()
+	if l.cancel != nil {
+		l.cancel()
+	}
+}
+
+func (l *loop) onPod(p *corev1.Pod) {
+	l.a.pod.Store(p)
+	l.desired = p.Annotations[v1alpha1.DesiredRevisionAnnotation]
+	if l.seen {
+		return
+	}
+	l.seen = true
+	prior, err := v1alpha1.ParseAgentStatus(p.Annotations[v1alpha1.StatusAnnotation])
+	if err != nil {
+		l.a.log.Info("Ignoring the pod's last report", "err", err)
+	}
+	if prior != nil {
+		l.prior = *prior
+		if prior.State == v1alpha1.AgentFailed && prior.Revision != "" {
+			l.failed[prior.Revision] = prior.Message
 		}
 	}
 }
 
-// statusFor is the report for the pod: the engine's, except that a desired
+func (l *loop) onEngine(st v1alpha1.AgentStatus) {
+	l.last = st
+	if st.State == v1alpha1.AgentFailed {
+		// The engine went back to what ran before; asking for that
+		// revision again (a rollback) replaces nothing and has the engine
+		// report Ready.
+		l.failed[st.Revision] = st.Message
+	}
+	running := st.Running
+	if st.State == v1alpha1.AgentReady {
+		running = st.Revision
+	}
+	if rev, ok := l.known[running]; ok && running != l.saved {
+		if err := l.a.saveRunning(rev); err != nil {
+			l.a.log.Info("Could not keep the running revision for a restart", "revision", running, "err", err)
+			return
+		}
+		l.saved = running
+	}
+}
+
+func (l *loop) onFetched(ctx context.Context, r fetchResult) error {
+	if r.rev.Name != l.fetching {
+		return nil // a fetch that was called off
+	}
+	l.endFetch()
+	if r.err != nil {
+		l.a.log.Error("Cannot load revision", "revision", r.rev.Name, "err", r.err)
+		l.failed[r.rev.Name] = r.err.Error()
+		return nil
+	}
+	rev := r.rev
+	l.known[rev.Name] = rev
+	l.asked = rev.Name
+	if l.engine == nil {
+		if err := l.startEngine(ctx, rev); err != nil {
+			return err
+		}
+	} else {
+		l.engine.RequestReload(rev)
+	}
+	if err := PruneRevisions(l.a.opts.CodeRoot, l.a.opts.KeepRevisions, l.first, rev.Name, l.saved, l.last.Running, l.last.Revision); err != nil {
+		l.a.log.Info("Could not prune old revisions", "err", err)
+	}
+	return nil
+}
+
+// startEngine starts the workers at rev.
+func (l *loop) startEngine(ctx context.Context, rev Revision) error {
+	engine, err := l.a.opts.NewEngine(rev)
+	if err != nil {
+		return fmt.Errorf("starting the workers of revision %s: %w", rev.Name, err)
+	}
+	l.engine, l.first, l.asked = engine, rev.Name, rev.Name
+	l.known[rev.Name] = rev
+	l.engineCh, l.cancel = engine.Subscribe()
+	go func() { l.done <- engine.Run(ctx) }()
+	return nil
+}
+
+// step starts fetching the revision the pod should run, and calls off a
+// fetch that is no longer wanted: a newer desired revision (a rollback,
+// say) never waits for an older one's fetch.
+func (l *loop) step(ctx context.Context) {
+	if !l.seen {
+		return
+	}
+	target := l.desired
+	if _, bad := l.failed[target]; bad {
+		// Keep what runs, or, with nothing running yet, run what ran
+		// before the failed revision.
+		target = ""
+		if l.engine == nil {
+			target = l.prior.Running
+		}
+	}
+	if target == "" || target == l.asked {
+		l.endFetch()
+		return
+	}
+	if target == l.fetching {
+		return
+	}
+	l.endFetch()
+	fctx, cancel := context.WithCancel(ctx)
+	l.fetching, l.stopFetch = target, cancel
+	go func() {
+		rev, err := l.a.fetch(fctx, target, func(message string) {
+			select {
+			case l.progress <- fetchProgress{rev: target, message: message}:
+			case <-fctx.Done():
+			}
+		})
+		if fctx.Err() != nil {
+			return // called off: nobody waits for the result
+		}
+		rev.Name = target
+		select {
+		case l.results <- fetchResult{rev: rev, err: err}:
+		case <-fctx.Done():
+		}
+	}()
+}
+
+func (l *loop) endFetch() {
+	if l.stopFetch != nil {
+		l.stopFetch()
+	}
+	l.fetching, l.stopFetch, l.waiting = "", nil, ""
+}
+
+// report publishes the pod's status: the engine's, except that a desired
 // revision that failed here is reported Failed (with what runs instead)
-// until the controller asks for another.
-func (a *Agent) statusFor(desired string, engine v1alpha1.AgentStatus, failed map[string]string) v1alpha1.AgentStatus {
+// until the controller asks for another, and a desired revision whose code
+// is not there yet is reported Reloading, saying what the agent waits for.
+func (l *loop) report() {
+	st := statusFor(l.desired, l.last, l.failed)
+	if l.fetching != "" && l.fetching == l.desired && l.waiting != "" {
+		if st.Running == "" && l.last.State == v1alpha1.AgentReady {
+			st.Running = l.last.Revision
+		}
+		st.Revision, st.State, st.Message = l.desired, v1alpha1.AgentReloading, l.waiting
+	}
+	if st.Revision == "" && st.State == "" {
+		return
+	}
+	replaceLatest(l.a.publish, st)
+}
+
+// statusFor is the engine's status, except that a desired revision that
+// failed here is reported Failed (with what runs instead).
+func statusFor(desired string, engine v1alpha1.AgentStatus, failed map[string]string) v1alpha1.AgentStatus {
 	why, bad := failed[desired]
 	if !bad || engine.State == v1alpha1.AgentReloading {
 		return engine
@@ -222,16 +386,10 @@ func (a *Agent) statusFor(desired string, engine v1alpha1.AgentStatus, failed ma
 	return st
 }
 
-func (a *Agent) report(st v1alpha1.AgentStatus) {
-	if st.Revision == "" && st.State == "" {
-		return
-	}
-	replaceLatest(a.publish, st)
-}
-
-// watchPod starts an informer on the pod itself, feeds its desired revision
-// to a.desired, and returns the last report the pod holds.
-func (a *Agent) watchPod(ctx context.Context) (v1alpha1.AgentStatus, error) {
+// watchPod starts an informer on the pod itself that feeds each version of
+// it to a.pods. It does not wait for the API server: the returned channel
+// reports a pod that turns out not to exist.
+func (a *Agent) watchPod(ctx context.Context) (<-chan error, error) {
 	factory := informers.NewSharedInformerFactoryWithOptions(a.opts.Client, 0,
 		informers.WithNamespace(a.opts.Namespace),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
@@ -240,61 +398,36 @@ func (a *Agent) watchPod(ctx context.Context) (v1alpha1.AgentStatus, error) {
 	informer := factory.Core().V1().Pods().Informer()
 	onPod := func(obj any) {
 		if pod, ok := obj.(*corev1.Pod); ok {
-			replaceLatest(a.desired, pod.Annotations[v1alpha1.DesiredRevisionAnnotation])
+			replaceLatest(a.pods, pod)
 		}
 	}
 	if _, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    onPod,
 		UpdateFunc: func(_, obj any) { onPod(obj) },
 	}); err != nil {
-		return v1alpha1.AgentStatus{}, fmt.Errorf("watching pod %s/%s: %w", a.opts.Namespace, a.opts.PodName, err)
+		return nil, fmt.Errorf("watching pod %s/%s: %w", a.opts.Namespace, a.opts.PodName, err)
 	}
 	factory.Start(ctx.Done())
 	a.log.Info("Waiting for the pod's annotations")
-	if !cache.WaitForCacheSync(ctx.Done(), informer.HasSynced) {
-		return v1alpha1.AgentStatus{}, ctx.Err()
-	}
-	obj, ok, err := informer.GetStore().GetByKey(a.opts.Namespace + "/" + a.opts.PodName)
-	if err != nil || !ok {
-		return v1alpha1.AgentStatus{}, fmt.Errorf("pod %s/%s not found: POD_NAME and POD_NAMESPACE must name the agent's own pod", a.opts.Namespace, a.opts.PodName)
-	}
-	prior, err := v1alpha1.ParseAgentStatus(obj.(*corev1.Pod).Annotations[v1alpha1.StatusAnnotation])
-	if err != nil {
-		a.log.Info("Ignoring the pod's last report", "err", err)
-	}
-	if prior == nil {
-		return v1alpha1.AgentStatus{}, nil
-	}
-	return *prior, nil
+	missing := make(chan error, 1)
+	go func() {
+		if !cache.WaitForCacheSync(ctx.Done(), informer.HasSynced) {
+			return
+		}
+		if _, ok, _ := informer.GetStore().GetByKey(a.opts.Namespace + "/" + a.opts.PodName); !ok {
+			missing <- fmt.Errorf("pod %s/%s not found: POD_NAME and POD_NAMESPACE must name the agent's own pod", a.opts.Namespace, a.opts.PodName)
+		}
+	}()
+	return missing, nil
 }
 
 // fetch reads revision rev's snapshot and puts its code in place: the
 // snapshot's files in a new revision directory, or, for a code image, the
-// directory the code container delivers. Transient API errors are retried.
-func (a *Agent) fetch(ctx context.Context, rev string) (Revision, error) {
-	name := revision.SnapshotName(a.opts.Pool, rev)
-	var cm *corev1.ConfigMap
-	// The right to read a new snapshot reaches the agent's Role a moment
-	// after the snapshot: until SnapshotWait has passed, not found and
-	// forbidden are retried too.
-	deadline := time.Now().Add(a.opts.SnapshotWait)
-	err := retry(ctx, func() (bool, error) {
-		var err error
-		cm, err = a.opts.Client.CoreV1().ConfigMaps(a.opts.Namespace).Get(ctx, name, metav1.GetOptions{})
-		switch {
-		case err == nil:
-			return true, nil
-		case apierrors.IsNotFound(err), apierrors.IsForbidden(err):
-			if time.Now().Before(deadline) {
-				a.log.Info("Snapshot not readable yet, retrying", "snapshot", name, "err", err)
-				return false, nil
-			}
-			return false, fmt.Errorf("reading snapshot %s of revision %s: %w", name, rev, err)
-		default:
-			a.log.Info("API server unreachable, retrying", "snapshot", name, "err", err)
-			return false, nil
-		}
-	})
+// directory the code container delivers. It tells progress what it waits
+// for. Only the revision itself can make it fail: a snapshot that cannot be
+// read yet is waited for until ctx is done.
+func (a *Agent) fetch(ctx context.Context, rev string, progress func(string)) (Revision, error) {
+	cm, err := a.readSnapshot(ctx, rev, progress)
 	if err != nil {
 		return Revision{}, err
 	}
@@ -303,10 +436,9 @@ func (a *Agent) fetch(ctx context.Context, rev string) (Revision, error) {
 		return Revision{}, err
 	}
 	if spec.Image != nil {
-		dir := ImageCodeDir(a.opts.CodeRoot, spec.Image.Reference)
-		if err := a.waitForDir(ctx, dir); err != nil {
-			return Revision{}, fmt.Errorf("revision %s: the code container has not delivered image %s into %s within %v: %w",
-				rev, spec.Image.Reference, dir, a.opts.ImageTimeout, err)
+		dir, err := a.waitForImage(ctx, rev, *spec.Image, progress)
+		if err != nil {
+			return Revision{}, err
 		}
 		return Revision{Name: rev, Spec: spec, Dir: dir}, nil
 	}
@@ -324,13 +456,165 @@ func (a *Agent) fetch(ctx context.Context, rev string) (Revision, error) {
 	return Revision{Name: rev, Spec: spec, Dir: dir}, nil
 }
 
-func (a *Agent) waitForDir(ctx context.Context, dir string) error {
+// readSnapshot reads revision rev's snapshot, retrying with backoff for as
+// long as it does not exist, may not be read (the agents' Role names a new
+// snapshot a moment after the controller makes it, and not at all while the
+// manager is down) or the API server cannot be reached.
+func (a *Agent) readSnapshot(ctx context.Context, rev string, progress func(string)) (*corev1.ConfigMap, error) {
+	name := revision.SnapshotName(a.opts.Pool, rev)
+	start := time.Now()
+	var (
+		cm      *corev1.ConfigMap
+		lastWhy string
+	)
+	err := retry(ctx, func() (bool, error) {
+		var err error
+		cm, err = a.opts.Client.CoreV1().ConfigMaps(a.opts.Namespace).Get(ctx, name, metav1.GetOptions{})
+		var why string
+		switch {
+		case err == nil:
+			return true, nil
+		case ctx.Err() != nil:
+			return false, ctx.Err()
+		case apierrors.IsNotFound(err):
+			why = "it does not exist (yet)"
+		case apierrors.IsForbidden(err):
+			why = "the agents' Role does not allow reading it (yet)"
+		default:
+			why = "the API server cannot be reached"
+		}
+		if why != lastWhy {
+			a.log.Info("Waiting for the revision's snapshot", "revision", rev, "snapshot", name, "why", why, "err", err)
+			lastWhy = why
+		}
+		progress(fmt.Sprintf("waiting for snapshot %s of revision %s: %s; for %v so far", name, rev, why, time.Since(start).Round(time.Second)))
+		return false, nil
+	})
+	return cm, err
+}
+
+// waitForImage waits until the code container has delivered the code of
+// img into the code root, for up to ImageTimeout.
+func (a *Agent) waitForImage(ctx context.Context, rev string, img v1alpha1.ImageCodeSource, progress func(string)) (string, error) {
+	dir := ImageCodeDir(a.opts.CodeRoot, img.Reference, img.Path)
+	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, a.opts.ImageTimeout)
 	defer cancel()
-	return wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(context.Context) (bool, error) {
-		_, err := os.Stat(dir)
-		return err == nil, nil
+	var lost error
+	err := wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(context.Context) (bool, error) {
+		if _, err := os.Stat(dir); err == nil {
+			return true, nil
+		}
+		p := a.pod.Load()
+		state, found := codeContainerState(p)
+		if p != nil && !found {
+			lost = fmt.Errorf("revision %s takes its code from image %s, but this pod has no %s container: "+
+				"pods created while their pool took its code from a ConfigMap have none; recreate them (kubectl rollout restart)",
+				rev, img.Reference, CodeContainer)
+			return false, lost
+		}
+		progress(fmt.Sprintf("waiting for container %s to deliver image %s (path %s): %v of %v%s",
+			CodeContainer, img.Reference, img.Path, time.Since(start).Truncate(5*time.Second), a.opts.ImageTimeout, state))
+		return false, nil
 	})
+	switch {
+	case err == nil:
+		return dir, nil
+	case lost != nil:
+		return "", lost
+	case ctx.Err() == context.DeadlineExceeded:
+		state, _ := codeContainerState(a.pod.Load())
+		return "", fmt.Errorf("revision %s: container %s did not deliver image %s (path %s) within %v%s",
+			rev, CodeContainer, img.Reference, img.Path, a.opts.ImageTimeout, state)
+	default:
+		return "", err
+	}
+}
+
+// codeContainerState describes the code container of pod p for a report
+// ("" while it runs), and says whether p has one.
+func codeContainerState(p *corev1.Pod) (string, bool) {
+	if p == nil {
+		return "", false
+	}
+	if !slices.ContainsFunc(p.Spec.Containers, func(c corev1.Container) bool { return c.Name == CodeContainer }) {
+		return "", false
+	}
+	for _, cs := range p.Status.ContainerStatuses {
+		if cs.Name != CodeContainer {
+			continue
+		}
+		switch {
+		case cs.State.Waiting != nil:
+			s := fmt.Sprintf("; the container is waiting: %s", cs.State.Waiting.Reason)
+			if m := cs.State.Waiting.Message; m != "" {
+				s += ": " + m
+			}
+			if t := cs.LastTerminationState.Terminated; t != nil && t.Message != "" {
+				s += "; it last exited with: " + strings.TrimSpace(t.Message)
+			}
+			return s, true
+		case cs.State.Terminated != nil:
+			return fmt.Sprintf("; the container exited (%s, code %d): %s", cs.State.Terminated.Reason, cs.State.Terminated.ExitCode, strings.TrimSpace(cs.State.Terminated.Message)), true
+		}
+	}
+	return "", true
+}
+
+// runningRecord is what the agent keeps in its code root of the revision
+// its workers run, to serve it again after a restart.
+type runningRecord struct {
+	Name string        `json:"name"`
+	Spec revision.Spec `json:"spec"`
+	Dir  string        `json:"dir"`
+}
+
+// runningFile is where the record is kept.
+func (a *Agent) runningFile() string { return filepath.Join(a.opts.CodeRoot, "running.json") }
+
+// saveRunning keeps rev as the revision the workers run, atomically.
+func (a *Agent) saveRunning(rev Revision) error {
+	data, err := json.Marshal(runningRecord{Name: rev.Name, Spec: rev.Spec, Dir: rev.Dir})
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(a.opts.CodeRoot, ".running-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // a no-op once renamed
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), a.runningFile())
+}
+
+// loadRunning reads the revision the workers ran before a restart of the
+// agent, if its code is still there.
+func (a *Agent) loadRunning() (Revision, bool) {
+	data, err := os.ReadFile(a.runningFile())
+	if errors.Is(err, fs.ErrNotExist) {
+		return Revision{}, false
+	}
+	var rec runningRecord
+	if err == nil {
+		err = json.Unmarshal(data, &rec)
+	}
+	if err == nil && rec.Name == "" {
+		err = errors.New("it names no revision")
+	}
+	if err == nil {
+		_, err = os.Stat(rec.Dir)
+	}
+	if err != nil {
+		a.log.Info("Ignoring the record of the revision that ran before a restart", "file", a.runningFile(), "err", err)
+		return Revision{}, false
+	}
+	return Revision(rec), true
 }
 
 // publisher writes the newest report to the pod's status annotation,
@@ -374,15 +658,6 @@ func (a *Agent) patchStatus(ctx context.Context, st v1alpha1.AgentStatus) error 
 	}
 	_, err = a.opts.Client.CoreV1().Pods(a.opts.Namespace).Patch(ctx, a.opts.PodName, types.MergePatchType, patch, metav1.PatchOptions{})
 	return err
-}
-
-// ImageCodeDir is where the code container of image mode copies the code of
-// image reference ref under the code root, and where the agent looks for
-// it: one directory per reference, so a restarted code container never
-// writes over code that workers run.
-func ImageCodeDir(root, ref string) string {
-	sum := sha256.Sum256([]byte(ref))
-	return filepath.Join(root, "images", hex.EncodeToString(sum[:8]))
 }
 
 // newBackoff is the agent's retry pace against the API server: from 200ms,

@@ -3,10 +3,12 @@ package pod_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,12 +17,14 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/softreload/softreload/agent/pod"
 	"github.com/softreload/softreload/agent/testworker"
 	v1alpha1 "github.com/softreload/softreload/api/v1alpha1"
 	"github.com/softreload/softreload/internal/revision"
 	"github.com/softreload/softreload/internal/testing/envtest"
+	"github.com/softreload/softreload/internal/testing/loopback"
 )
 
 // fakeEngine stands in for the supervisor: it records what the agent asks
@@ -60,8 +64,15 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func newRig(t *testing.T, name string, annotations map[string]string) *rig {
+func newRig(t *testing.T, name string, annotations map[string]string, containers ...string) *rig {
 	t.Helper()
+	if len(containers) == 0 {
+		containers = []string{"app"}
+	}
+	var specs []corev1.Container
+	for _, c := range containers {
+		specs = append(specs, corev1.Container{Name: c, Image: c})
+	}
 	ctx := t.Context()
 	kube := kubernetes.NewForConfigOrDie(env.Config)
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "agent-"}}
@@ -69,7 +80,7 @@ func newRig(t *testing.T, name string, annotations map[string]string) *rig {
 	must(t, err)
 	_, err = kube.CoreV1().Pods(ns.Name).Create(ctx, &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: annotations},
-		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "app"}}},
+		Spec:       corev1.PodSpec{Containers: specs},
 	}, metav1.CreateOptions{})
 	must(t, err)
 	return &rig{
@@ -80,12 +91,20 @@ func newRig(t *testing.T, name string, annotations map[string]string) *rig {
 	}
 }
 
-// start runs the agent of pod name until the test ends.
-func (r *rig) start(name string) {
+// start runs the agent of pod name until the test ends, or until the
+// returned function stops it.
+func (r *rig) start(name string) (stop func()) {
+	r.t.Helper()
+	return r.startWith(r.kube, name)
+}
+
+// startWith runs the agent of pod name with client until the test ends, or
+// until the returned function stops it.
+func (r *rig) startWith(client kubernetes.Interface, name string) (stop func()) {
 	r.t.Helper()
 	a, err := pod.New(pod.Options{
-		Client: r.kube, Namespace: r.ns, PodName: name, Pool: "web", CodeRoot: r.root,
-		ImageTimeout: 20 * time.Second, SnapshotWait: 20 * time.Second,
+		Client: client, Namespace: r.ns, PodName: name, Pool: "web", CodeRoot: r.root,
+		ImageTimeout: 20 * time.Second,
 		Logger: slog.New(slog.NewTextHandler(r.log, nil)),
 		NewEngine: func(first pod.Revision) (pod.Engine, error) {
 			r.starts <- first
@@ -96,12 +115,17 @@ func (r *rig) start(name string) {
 	ctx, cancel := context.WithCancel(r.ctx)
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
-	r.t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			r.t.Errorf("agent: %v", err)
-		}
-	})
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				r.t.Errorf("agent: %v", err)
+			}
+		})
+	}
+	r.t.Cleanup(stop)
+	return stop
 }
 
 // snapshot creates revision rev's snapshot as the controller does.
@@ -126,6 +150,13 @@ func (r *rig) annotate(name string, annotations map[string]string) {
 // waitReport waits until the pod's status annotation is want.
 func (r *rig) waitReport(name string, want v1alpha1.AgentStatus) {
 	r.t.Helper()
+	r.waitReportThat(name, fmt.Sprintf("%+v", want), func(got v1alpha1.AgentStatus) bool { return got == want })
+}
+
+// waitReportThat waits until the pod's status annotation is one that ok
+// takes, described by what.
+func (r *rig) waitReportThat(name, what string, ok func(v1alpha1.AgentStatus) bool) v1alpha1.AgentStatus {
+	r.t.Helper()
 	var got *v1alpha1.AgentStatus
 	err := wait.PollUntilContextTimeout(r.ctx, 50*time.Millisecond, 20*time.Second, true, func(ctx context.Context) (bool, error) {
 		p, err := r.kube.CoreV1().Pods(r.ns).Get(ctx, name, metav1.GetOptions{})
@@ -133,11 +164,12 @@ func (r *rig) waitReport(name string, want v1alpha1.AgentStatus) {
 			return false, err
 		}
 		got, _ = v1alpha1.ParseAgentStatus(p.Annotations[v1alpha1.StatusAnnotation])
-		return got != nil && *got == want, nil
+		return got != nil && ok(*got), nil
 	})
 	if err != nil {
-		r.t.Fatalf("the pod reports %+v, want %+v", got, want)
+		r.t.Fatalf("the pod reports %+v, want %s", got, what)
 	}
+	return *got
 }
 
 // waitLog waits until the agent has logged line.
@@ -213,7 +245,11 @@ func TestAgentFollowsItsPod(t *testing.T) {
 	// The controller may set the annotation before the agent can read the
 	// snapshot (its Role is updated a moment later).
 	r.annotate("web-0", map[string]string{v1alpha1.DesiredRevisionAnnotation: "r2"})
-	r.waitLog("Snapshot not readable yet")
+	r.waitLog("Waiting for the revision's snapshot")
+	r.waitReportThat("web-0", "r2 Reloading, waiting for its snapshot, r1 running", func(st v1alpha1.AgentStatus) bool {
+		return st.Revision == "r2" && st.State == v1alpha1.AgentReloading && st.Running == "r1" &&
+			strings.Contains(st.Message, "waiting for snapshot web-r2")
+	})
 	r.snapshot("r2", revision.Spec{Groups: groups}, map[string]string{"app.py": "print('v2')"})
 	second := receive(t, r.engine.reloads, "reload to r2")
 	if second.Name != "r2" || readFile(t, filepath.Join(second.Dir, "app.py")) != "print('v2')" {
@@ -270,20 +306,118 @@ func TestAgentRemembersAFailureAcrossRestarts(t *testing.T) {
 }
 
 // In image mode, the agent waits for the code container to deliver the
-// image's files into the shared volume, and runs them from there.
+// image's files into the shared volume, saying so in its report, and runs
+// them from there.
 func TestAgentRunsTheCodeImageItsContainerDelivers(t *testing.T) {
-	r := newRig(t, "api-0", nil)
+	r := newRig(t, "api-0", nil, "app", pod.CodeContainer)
 	ref := "registry.example/api-code:v7"
 	r.snapshot("r7", revision.Spec{Groups: groups, Image: &v1alpha1.ImageCodeSource{Reference: ref, Path: "/code"}}, nil)
 	r.start("api-0")
 	r.annotate("api-0", map[string]string{v1alpha1.DesiredRevisionAnnotation: "r7"})
+	r.waitReportThat("api-0", "r7 Reloading, waiting for the code container", func(st v1alpha1.AgentStatus) bool {
+		return st.Revision == "r7" && st.State == v1alpha1.AgentReloading &&
+			strings.Contains(st.Message, "waiting for container softreload-code to deliver image "+ref+" (path /code)")
+	})
 	nothing(t, r.starts, "engine start before the code is there")
 
 	image := t.TempDir() // the image's /code
 	must(t, os.WriteFile(filepath.Join(image, "app.py"), []byte("v7"), 0o644))
-	must(t, pod.CopyTree(image, pod.ImageCodeDir(r.root, ref))) // what agent code-sync does
+	dir := pod.ImageCodeDir(r.root, ref, "/code")
+	must(t, pod.CopyTree(image, dir)) // what agent code-sync does
 	first := receive(t, r.starts, "engine start")
-	if first.Name != "r7" || first.Dir != pod.ImageCodeDir(r.root, ref) || readFile(t, filepath.Join(first.Dir, "app.py")) != "v7" {
-		t.Fatalf("the engine starts with %+v, want r7 from %s", first, pod.ImageCodeDir(r.root, ref))
+	if first.Name != "r7" || first.Dir != dir || readFile(t, filepath.Join(first.Dir, "app.py")) != "v7" {
+		t.Fatalf("the engine starts with %+v, want r7 from %s", first, dir)
+	}
+}
+
+// A code image revision sent to a pod that has no code container (made
+// while its pool took its code from a ConfigMap) fails at once, saying why,
+// instead of waiting for code that cannot come.
+func TestAgentWithoutACodeContainerFailsAnImageRevision(t *testing.T) {
+	r := newRig(t, "api-1", nil)
+	r.snapshot("r1", revision.Spec{Groups: groups}, map[string]string{"app.py": "v1"})
+	r.snapshot("r2", revision.Spec{Groups: groups, Image: &v1alpha1.ImageCodeSource{Reference: "registry.example/code:v2", Path: "/code"}}, nil)
+	r.start("api-1")
+	r.annotate("api-1", map[string]string{v1alpha1.DesiredRevisionAnnotation: "r1"})
+	receive(t, r.starts, "engine start")
+	r.engine.status <- v1alpha1.AgentStatus{Revision: "r1", State: v1alpha1.AgentReady, Running: "r1", Ready: 1, Total: 1}
+	r.annotate("api-1", map[string]string{v1alpha1.DesiredRevisionAnnotation: "r2"})
+	r.waitReportThat("api-1", "r2 Failed: no code container", func(st v1alpha1.AgentStatus) bool {
+		return st.Revision == "r2" && st.State == v1alpha1.AgentFailed && st.Running == "r1" &&
+			strings.Contains(st.Message, "this pod has no softreload-code container")
+	})
+	nothing(t, r.engine.reloads, "reload to a revision whose code cannot come")
+}
+
+// A fetch never holds the agent: while it waits for a snapshot, a newer
+// desired revision (a rollback, say) goes first, the engine's reports are
+// still published, and the snapshot that shows up late is not run.
+func TestANewerRevisionDoesNotWaitForAFetch(t *testing.T) {
+	r := newRig(t, "web-2", nil)
+	r.snapshot("r1", revision.Spec{Groups: groups}, map[string]string{"app.py": "v1"})
+	r.start("web-2")
+	r.annotate("web-2", map[string]string{v1alpha1.DesiredRevisionAnnotation: "r1"})
+	receive(t, r.starts, "engine start")
+	r.engine.status <- v1alpha1.AgentStatus{Revision: "r1", State: v1alpha1.AgentReady, Running: "r1", Ready: 1, Total: 1}
+
+	r.annotate("web-2", map[string]string{v1alpha1.DesiredRevisionAnnotation: "r2"}) // no snapshot yet
+	r.waitLog("Waiting for the revision's snapshot")
+	// The engine's own news still reaches the pod.
+	r.engine.status <- v1alpha1.AgentStatus{Revision: "r1", State: v1alpha1.AgentReady, Running: "r1", Ready: 0, Total: 1}
+	r.waitReportThat("web-2", "the engine's count while r2 is fetched", func(st v1alpha1.AgentStatus) bool {
+		return st.Revision == "r2" && st.Ready == 0 && st.Total == 1
+	})
+
+	r.snapshot("r3", revision.Spec{Groups: groups}, map[string]string{"app.py": "v3"})
+	r.annotate("web-2", map[string]string{v1alpha1.DesiredRevisionAnnotation: "r3"})
+	if got := receive(t, r.engine.reloads, "reload to r3"); got.Name != "r3" {
+		t.Fatalf("reload to %q, want r3", got.Name)
+	}
+	r.snapshot("r2", revision.Spec{Groups: groups}, map[string]string{"app.py": "v2"})
+	nothing(t, r.engine.reloads, "reload to r2, which the pod no longer wants")
+}
+
+// An agent that restarts while the API server cannot be reached serves the
+// revision it ran before at once, from what it kept in the code root, and
+// catches up with its pod once the API server answers.
+func TestARestartedAgentServesWithoutTheAPIServer(t *testing.T) {
+	r := newRig(t, "web-3", nil)
+	r.snapshot("r1", revision.Spec{Groups: groups}, map[string]string{"app.py": "v1"})
+	stop := r.start("web-3")
+	r.annotate("web-3", map[string]string{v1alpha1.DesiredRevisionAnnotation: "r1"})
+	first := receive(t, r.starts, "engine start")
+	r.engine.status <- v1alpha1.AgentStatus{Revision: "r1", State: v1alpha1.AgentReady, Running: "r1", Ready: 1, Total: 1}
+	r.waitReport("web-3", v1alpha1.AgentStatus{Revision: "r1", State: v1alpha1.AgentReady, Running: "r1", Ready: 1, Total: 1})
+	stop()
+
+	// An API server that refuses every connection: a port nothing listens on.
+	unreachable := kubernetes.NewForConfigOrDie(&rest.Config{Host: fmt.Sprintf("https://127.0.0.1:%d", loopback.FreePort(t))})
+	r.startWith(unreachable, "web-3")
+	again := receive(t, r.starts, "engine start without the API server")
+	if again.Name != "r1" || again.Dir != first.Dir || len(again.Spec.Groups) != 1 || readFile(t, filepath.Join(again.Dir, "app.py")) != "v1" {
+		t.Fatalf("the restarted agent runs %+v, want r1 from %s with its groups", again, first.Dir)
+	}
+}
+
+// A restarted agent with the API server back goes on from the pod: the
+// revision it kept is not reloaded, a newer desired one is.
+func TestARestartedAgentCatchesUp(t *testing.T) {
+	r := newRig(t, "web-4", nil)
+	r.snapshot("r1", revision.Spec{Groups: groups}, map[string]string{"app.py": "v1"})
+	r.snapshot("r2", revision.Spec{Groups: groups}, map[string]string{"app.py": "v2"})
+	stop := r.start("web-4")
+	r.annotate("web-4", map[string]string{v1alpha1.DesiredRevisionAnnotation: "r1"})
+	receive(t, r.starts, "engine start")
+	r.engine.status <- v1alpha1.AgentStatus{Revision: "r1", State: v1alpha1.AgentReady, Running: "r1", Ready: 1, Total: 1}
+	r.waitReport("web-4", v1alpha1.AgentStatus{Revision: "r1", State: v1alpha1.AgentReady, Running: "r1", Ready: 1, Total: 1})
+	stop()
+
+	r.annotate("web-4", map[string]string{v1alpha1.DesiredRevisionAnnotation: "r2"})
+	r.start("web-4")
+	if got := receive(t, r.starts, "engine start"); got.Name != "r1" {
+		t.Fatalf("the restarted agent starts %q, want r1, what it ran", got.Name)
+	}
+	if got := receive(t, r.engine.reloads, "reload to r2"); got.Name != "r2" {
+		t.Fatalf("reload to %q, want r2", got.Name)
 	}
 }

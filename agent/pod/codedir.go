@@ -2,10 +2,12 @@ package pod
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -74,10 +76,20 @@ func PruneRevisions(root string, limit int, inUse ...string) error {
 }
 
 // CopyTree copies the directory tree from into a new directory to, whole or
-// not at all (a temporary directory renamed into place). An existing to is
-// left as it is. It is what the code container of image mode runs.
+// not at all (a temporary directory renamed into place). It is what the
+// code container of image mode runs, each time it starts. A to that is
+// there already must hold the same files (the same image delivered again,
+// after a restart of its container): one with other content is an error,
+// never kept, since workers would run code that is not the image's.
 func CopyTree(from, to string) error {
 	if _, err := os.Stat(to); err == nil {
+		same, err := sameTree(from, to)
+		if err != nil {
+			return fmt.Errorf("comparing the code in %s with %s: %w", from, to, err)
+		}
+		if !same {
+			return fmt.Errorf("%s already holds other code than %s of this image: an image reference must always name the same content (was its tag pushed again? give the new code a new tag)", to, from)
+		}
 		return nil
 	}
 	if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
@@ -92,6 +104,55 @@ func CopyTree(from, to string) error {
 		return fmt.Errorf("moving the code into %s: %w", to, err)
 	}
 	return nil
+}
+
+// sameTree says whether directories a and b hold the same files: the same
+// names, kinds, execute bits and contents.
+func sameTree(a, b string) (bool, error) {
+	want, err := treeOf(a)
+	if err != nil {
+		return false, err
+	}
+	got, err := treeOf(b)
+	if err != nil {
+		return false, err
+	}
+	return maps.Equal(want, got), nil
+}
+
+// treeOf maps each path under root to its kind, execute bit and, for a
+// regular file, a hash of its content.
+func treeOf(root string) (map[string]string, error) {
+	tree := map[string]string{}
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(root, path)
+		if err != nil || rel == "." {
+			return err
+		}
+		// What a copy keeps: the kind, whether it runs, the content.
+		entry := info.Mode().Type().String()
+		if info.Mode()&0o111 != 0 {
+			entry += " x"
+		}
+		if info.Mode().IsRegular() {
+			data, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			sum := sha256.Sum256(data)
+			entry += " " + hex.EncodeToString(sum[:])
+		}
+		tree[rel] = entry
+		return nil
+	})
+	return tree, err
 }
 
 func randomSuffix() string {

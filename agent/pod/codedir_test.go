@@ -124,4 +124,31 @@ func TestCopyTree(t *testing.T) {
 	if err := pod.CopyTree(filepath.Join(from, "missing"), filepath.Join(t.TempDir(), "x")); err == nil {
 		t.Errorf("copying a missing directory succeeded")
 	}
+
+	// The same code again (its container restarted) is fine; other code
+	// where it was is an error, and what was there stays.
+	if err := pod.CopyTree(from, to); err != nil {
+		t.Errorf("delivering the same code again: %v", err)
+	}
+	for name, change := range map[string]func() error{
+		"a changed file":  func() error { return os.WriteFile(filepath.Join(from, "lib", "x.php"), []byte("<?php echo 2;"), 0o644) },
+		"a new file":      func() error { return os.WriteFile(filepath.Join(from, "y.php"), []byte("<?php"), 0o644) },
+		"a runnable file": func() error { return os.Chmod(filepath.Join(from, "lib", "x.php"), 0o755) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			from = t.TempDir()
+			if err := os.CopyFS(from, os.DirFS(to)); err != nil {
+				t.Fatal(err)
+			}
+			if err := change(); err != nil {
+				t.Fatal(err)
+			}
+			if err := pod.CopyTree(from, to); err == nil || !strings.Contains(err.Error(), "already holds other code") {
+				t.Errorf("delivering other code into %s: %v, want an error", to, err)
+			}
+			if b, err := os.ReadFile(filepath.Join(to, "lib", "x.php")); err != nil || string(b) != "<?php" {
+				t.Errorf("the delivered file now holds %q, %v", b, err)
+			}
+		})
+	}
 }

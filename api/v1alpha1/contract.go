@@ -21,6 +21,16 @@ const (
 	// JSON. Only the agent writes it.
 	StatusAnnotation = "softreload.dev/status"
 
+	// CodeImageAnnotation and CodePathAnnotation on a pod of a code-image
+	// pool name the image its softreload-code container runs and the
+	// directory of the code in it. The controller (or the webhook, at
+	// creation) writes them in the same write as the container's image, and
+	// the container reads them through the downward API each time it
+	// starts: only the image of a running container can change, never its
+	// command or environment, so this is how it learns what it delivers.
+	CodeImageAnnotation = "softreload.dev/code-image"
+	CodePathAnnotation  = "softreload.dev/code-path"
+
 	// RestartedAtAnnotation on a WorkerPool asks for a reload with unchanged
 	// code: a new value makes a new revision (like kubectl rollout restart).
 	RestartedAtAnnotation = "softreload.dev/restartedAt"

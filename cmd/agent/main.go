@@ -7,7 +7,7 @@
 //	agent stop                       drain the workers and exit (also: SIGTERM)
 //	agent pod                        in a pod: follow the pod protocol
 //	agent install DEST               copy this binary (the injected init container)
-//	agent code-sync --from --to      deliver a code image's files (image mode)
+//	agent code-sync --root DIR       deliver a code image's files (image mode)
 package main
 
 import (

@@ -155,31 +155,3 @@ func copyExecutable(from, dest string) error {
 	}
 	return os.Rename(out.Name(), dest)
 }
-
-// newCodeSyncCmd is `agent code-sync`: what the code container of image
-// mode runs. It copies the image's code into the shared code volume, whole
-// or not at all, then waits: the container stays up until the controller
-// patches its image, and the kubelet restarts it with the new code.
-func newCodeSyncCmd() *cobra.Command {
-	var from, to string
-	cmd := &cobra.Command{
-		Use:   "code-sync --from DIR --to DIR",
-		Short: "Copy a code image's files into the code volume, then wait (the code container of image mode)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := pod.CopyTree(from, to); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "the code of %s is in %s\n", from, to)
-			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
-			defer stop()
-			<-ctx.Done()
-			return nil
-		},
-	}
-	cmd.Flags().StringVar(&from, "from", "", "the code in this container's image")
-	cmd.Flags().StringVar(&to, "to", "", "where the agent looks for it, in the code volume")
-	_ = cmd.MarkFlagRequired("from")
-	_ = cmd.MarkFlagRequired("to")
-	return cmd
-}

@@ -1,6 +1,7 @@
 package injection
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 
@@ -19,10 +20,10 @@ const (
 	// into the shared bin volume. Its presence marks a pod as injected.
 	InstallContainer = "softreload-install"
 	// CodeContainer is the container of a code image (image mode). The
-	// controller patches its image to roll out a new code image; the kubelet
-	// restarts this container alone, and it copies the new code into the
-	// code volume.
-	CodeContainer = "softreload-code"
+	// controller patches its image, and the annotations that name it, to
+	// roll out a new code image; the kubelet restarts this container alone,
+	// and it copies the new code into the code volume.
+	CodeContainer = pod.CodeContainer
 
 	binVolume  = "softreload-bin"
 	codeVolume = "softreload-code"
@@ -46,9 +47,19 @@ const (
 	EnvCodeRoot     = "SOFTRELOAD_CODE_ROOT"
 )
 
-// ImageCodeDir is where the code container of image mode copies the code of
-// image reference ref in the pod, and where the agent looks for it.
-func ImageCodeDir(ref string) string { return pod.ImageCodeDir(CodeRoot, ref) }
+// ImageCodeDir is where the code container of image mode copies the code at
+// path in image ref in the pod, and where the agent looks for it.
+func ImageCodeDir(ref, path string) string { return pod.ImageCodeDir(CodeRoot, ref, path) }
+
+// Start is what a new pod starts at.
+type Start struct {
+	// Revision is the revision the pod starts at; "" while the pool has
+	// none (the controller sends the first one).
+	Revision string
+	// Image is the code image of that revision, nil when its code comes
+	// from a ConfigMap.
+	Image *workersv1alpha1.ImageCodeSource
+}
 
 // Options are what the webhook needs besides the pod and its pool.
 type Options struct {
@@ -56,9 +67,10 @@ type Options struct {
 	AgentImage string
 }
 
-// Inject changes pod so that the agent runs the pool's groups in it. It is
-// idempotent: an injected pod is left as it is, and Inject reports false.
-func Inject(pod *corev1.Pod, pool *workersv1alpha1.WorkerPool, opts Options) (bool, error) {
+// Inject changes pod so that the agent runs the pool's groups in it,
+// starting at start. It is idempotent: an injected pod is left as it is,
+// and Inject reports false.
+func Inject(pod *corev1.Pod, pool *workersv1alpha1.WorkerPool, start Start, opts Options) (bool, error) {
 	if slices.ContainsFunc(pod.Spec.InitContainers, func(c corev1.Container) bool { return c.Name == InstallContainer }) {
 		return false, nil
 	}
@@ -102,28 +114,51 @@ func Inject(pod *corev1.Pod, pool *workersv1alpha1.WorkerPool, opts Options) (bo
 	)
 	c.VolumeMounts = append(c.VolumeMounts, binMount, codeMount)
 
-	if img := pool.Spec.Code.Image; img != nil {
-		pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{
-			Name:  CodeContainer,
-			Image: img.Reference,
-			// The agent binary, from the shared volume, so any code image
-			// works, even one with no shell or cp.
-			Command:      []string{AgentPath, "code-sync", "--from", img.Path, "--to", ImageCodeDir(img.Reference)},
-			VolumeMounts: []corev1.VolumeMount{binMount, codeMount},
-			SecurityContext: &corev1.SecurityContext{
-				AllowPrivilegeEscalation: ptr.To(false),
-				Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
-			},
-		})
+	if pod.Annotations == nil {
+		pod.Annotations = map[string]string{}
 	}
-
-	if rev := startRevision(pool); rev != "" {
-		if pod.Annotations == nil {
-			pod.Annotations = map[string]string{}
-		}
-		pod.Annotations[workersv1alpha1.DesiredRevisionAnnotation] = rev
+	// A pool that takes its code from an image, now or at the revision the
+	// pod starts at, gets a code container: the image of that revision, or
+	// the spec's while it has none.
+	if img := cmp.Or(start.Image, pool.Spec.Code.Image); img != nil {
+		pod.Spec.Containers = append(pod.Spec.Containers, codeContainer(binMount, codeMount))
+		c := &pod.Spec.Containers[len(pod.Spec.Containers)-1]
+		c.Image = img.Reference
+		pod.Annotations[workersv1alpha1.CodeImageAnnotation] = img.Reference
+		pod.Annotations[workersv1alpha1.CodePathAnnotation] = img.Path
+	}
+	if start.Revision != "" {
+		pod.Annotations[workersv1alpha1.DesiredRevisionAnnotation] = start.Revision
 	}
 	return true, nil
+}
+
+// codeContainer is the code container of image mode, but for its image.
+func codeContainer(mounts ...corev1.VolumeMount) corev1.Container {
+	annotation := func(key string) *corev1.EnvVarSource {
+		return &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.annotations['" + key + "']"}}
+	}
+	return corev1.Container{
+		Name: CodeContainer,
+		// The agent binary, from the shared volume, so any code image
+		// works, even one with no shell or cp.
+		Command: []string{AgentPath, "code-sync", "--root", CodeRoot},
+		// Its image can change while the pod runs, its command cannot: the
+		// annotations that the controller writes with each new image say
+		// what it runs, read as the container starts.
+		Env: []corev1.EnvVar{
+			{Name: pod.EnvCodeImage, ValueFrom: annotation(workersv1alpha1.CodeImageAnnotation)},
+			{Name: pod.EnvCodePath, ValueFrom: annotation(workersv1alpha1.CodePathAnnotation)},
+		},
+		VolumeMounts: mounts,
+		// What a failed delivery said reaches the container's status, and
+		// the agent's report from there.
+		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+		SecurityContext: &corev1.SecurityContext{
+			AllowPrivilegeEscalation: ptr.To(false),
+			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+		},
+	}
 }
 
 // targetContainer returns the index of the container the agent runs in.
@@ -147,13 +182,13 @@ func targetContainer(pod *corev1.Pod, pool *workersv1alpha1.WorkerPool) (int, er
 	return 0, fmt.Errorf("WorkerPool %s names container %q (spec.container), but the pod has only %v", pool.Name, name, names)
 }
 
-// startRevision is the revision a new pod starts at: the one being rolled
+// StartRevision is the revision a new pod starts at: the one being rolled
 // out, or, with none, the one every pod runs. A revision that failed on a
 // pod (Degraded, ReloadFailed) is not started on new pods while there is a
 // good one: the rollout holds, and new pods start with working code. A new
 // pool has no revision yet; the controller sets it once it has made the
 // first.
-func startRevision(pool *workersv1alpha1.WorkerPool) string {
+func StartRevision(pool *workersv1alpha1.WorkerPool) string {
 	st := pool.Status
 	failed := meta.IsStatusConditionTrue(st.Conditions, workersv1alpha1.ConditionDegraded) &&
 		meta.FindStatusCondition(st.Conditions, workersv1alpha1.ConditionDegraded).Reason == workersv1alpha1.ReasonReloadFailed

@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	workersv1alpha1 "github.com/softreload/softreload/api/v1alpha1"
+	"github.com/softreload/softreload/internal/revision"
 )
 
 // Path is where the webhook server serves the injector.
@@ -63,7 +64,11 @@ func (i *Injector) Handle(ctx context.Context, req admission.Request) admission.
 	case err != nil:
 		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("reading WorkerPool %s/%s: %w", req.Namespace, name, err))
 	}
-	changed, err := Inject(pod, pool, i.opts)
+	start, err := i.startOf(ctx, pool)
+	if err != nil {
+		return admission.Errored(http.StatusInternalServerError, err)
+	}
+	changed, err := Inject(pod, pool, start, i.opts)
 	if err != nil {
 		return admission.Denied(err.Error())
 	}
@@ -75,4 +80,33 @@ func (i *Injector) Handle(ctx context.Context, req admission.Request) admission.
 		return admission.Errored(http.StatusInternalServerError, err)
 	}
 	return admission.PatchResponseFromRaw(req.Object.Raw, mutated)
+}
+
+// startOf is what a new pod of pool starts at: StartRevision, with its code
+// image read from its snapshot. After a rollback the spec may name an image
+// that failed, so a pod starts with the image of its revision, never the
+// spec's, unless the pool has no revision yet.
+func (i *Injector) startOf(ctx context.Context, pool *workersv1alpha1.WorkerPool) (Start, error) {
+	start := Start{Revision: StartRevision(pool)}
+	if start.Revision == "" {
+		start.Image = pool.Spec.Code.Image
+		return start, nil
+	}
+	name := revision.SnapshotName(pool.Name, start.Revision)
+	cm := &corev1.ConfigMap{}
+	err := i.reader.Get(ctx, types.NamespacedName{Namespace: pool.Namespace, Name: name}, cm)
+	if apierrors.IsNotFound(err) {
+		// No snapshot to tell (a pool made by hand, say): the spec's image.
+		start.Image = pool.Spec.Code.Image
+		return start, nil
+	}
+	if err != nil {
+		return Start{}, fmt.Errorf("reading snapshot %s of revision %s, which new pods of WorkerPool %s start at: %w", name, start.Revision, pool.Name, err)
+	}
+	spec, err := revision.SpecFrom(cm)
+	if err != nil {
+		return Start{}, fmt.Errorf("revision %s, which new pods of WorkerPool %s start at: %w", start.Revision, pool.Name, err)
+	}
+	start.Image = spec.Image
+	return start, nil
 }

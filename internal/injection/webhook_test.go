@@ -10,11 +10,13 @@ import (
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	workersv1alpha1 "github.com/softreload/softreload/api/v1alpha1"
 	"github.com/softreload/softreload/internal/injection"
+	"github.com/softreload/softreload/internal/revision"
 	"github.com/softreload/softreload/internal/testing/envtest"
 )
 
@@ -51,6 +53,10 @@ func TestWebhook(t *testing.T) {
 	must(t, c.Create(ctx, api))
 	api.Status.CurrentRevision = "rev-9"
 	must(t, c.Status().Update(ctx, api))
+	good := &workersv1alpha1.ImageCodeSource{Reference: "registry.example/api-code:v7", Path: "/srv"}
+	snap, err := revision.NewSnapshot(api, "rev-9", revision.Spec{Groups: api.Spec.Groups, Image: good}, revision.Code{})
+	must(t, err)
+	must(t, c.Create(ctx, snap))
 	wrongContainer := pool("wrong", workersv1alpha1.CodeSource{ConfigMapRef: &workersv1alpha1.ConfigMapCodeSource{Name: "web-code"}})
 	wrongContainer.Spec.Container = "nope"
 	must(t, c.Create(ctx, wrongContainer))
@@ -68,15 +74,7 @@ func TestWebhook(t *testing.T) {
 		if diff := cmp.Diff([]string{injection.AgentPath, "pod"}, app.Command); diff != "" {
 			t.Errorf("the container's command (-want +got):\n%s", diff)
 		}
-		env := map[string]string{}
-		for _, e := range app.Env {
-			switch {
-			case e.ValueFrom != nil && e.ValueFrom.FieldRef != nil:
-				env[e.Name] = "fieldRef:" + e.ValueFrom.FieldRef.FieldPath
-			default:
-				env[e.Name] = e.Value
-			}
-		}
+		env := envOf(app)
 		want := map[string]string{
 			"KEEP": "me", injection.EnvPodName: "fieldRef:metadata.name", injection.EnvPodNamespace: "fieldRef:metadata.namespace",
 			injection.EnvPool: "web", injection.EnvCodeRoot: injection.CodeRoot,
@@ -105,12 +103,44 @@ func TestWebhook(t *testing.T) {
 		if code.Name != injection.CodeContainer || code.Image != "registry.example/api-code:v7" {
 			t.Fatalf("last container %s at %s, want %s at the code image", code.Name, code.Image, injection.CodeContainer)
 		}
-		wantCmd := []string{injection.AgentPath, "code-sync", "--from", "/srv", "--to", injection.ImageCodeDir("registry.example/api-code:v7")}
+		wantCmd := []string{injection.AgentPath, "code-sync", "--root", injection.CodeRoot}
 		if diff := cmp.Diff(wantCmd, code.Command); diff != "" {
 			t.Errorf("code container command (-want +got):\n%s", diff)
 		}
-		if got := pod.Annotations[workersv1alpha1.DesiredRevisionAnnotation]; got != "rev-9" {
-			t.Errorf("desired revision %q, want the current revision rev-9", got)
+		// Its command cannot change while the pod runs, its image can: it
+		// reads which image and path it delivers from the annotations.
+		wantEnv := map[string]string{
+			"SOFTRELOAD_CODE_IMAGE": "fieldRef:metadata.annotations['softreload.dev/code-image']",
+			"SOFTRELOAD_CODE_PATH":  "fieldRef:metadata.annotations['softreload.dev/code-path']",
+		}
+		if diff := cmp.Diff(wantEnv, envOf(code)); diff != "" {
+			t.Errorf("code container environment (-want +got):\n%s", diff)
+		}
+		wantAnn := map[string]string{
+			workersv1alpha1.DesiredRevisionAnnotation: "rev-9",
+			workersv1alpha1.CodeImageAnnotation:       "registry.example/api-code:v7",
+			workersv1alpha1.CodePathAnnotation:        "/srv",
+		}
+		if diff := cmp.Diff(wantAnn, pod.Annotations); diff != "" {
+			t.Errorf("annotations (-want +got):\n%s", diff)
+		}
+	})
+
+	t.Run("after a rollback, a new pod gets the image of its revision, not the failed one of the spec", func(t *testing.T) {
+		must(t, c.Get(ctx, client.ObjectKeyFromObject(api), api))
+		api.Spec.Code.Image = &workersv1alpha1.ImageCodeSource{Reference: "registry.example/api-code:broken", Path: "/code"}
+		must(t, c.Update(ctx, api))
+		api.Status.UpdateRevision = "rev-10"
+		api.Status.Conditions = []metav1.Condition{{Type: workersv1alpha1.ConditionDegraded, Status: metav1.ConditionTrue,
+			Reason: workersv1alpha1.ReasonReloadFailed, Message: "rev-10 failed", LastTransitionTime: metav1.Now()}}
+		must(t, c.Status().Update(ctx, api))
+
+		pod := newPod("api-2", "api", "app")
+		must(t, c.Create(ctx, pod))
+		code := pod.Spec.Containers[len(pod.Spec.Containers)-1]
+		if code.Image != good.Reference || pod.Annotations[workersv1alpha1.CodeImageAnnotation] != good.Reference ||
+			pod.Annotations[workersv1alpha1.CodePathAnnotation] != good.Path || pod.Annotations[workersv1alpha1.DesiredRevisionAnnotation] != "rev-9" {
+			t.Errorf("new pod: code image %s, annotations %v; want rev-9 with %s at %s", code.Image, pod.Annotations, good.Reference, good.Path)
 		}
 	})
 
@@ -142,12 +172,12 @@ func TestWebhook(t *testing.T) {
 func TestInjectIsIdempotent(t *testing.T) {
 	p := pool("api", workersv1alpha1.CodeSource{Image: &workersv1alpha1.ImageCodeSource{Reference: "registry.example/code:v1", Path: "/code"}})
 	pod := newPod("api-1", "api", "app")
-	changed, err := injection.Inject(pod, p, injection.Options{AgentImage: agentImage})
+	changed, err := injection.Inject(pod, p, injection.Start{Image: p.Spec.Code.Image}, injection.Options{AgentImage: agentImage})
 	if err != nil || !changed {
 		t.Fatalf("first injection: changed=%v err=%v, want a change", changed, err)
 	}
 	once := pod.DeepCopy()
-	changed, err = injection.Inject(pod, p, injection.Options{AgentImage: agentImage})
+	changed, err = injection.Inject(pod, p, injection.Start{Image: p.Spec.Code.Image}, injection.Options{AgentImage: agentImage})
 	if err != nil || changed {
 		t.Fatalf("second injection: changed=%v err=%v, want no change", changed, err)
 	}
@@ -180,11 +210,7 @@ func TestNewPodsStartAtAWorkingRevision(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			p := pool("web", workersv1alpha1.CodeSource{ConfigMapRef: &workersv1alpha1.ConfigMapCodeSource{Name: "web-code"}})
 			p.Status = tc.status
-			pod := newPod("web-1", "web", "app")
-			if _, err := injection.Inject(pod, p, injection.Options{AgentImage: agentImage}); err != nil {
-				t.Fatal(err)
-			}
-			if got := pod.Annotations[workersv1alpha1.DesiredRevisionAnnotation]; got != tc.want {
+			if got := injection.StartRevision(p); got != tc.want {
 				t.Errorf("the pod starts at %q, want %q", got, tc.want)
 			}
 		})
@@ -192,10 +218,29 @@ func TestNewPodsStartAtAWorkingRevision(t *testing.T) {
 }
 
 func TestImageCodeDir(t *testing.T) {
-	a, b := injection.ImageCodeDir("registry.example/code:v1"), injection.ImageCodeDir("registry.example/code:v2")
-	if a == b || !strings.HasPrefix(a, injection.CodeRoot+"/") {
-		t.Errorf("two references share %q and %q; want distinct directories under %s", a, b, injection.CodeRoot)
+	dirs := map[string]bool{}
+	for _, img := range [][2]string{{"registry.example/code:v1", "/code"}, {"registry.example/code:v2", "/code"}, {"registry.example/code:v1", "/srv"}} {
+		d := injection.ImageCodeDir(img[0], img[1])
+		if dirs[d] || !strings.HasPrefix(d, injection.CodeRoot+"/") {
+			t.Errorf("%s at %s: directory %q is shared or not under %s", img[0], img[1], d, injection.CodeRoot)
+		}
+		dirs[d] = true
 	}
+}
+
+// envOf is a container's environment, a variable from the downward API as
+// "fieldRef:" and its field.
+func envOf(c corev1.Container) map[string]string {
+	env := map[string]string{}
+	for _, e := range c.Env {
+		switch {
+		case e.ValueFrom != nil && e.ValueFrom.FieldRef != nil:
+			env[e.Name] = "fieldRef:" + e.ValueFrom.FieldRef.FieldPath
+		default:
+			env[e.Name] = e.Value
+		}
+	}
+	return env
 }
 
 func pool(name string, code workersv1alpha1.CodeSource) *workersv1alpha1.WorkerPool {
