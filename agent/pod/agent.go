@@ -358,6 +358,11 @@ func (l *loop) endFetch() {
 // until the controller asks for another, and a desired revision whose code
 // is not there yet is reported Reloading, saying what the agent waits for.
 func (l *loop) report() {
+	if !l.seen {
+		// Nothing until the pod's last report has been read: writing over
+		// it first would lose a failure it remembers.
+		return
+	}
 	st := statusFor(l.desired, l.last, l.failed)
 	if l.fetching != "" && l.fetching == l.desired && l.waiting != "" {
 		if st.Running == "" && l.last.State == v1alpha1.AgentReady {
