@@ -421,3 +421,30 @@ func TestARestartedAgentCatchesUp(t *testing.T) {
 		t.Fatalf("reload to %q, want r2", got.Name)
 	}
 }
+
+// An agent that restarts serving from its local state still remembers,
+// from its pod, a revision that failed here: it neither tries it again nor
+// writes a report over the failure.
+func TestARestartedAgentKeepsItsFailures(t *testing.T) {
+	r := newRig(t, "web-5", nil)
+	r.snapshot("r1", revision.Spec{Groups: groups}, map[string]string{"app.py": "v1"})
+	r.snapshot("r2", revision.Spec{Groups: groups}, map[string]string{"app.py": "v2"})
+	stop := r.start("web-5")
+	r.annotate("web-5", map[string]string{v1alpha1.DesiredRevisionAnnotation: "r1"})
+	receive(t, r.starts, "engine start")
+	r.engine.status <- v1alpha1.AgentStatus{Revision: "r1", State: v1alpha1.AgentReady, Running: "r1", Ready: 1, Total: 1}
+	r.annotate("web-5", map[string]string{v1alpha1.DesiredRevisionAnnotation: "r2"})
+	receive(t, r.engine.reloads, "reload to r2")
+	failed := v1alpha1.AgentStatus{Revision: "r2", State: v1alpha1.AgentFailed, Running: "r1", Ready: 1, Total: 1, Message: "worker exited"}
+	r.engine.status <- failed
+	r.waitReport("web-5", failed)
+	stop()
+
+	r.start("web-5")
+	if got := receive(t, r.starts, "engine start"); got.Name != "r1" {
+		t.Fatalf("the restarted agent runs %q, want r1", got.Name)
+	}
+	r.engine.status <- v1alpha1.AgentStatus{Revision: "r1", State: v1alpha1.AgentReady, Running: "r1", Ready: 1, Total: 1}
+	nothing(t, r.engine.reloads, "reload to the revision that failed here")
+	r.waitReport("web-5", failed)
+}
