@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -156,6 +157,10 @@ type Supervisor struct {
 	failed   string // the revision that failed, while state is Failed
 	stopping bool
 	nextID   uint64
+	// live holds every worker started and not yet exited, in start order:
+	// those serving a slot, those a reload brings up, and those replaced
+	// or stopped that have not exited yet. The drain waits for all of them.
+	live []*worker
 }
 
 // target is a revision to run: its name, its code directory and, when it
@@ -496,6 +501,7 @@ func (s *Supervisor) start(g *group, sl *slot, rev target, candidate bool) *work
 		return w
 	}
 	w.proc = p
+	s.live = append(s.live, w)
 	s.log.Info("Worker started", "worker", w.name(), "pid", p.Pid(), "revision", rev.revision)
 	go s.watch(w)
 	r := gs.Readiness
@@ -584,6 +590,7 @@ func (s *Supervisor) markReady(w *worker) {
 
 func (s *Supervisor) exited(w *worker) {
 	w.exited = true
+	s.live = slices.DeleteFunc(s.live, func(l *worker) bool { return l == w })
 	w.exitErr = w.proc.Err()
 	w.since = s.clock.Now()
 	for _, t := range w.timers {
@@ -657,23 +664,28 @@ func (s *Supervisor) stopWorker(w *worker) {
 	w.timers = append(w.timers, s.clock.AfterFunc(timeout, func() { s.send(evKill{w}) }))
 }
 
-// drain stops every worker and waits until all exited. Stop requests that
-// come meanwhile are already being served.
+// drain stops every worker and waits until all exited: those serving a
+// slot, those a reload was bringing up, and those already told to stop
+// (replaced by a reload) whose stop timeout has not run out yet; each is
+// killed after its own stop timeout. Stop requests that come meanwhile are
+// already being served.
 func (s *Supervisor) drain() {
-	s.log.Info("Draining workers")
-	var all []*worker
+	s.log.Info("Draining workers", "workers", len(s.live))
 	for _, g := range s.groups {
 		for _, sl := range g.slots {
-			for _, w := range []*worker{sl.cur, sl.next} {
-				if w != nil {
-					s.stopWorker(w)
-					all = append(all, w)
-				}
-			}
+			// Also the slots' exited workers: a restart must not come.
+			s.stopWorker(sl.cur)
+			s.stopWorker(sl.next)
 		}
 	}
+	for _, w := range s.live {
+		if w.stopping && w != w.s.cur && w != w.s.next {
+			s.log.Info("Waiting for a replaced worker to stop", "worker", w.name(), "pid", w.proc.Pid(), "revision", w.rev.revision)
+		}
+		s.stopWorker(w)
+	}
 	s.publish()
-	for !allExited(all) {
+	for len(s.live) > 0 {
 		s.handle(<-s.events)
 	}
 	s.log.Info("All workers stopped")

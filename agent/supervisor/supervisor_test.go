@@ -16,6 +16,7 @@ import (
 	testingclock "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
 
+	"github.com/softreload/softreload/agent/testworker"
 	"github.com/softreload/softreload/api/v1alpha1"
 )
 
@@ -42,6 +43,7 @@ type harness struct {
 	s     *Supervisor
 	rec   *fakeRecorder
 	runs  chan error
+	log   *testworker.Output // what the supervisor logs
 
 	mu       sync.Mutex
 	behavior map[string]string // revision -> ready (default), exit, hang
@@ -52,11 +54,12 @@ func newHarness(t *testing.T, strategy v1alpha1.RolloutStrategy, groups ...v1alp
 	h := &harness{
 		t: t, os: newFakeOS(), clock: testingclock.NewFakeClock(time.Unix(1_000_000, 0)),
 		rec: &fakeRecorder{}, runs: make(chan error, 1), behavior: map[string]string{},
+		log: &testworker.Output{},
 	}
 	s, err := New(Options{
 		Groups: groups, Strategy: strategy, Revision: "r1", CodeDir: "/code/r1",
 		OS: h.os, Clock: h.clock, Recorder: h.rec,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger: slog.New(slog.NewTextHandler(h.log, nil)),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -69,6 +72,9 @@ func newHarness(t *testing.T, strategy v1alpha1.RolloutStrategy, groups ...v1alp
 		case <-s.Done():
 		case <-time.After(30 * time.Second):
 			t.Error("supervisor did not stop")
+		}
+		if t.Failed() {
+			t.Logf("supervisor log:\n%s", h.log.String())
 		}
 	})
 	return h
@@ -546,6 +552,58 @@ func TestStopDuringReload(t *testing.T) {
 		if p.Err() == nil {
 			t.Errorf("worker %s/%d (%s) still runs after the drain", p.spec.Group, p.spec.Slot, revisionOf(p.spec))
 		}
+	}
+}
+
+// A worker that a reload replaced (SurgeFirst) and told to stop is still
+// the supervisor's: a stop during its stop timeout waits for it, and kills
+// it when the timeout runs out, before Run returns.
+func TestStopWaitsForAReplacedWorker(t *testing.T) {
+	h := newHarness(t, v1alpha1.RolloutStrategy{}, groupSpec("web", 1, func(g *v1alpha1.WorkerGroup) {
+		g.StopTimeoutSeconds = 5
+	}))
+	h.respond()
+	h.waitReady("r1")
+	h.os.mu.Lock()
+	old := h.os.procs[0]
+	h.os.mu.Unlock()
+	old.mu.Lock()
+	old.ignoreTerm = true // it drains long requests, say
+	old.mu.Unlock()
+	h.os.takeLog()
+	reloaded := make(chan error, 1)
+	go func() { _, err := h.s.Reload(context.Background(), "r2", "/code/r2"); reloaded <- err }()
+	h.waitFor("the new worker serving slot 0", func(st Status) bool {
+		return len(st.Workers) == 1 && st.Workers[0].Revision == "r2" && st.Workers[0].State == WorkerReady
+	})
+	h.s.Stop()
+	deadline := time.After(30 * time.Second)
+	for !strings.Contains(h.log.String(), "Waiting for a replaced worker to stop") {
+		select {
+		case <-h.s.Done():
+			t.Fatalf("Run returned while the replaced worker (pid %d) still runs", old.pid)
+		case <-deadline:
+			t.Fatal("the drain never waited for the replaced worker")
+		case <-time.After(time.Millisecond):
+		}
+	}
+	select {
+	case <-h.s.Done():
+		t.Fatalf("Run returned while the replaced worker (pid %d) still runs", old.pid)
+	default:
+	}
+	h.clock.Step(5 * time.Second) // its stop timeout
+	select {
+	case <-h.runs:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run did not return once the replaced worker was killed")
+	}
+	if err := <-reloaded; !errors.Is(err, ErrStopped) {
+		t.Errorf("Reload interrupted by Stop = %v, want ErrStopped", err)
+	}
+	want := []string{"start web/0 r2", "signal web/0 r1 terminated", "signal web/0 r2 terminated", "signal web/0 r1 killed"}
+	if diff := cmp.Diff(want, h.os.takeLog()); diff != "" {
+		t.Errorf("starts and signals (-want +got):\n%s", diff)
 	}
 }
 

@@ -1,0 +1,160 @@
+package supervisor_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"k8s.io/utils/ptr"
+
+	"github.com/softreload/softreload/agent/process"
+	"github.com/softreload/softreload/agent/supervisor"
+	"github.com/softreload/softreload/agent/testworker"
+	"github.com/softreload/softreload/api/v1alpha1"
+)
+
+func TestMain(m *testing.M) {
+	process.RunShimIfAsked()
+	os.Exit(m.Run())
+}
+
+// wait bounds every wait for an event: generous, so that no test depends on
+// the speed of the machine.
+const wait = 2 * time.Minute
+
+// gatedWorker is a worker that, when a fifo named after its revision exists
+// in gates, ignores its stop signal and runs until the test opens and closes
+// that fifo (a worker draining a long request); otherwise it stops at once.
+func gatedWorker(gates string) v1alpha1.WorkerGroup {
+	return v1alpha1.WorkerGroup{
+		Name: "web",
+		Command: []string{"sh", "-c", `gate="$GATES/$SOFTRELOAD_REVISION"
+if [ -p "$gate" ]; then trap "" TERM; exec cat "$gate"; fi
+exec sleep 1000`},
+		Env:                []v1alpha1.EnvVar{{Name: "GATES", Value: gates}},
+		Readiness:          v1alpha1.Readiness{Type: v1alpha1.ReadinessDelay, DelaySeconds: ptr.To[int32](0)},
+		StopTimeoutSeconds: 3600,
+	}
+}
+
+// With real processes: a worker replaced by a reload (SurgeFirst) and still
+// draining when the supervisor is stopped is waited for; Run returns only
+// once it exited, and no process of the supervisor outlives Run.
+func TestRunWaitsForAReplacedWorkerThatDrains(t *testing.T) {
+	gates := t.TempDir()
+	if err := syscall.Mkfifo(filepath.Join(gates, "r1"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := &testworker.Output{}
+	pos, err := process.New(process.Options{Stdout: out, Stderr: out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pos.Close()
+	s, err := supervisor.New(supervisor.Options{
+		Groups: []v1alpha1.WorkerGroup{gatedWorker(gates)}, Revision: "r1", CodeDir: t.TempDir(),
+		OS: pos, Logger: slog.New(slog.NewTextHandler(out, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if t.Failed() {
+			t.Logf("supervisor and worker output:\n%s", out.String())
+		}
+	}()
+	var gateOpened atomic.Bool
+	type result struct{ returnedBeforeGate, oldAlive bool }
+	runs := make(chan result, 1)
+	var oldPid atomic.Int64
+	go func() {
+		_ = s.Run(context.Background())
+		runs <- result{
+			returnedBeforeGate: !gateOpened.Load(),
+			oldAlive:           syscall.Kill(int(oldPid.Load()), 0) == nil,
+		}
+	}()
+	defer s.Stop()
+
+	st := waitFor(t, s, "the r1 worker", func(st supervisor.Status) bool {
+		return st.Agent.State == v1alpha1.AgentReady && len(st.PIDs("web")) == 1 && st.PIDs("web")[0] != 0
+	})
+	old := st.PIDs("web")[0]
+	oldPid.Store(int64(old))
+	// The old worker ignores SIGTERM once it waits at its gate.
+	for deadline := time.Now().Add(wait); comm(old) != "cat"; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("worker %d never reached its gate", old)
+		}
+	}
+
+	reloaded := make(chan error, 1)
+	go func() { _, err := s.Reload(context.Background(), "r2", t.TempDir()); reloaded <- err }()
+	waitFor(t, s, "the r2 worker serving", func(st supervisor.Status) bool {
+		return len(st.Workers) == 1 && st.Workers[0].Revision == "r2" && st.Workers[0].State == supervisor.WorkerReady
+	})
+	s.Stop()
+	for deadline := time.Now().Add(wait); !strings.Contains(out.String(), "Waiting for a replaced worker to stop"); {
+		select {
+		case r := <-runs:
+			if r.oldAlive {
+				t.Fatalf("Run returned while the replaced worker %d still runs", old)
+			}
+			t.Fatal("Run returned without saying it waited for the replaced worker")
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the drain never waited for the replaced worker")
+		}
+	}
+	// Let the old worker finish its drain.
+	gateOpened.Store(true)
+	gate, err := os.OpenFile(filepath.Join(gates, "r1"), os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gate.Close()
+	select {
+	case r := <-runs:
+		if r.returnedBeforeGate || r.oldAlive {
+			t.Errorf("Run returned before the replaced worker %d exited (before its gate opened: %v, still alive: %v)", old, r.returnedBeforeGate, r.oldAlive)
+		}
+	case <-time.After(wait):
+		t.Fatal("Run did not return once every worker exited")
+	}
+	if err := <-reloaded; !errors.Is(err, supervisor.ErrStopped) {
+		t.Errorf("Reload interrupted by Stop = %v, want ErrStopped", err)
+	}
+	if want := `msg="Worker stopped" worker=web/0 pid=` + strconv.Itoa(old) + ` exit="exit status 0"`; !strings.Contains(out.String(), want) {
+		t.Errorf("the supervisor did not log %s", want)
+	}
+}
+
+func waitFor(t *testing.T, s *supervisor.Supervisor, what string, cond func(supervisor.Status) bool) supervisor.Status {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for {
+		st := s.Status()
+		if cond(st) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s; status: %+v", what, st)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// comm is the name of process pid's program.
+func comm(pid int) string {
+	b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
+	return strings.TrimSpace(string(b))
+}
