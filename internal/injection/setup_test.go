@@ -5,9 +5,12 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -58,10 +61,11 @@ func TestSelfManagedCertificate(t *testing.T) {
 		}},
 	}))
 
-	port := loopback.FreePort(t)
+	port, probePort := loopback.FreePort(t), loopback.FreePort(t)
+	probeAddr := net.JoinHostPort("127.0.0.1", fmt.Sprint(probePort))
 	certDir := t.TempDir()
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
-		Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
+		Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: probeAddr,
 		WebhookServer: webhook.NewServer(webhook.Options{Host: "127.0.0.1", Port: port, CertDir: certDir}),
 	})
 	if err != nil {
@@ -73,7 +77,11 @@ func TestSelfManagedCertificate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = mgr.Start(ctx) }()
+	go func() {
+		if err := mgr.Start(ctx); err != nil && ctx.Err() == nil {
+			t.Errorf("the manager stopped: %v", err)
+		}
+	}()
 
 	var caBundle []byte
 	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
@@ -87,6 +95,16 @@ func TestSelfManagedCertificate(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the CA bundle never reached the webhook configuration: %v", err)
 	}
+	// The certificate is made but not yet where the server reads it: the
+	// manager must not say it is ready.
+	code, body := waitReadyzAnswers(ctx, t, probeAddr)
+	if code == http.StatusOK {
+		t.Fatalf("readyz answered 200 before the webhook server has a certificate: %s", body)
+	}
+	if !strings.Contains(body, injection.ReadyzCheckName) {
+		t.Fatalf("readyz answered %d without naming the %q check: %s", code, injection.ReadyzCheckName, body)
+	}
+
 	secret := &corev1.Secret{}
 	must(t, c.Get(ctx, types.NamespacedName{Namespace: ns, Name: injection.CertSecretName}, secret))
 	if len(secret.Data["tls.crt"]) == 0 || len(secret.Data["tls.key"]) == 0 {
@@ -103,17 +121,55 @@ func TestSelfManagedCertificate(t *testing.T) {
 	if !roots.AppendCertsFromPEM(caBundle) {
 		t.Fatalf("the CA bundle is not PEM: %q", caBundle)
 	}
-	serverName := injection.ServiceName + "." + ns + ".svc"
-	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(context.Context) (bool, error) {
-		conn, err := tls.Dial("tcp", net.JoinHostPort("127.0.0.1", fmt.Sprint(port)), &tls.Config{RootCAs: roots, ServerName: serverName})
-		if err != nil {
-			return false, nil //nolint:nilerr // not serving yet: poll again
-		}
-		return true, conn.Close()
+	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		code, body = readyz(ctx, probeAddr)
+		return code == http.StatusOK, nil
 	})
 	if err != nil {
-		t.Fatalf("the webhook server never served a certificate valid for %s under the injected CA: %v", serverName, err)
+		t.Fatalf("readyz never answered 200 once the certificate was in place: %d %s", code, body)
 	}
+
+	// Ready means the API server, holding the configuration's CA, can call
+	// the injector now: no retry.
+	serverName := injection.ServiceName + "." + ns + ".svc"
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: serverName}}}
+	resp, err := hc.Post("https://"+net.JoinHostPort("127.0.0.1", fmt.Sprint(port))+injection.Path, "application/json", strings.NewReader("{}"))
+	if err != nil {
+		t.Fatalf("ready, but the webhook server does not serve a certificate valid for %s under the injected CA: %v", serverName, err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		t.Fatalf("ready, but the webhook server does not serve %s", injection.Path)
+	}
+}
+
+// readyz returns the manager's readiness answer, or 0 when it does not
+// answer.
+func readyz(ctx context.Context, addr string) (int, string) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/readyz?verbose", nil)
+	if err != nil {
+		return 0, err.Error()
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer func() { _ = resp.Body.Close() }()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// waitReadyzAnswers waits until the manager's probe server answers at all.
+func waitReadyzAnswers(ctx context.Context, t *testing.T, addr string) (code int, body string) {
+	t.Helper()
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		code, body = readyz(ctx, addr)
+		return code != 0, nil
+	})
+	if err != nil {
+		t.Fatalf("the probe server at %s never answered: %s", addr, body)
+	}
+	return code, body
 }
 
 func TestSetupRefusesUnknownCertMode(t *testing.T) {
