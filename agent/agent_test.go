@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -81,13 +83,19 @@ type poolOptions struct {
 	noWaitForReady bool
 	mode           string
 	reapOrphans    bool
+	// code, if set, is the code directory, written by the test; otherwise
+	// startPool makes one with version 1 and mode.
+	code string
 }
 
 func startPool(t *testing.T, o poolOptions, groups ...v1alpha1.WorkerGroup) *pool {
 	t.Helper()
-	p := &pool{t: t, code: t.TempDir(), out: &testworker.Output{}, runErr: make(chan error, 1), groups: groups}
-	p.write("version", "1")
-	p.write("mode", o.mode)
+	p := &pool{t: t, code: o.code, out: &testworker.Output{}, runErr: make(chan error, 1), groups: groups}
+	if p.code == "" {
+		p.code = t.TempDir()
+		p.write("version", "1")
+		p.write("mode", o.mode)
+	}
 	sock, err := os.MkdirTemp("", "sr")
 	if err != nil {
 		t.Fatal(err)
@@ -554,5 +562,93 @@ func TestOrphansAreReaped(t *testing.T) {
 			t.Fatalf("the orphan %d was never reaped: %s", orphan, b)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A standalone agent whose code directory is a mounted ConfigMap, as the
+// kubelet writes it (each file a symlink into ..data, a symlink to a
+// timestamped directory swapped on each update): the workers run a copy,
+// which an update does not change, and a reload runs the new files.
+func TestCodeDirIsAMountedConfigMap(t *testing.T) {
+	code := t.TempDir()
+	updateConfigMapVolume(t, code, "2026_12_02_10_00_00.000000001", map[string]string{"version": "1"})
+	p := startPool(t, poolOptions{code: code}, testGroup(t, "web", 2))
+	first := p.agent.Status().Agent.Running
+	if got := versions(t, p.url("web"), 10); !slices.Equal(got, []string{"1"}) {
+		t.Fatalf("versions answered: %v, want [1]", got)
+	}
+
+	updateConfigMapVolume(t, code, "2026_12_02_10_05_00.000000002", map[string]string{"version": "2"})
+	if got := versions(t, p.url("web"), 10); !slices.Equal(got, []string{"1"}) {
+		t.Fatalf("versions answered before the reload: %v, want [1]: the workers follow the live files", got)
+	}
+	st, err := p.agent.Reload(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Running == first {
+		t.Fatalf("the updated ConfigMap kept revision %s", first)
+	}
+	if got := versions(t, p.url("web"), 10); !slices.Equal(got, []string{"2"}) {
+		t.Fatalf("versions answered after the reload: %v, want [2]", got)
+	}
+}
+
+// versions sends n requests and returns the distinct versions answered.
+func versions(t *testing.T, url string, n int) []string {
+	t.Helper()
+	c := &http.Client{Timeout: wait, Transport: &http.Transport{DisableKeepAlives: true}}
+	seen := map[string]bool{}
+	for i := 0; i < n; i++ {
+		resp, err := c.Get(url)
+		if err != nil {
+			t.Fatalf("GET %s: %v", url, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		_, v, _ := strings.Cut(string(b), " version=")
+		v, _, _ = strings.Cut(v, " ")
+		seen[v] = true
+	}
+	out := slices.Collect(maps.Keys(seen))
+	slices.Sort(out)
+	return out
+}
+
+// updateConfigMapVolume writes files into dir as the kubelet updates a
+// ConfigMap volume: into a new timestamped directory, then ..data swapped
+// to it atomically, each top-level name a symlink into ..data, and the old
+// directory removed.
+func updateConfigMapVolume(t *testing.T, dir, stamp string, files map[string]string) {
+	t.Helper()
+	payload := ".." + stamp
+	for name, content := range files {
+		path := filepath.Join(dir, payload, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old, _ := os.Readlink(filepath.Join(dir, "..data"))
+	if err := os.Symlink(payload, filepath.Join(dir, "..data_tmp")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(dir, "..data_tmp"), filepath.Join(dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	for name := range files {
+		top, _, _ := strings.Cut(name, "/")
+		if _, err := os.Lstat(filepath.Join(dir, top)); err != nil {
+			if err := os.Symlink(filepath.Join("..data", top), filepath.Join(dir, top)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if old != "" {
+		if err := os.RemoveAll(filepath.Join(dir, old)); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
