@@ -1,7 +1,9 @@
 // Package e2e runs softreload whole, on one machine: a real kube-apiserver
 // and etcd, the manager as a process, and three agent pods (real agent
 // processes with pod-bound tokens, running the walkthrough's Python app on
-// real sockets), under continuous load on every pod.
+// real sockets), under continuous load on every pod, through rollouts and
+// through real faults: processes killed and signalled, the API server and
+// the manager stopped, snapshots that cannot be read.
 package e2e
 
 import (
@@ -17,11 +19,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	v1alpha1 "github.com/softreload/softreload/api/v1alpha1"
 	"github.com/softreload/softreload/internal/load"
@@ -33,7 +37,9 @@ const rolloutTimeout = 2 * time.Minute
 
 // suite is the running system and what the test holds on to.
 type suite struct {
-	t        *testing.T
+	t *testing.T // the step running
+	// top is the whole test, for what outlives a step.
+	top      *testing.T
 	ctx      context.Context
 	cluster  *local.Cluster
 	c        client.Client
@@ -63,6 +69,11 @@ func TestPodsUnderLoad(t *testing.T) {
 		{"broken code fails on one pod, which rolls itself back", (*suite).brokenCode},
 		{"the manager killed mid-rollout", (*suite).managerKilled},
 		{"the API server stopped for 20 seconds", (*suite).apiServerDown},
+		{"an agent killed with SIGKILL", (*suite).agentKilled},
+		{"SIGHUP to an agent", (*suite).agentHangup},
+		{"an agent restarted while the API server is down", (*suite).agentRestartedWithoutAPI},
+		{"a newer revision while a fetch waits", (*suite).newerRevisionDuringFetch},
+		{"the manager down for 2 minutes across a new revision", (*suite).managerDown},
 	}
 	for _, step := range steps {
 		ok := t.Run(step.name, func(t *testing.T) {
@@ -80,6 +91,7 @@ func TestPodsUnderLoad(t *testing.T) {
 // start brings up the control plane, the manager and three pods of the
 // walkthrough's pool, waits until they serve, and starts the load.
 func start(t *testing.T) *suite {
+	ctrllog.SetLogger(logr.Discard()) // the test's clients; the processes log to files
 	ctx := t.Context()
 	root, err := envtest.RepoRoot()
 	if err != nil {
@@ -99,7 +111,7 @@ func start(t *testing.T) *suite {
 		}
 	})
 	s := &suite{
-		t: t, ctx: ctx, cluster: cluster, c: cluster.Client(), ns: cluster.Namespace(),
+		t: t, top: t, ctx: ctx, cluster: cluster, c: cluster.Client(), ns: cluster.Namespace(),
 		gateways: map[string]*local.Gateway{}, gatewayPIDs: map[string][]int{},
 	}
 	if s.app, err = local.ExampleApp(root); err != nil {

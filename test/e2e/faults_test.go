@@ -1,0 +1,433 @@
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	authorizationv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1alpha1 "github.com/softreload/softreload/api/v1alpha1"
+	"github.com/softreload/softreload/internal/agentaccess"
+	"github.com/softreload/softreload/internal/local"
+	"github.com/softreload/softreload/internal/revision"
+)
+
+// The faults of a running pool, injected for real: processes killed and
+// signalled, the API server stopped, the manager away, a snapshot that
+// cannot be read. Each step ends with the pool Available.
+
+// managerOutage is how long the manager stays away in managerDown: longer
+// than the minute after which an agent used to give up on a snapshot it
+// could not read.
+const managerOutage = 2 * time.Minute
+
+// agentKilled: an agent killed with SIGKILL (a crash, the OOM killer) takes
+// its workers with it: none is left running, and nothing accepts
+// connections on the pod's ports. Started again, as the kubelet restarts a
+// container, it serves the revision it ran, and is not sent it again.
+func (s *suite) agentKilled() {
+	s.rec.resetMax()
+	p := s.pods[2]
+	rev := s.currentRevision()
+	st := workers(s.ctx, s.t, p)
+	pids := slices.Concat(st.PIDs("web"), st.PIDs("gateway"))
+	asked := len(s.rec.view(p.Name).asked)
+
+	s.holdLoad(p)
+	s.must(s.cluster.KillAgent(p.Name))
+	waitFor(s.ctx, s.t, "the killed agent's workers exit with it", 30*time.Second, func() (bool, string) {
+		left := running(pids)
+		return len(left) == 0, fmt.Sprintf("workers still running: %v (of %v)", left, pids)
+	})
+	for _, port := range []int{local.ExampleWebPort, local.ExampleGWPort} {
+		if conn, err := net.DialTimeout("tcp", p.Addr(port), time.Second); err == nil {
+			conn.Close()
+			s.t.Errorf("pod %s: %s still accepts connections with its agent killed: an orphan holds the socket", p.Name, p.Addr(port))
+		}
+	}
+
+	s.must(s.cluster.RestartAgent(p.Name))
+	s.waitServing(p, rev, rolloutTimeout)
+	s.redialGateway(p)
+	s.releaseLoad(p)
+	s.waitRolledOut("the restarted pod reports "+rev, rev)
+	if n := len(s.rec.view(p.Name).asked); n != asked {
+		s.t.Errorf("pod %s was sent a revision again after its agent restarted: %v", p.Name, s.rec.view(p.Name).asked[asked:])
+	}
+	s.withinBudget()
+}
+
+// agentHangup: SIGHUP (a closed terminal, a careless kill -HUP 1) does not
+// end an agent, and leaves its workers alone.
+func (s *suite) agentHangup() {
+	p := s.pods[0]
+	rev := s.currentRevision()
+	before := workers(s.ctx, s.t, p)
+	pid, _, err := s.cluster.AgentPID(p.Name)
+	s.must(err)
+
+	s.must(s.cluster.SignalAgent(p.Name, syscall.SIGHUP))
+	// A process takes a pending signal before it runs its own code again:
+	// an answer on the control socket comes after the SIGHUP was handled.
+	after, err := agentStatus(s.ctx, p)
+	if err != nil {
+		s.t.Fatalf("pod %s: the agent no longer answers after SIGHUP: %v", p.Name, err)
+	}
+	if now, alive, err := s.cluster.AgentPID(p.Name); err != nil || !alive || now != pid {
+		s.t.Fatalf("pod %s: the agent (pid %d) did not survive SIGHUP: pid %d, running %v, %v", p.Name, pid, now, alive, err)
+	}
+	for _, g := range []string{"web", "gateway"} {
+		if !slices.Equal(before.PIDs(g), after.PIDs(g)) {
+			s.t.Errorf("pod %s: %s workers %v became %v on SIGHUP", p.Name, g, before.PIDs(g), after.PIDs(g))
+		}
+	}
+	if after.Agent.State != v1alpha1.AgentReady || after.Agent.Running != rev {
+		s.t.Errorf("pod %s: after SIGHUP the agent says %+v, want Ready at %s", p.Name, after.Agent, rev)
+	}
+	s.answers(p, rev, s.greeting())
+	if again := workers(s.ctx, s.t, p); !slices.Equal(before.PIDs("web"), again.PIDs("web")) {
+		s.t.Errorf("pod %s: web workers %v became %v after SIGHUP", p.Name, before.PIDs("web"), again.PIDs("web"))
+	}
+}
+
+// agentRestartedWithoutAPI: with the API server down, an agent is killed
+// and started again (the kubelet restarts a crashed container). It serves
+// the revision it ran, from what it kept on disk, within seconds and
+// without the API server; the other pods serve on; once the API server is
+// back its report catches up.
+func (s *suite) agentRestartedWithoutAPI() {
+	s.rec.resetMax()
+	p := s.pods[1]
+	rev := s.currentRevision()
+	asked := len(s.rec.view(p.Name).asked)
+
+	s.holdLoad(p)
+	s.must(s.cluster.StopAPIServer())
+	apiDown := true
+	defer func() {
+		if apiDown { // a failed step: leave the cluster whole for the logs
+			_ = s.cluster.StartAPIServer()
+		}
+	}()
+	s.must(s.cluster.KillAgent(p.Name))
+	s.must(s.cluster.RestartAgent(p.Name))
+	restarted := time.Now()
+	s.waitServing(p, rev, 30*time.Second)
+	s.t.Logf("pod %s serves %s %v after its agent restarted, with the API server down", p.Name, rev, time.Since(restarted).Round(time.Millisecond))
+	s.redialGateway(p)
+	s.releaseLoad(p)
+	// It serves on while the API server is still away: the load reaches
+	// it, and every pod answers.
+	served := s.load.Snapshot()[s.target(p)].OK
+	waitFor(s.ctx, s.t, "the load reaches the restarted pod", 30*time.Second, func() (bool, string) {
+		st := s.load.Snapshot()[s.target(p)]
+		return st.OK > served+20, fmt.Sprintf("%+v", st)
+	})
+
+	apiDown = false
+	s.must(s.cluster.StartAPIServer())
+	s.waitRolledOut("the pods' reports after the outage", rev)
+	if n := len(s.rec.view(p.Name).asked); n != asked {
+		s.t.Errorf("pod %s was sent a revision again after its agent restarted: %v", p.Name, s.rec.view(p.Name).asked[asked:])
+	}
+	s.withinBudget()
+}
+
+// newerRevisionDuringFetch: an agent is told a revision whose snapshot it
+// cannot read, and while it retries, a newer revision arrives. The agent
+// leaves the fetch and goes to the newer revision; the one it never read
+// is superseded, not failed.
+//
+// The order is made sure of: the agents are held (SIGSTOP; their workers
+// serve on) until the first pod is told the revision and the manager is
+// gone; the snapshot is then deleted, so that no retry can ever read it.
+func (s *suite) newerRevisionDuringFetch() {
+	marks := s.marks()
+	s.holdAgents()
+	skipped := s.changeCode("greeting.txt", "Hello from a revision never read\n")
+	first := s.waitFirstAsked(skipped)
+	s.must(s.cluster.KillManager())
+	snapshot := revision.SnapshotName(local.ExamplePool, skipped)
+	s.must(s.c.Delete(s.ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: s.ns, Name: snapshot}}))
+	logged := s.logSize(first)
+	s.releaseAgents()
+	s.waitLogged(first, logged, snapshot, "the agent of "+first.Name+" tries to fetch "+snapshot)
+	s.t.Logf("the agent of %s waits for snapshot %s, which is gone; the manager comes back with a newer revision", first.Name, snapshot)
+
+	known := s.snapshots()
+	s.writeCode("greeting.txt", "Hello from the newer revision\n")
+	s.must(s.cluster.StartManager())
+	rev := s.waitNewRevision(known)
+	s.waitRolledOut("the rollout of "+rev, rev)
+	s.withinBudget()
+	for _, p := range s.pods {
+		v := s.rec.view(p.Name)
+		for _, r := range v.reports[marks[p.Name].reports:] {
+			if r.State == v1alpha1.AgentFailed {
+				s.t.Errorf("pod %s reported %s Failed (%s): a revision left for a newer one has not failed", p.Name, r.Revision, r.Message)
+			}
+			if r.Running == skipped || r.Revision == skipped && r.State == v1alpha1.AgentReady {
+				s.t.Errorf("pod %s ran revision %s, whose snapshot it never could read: %+v", p.Name, skipped, r)
+			}
+		}
+		if n := s.rec.timesAsked(p.Name, rev); n != 1 {
+			s.t.Errorf("pod %s was sent revision %s %d times, want once", p.Name, rev, n)
+		}
+		s.answers(p, rev, "Hello from the newer revision")
+	}
+}
+
+// managerDown: the manager goes away for two minutes just after it told
+// the first pod a new revision and before the agents' Role names the
+// revision's snapshot. The agent cannot read the snapshot all that time;
+// it waits, serving the old revision, and fails nothing. Once the manager
+// is back, the agent reads the snapshot and the rollout completes: no
+// rollback, the pool never Degraded.
+func (s *suite) managerDown() {
+	good := s.currentRevision()
+	oldGreeting := s.greeting()
+	marks := s.marks()
+	s.holdAgents()
+	rev := s.changeCode("greeting.txt", "Hello after the manager's outage\n")
+	first := s.waitFirstAsked(rev)
+	s.must(s.cluster.KillManager())
+	down := time.Now()
+	snapshot := revision.SnapshotName(local.ExamplePool, rev)
+	s.revokeSnapshot(snapshot)
+	logged := s.logSize(first)
+	s.releaseAgents()
+	s.waitLogged(first, logged, snapshot, "the agent of "+first.Name+" is refused "+snapshot)
+	s.t.Logf("the agent of %s is refused snapshot %s; the manager stays away for %v", first.Name, snapshot, managerOutage)
+
+	time.Sleep(managerOutage - time.Since(down)) // the outage itself
+	s.noFailureSince(marks)
+	s.answers(first, good, oldGreeting)
+	s.must(s.cluster.StartManager())
+
+	s.waitRolledOut("the rollout of "+rev+" after the manager's outage", rev)
+	s.withinBudget()
+	s.noFailureSince(marks)
+	pool, desc := getPool(s.ctx, s.c, s.ns)
+	if pool == nil {
+		s.t.Fatal(desc)
+	}
+	if d := condition(pool, v1alpha1.ConditionDegraded); d != nil && d.Status == metav1.ConditionTrue {
+		s.t.Errorf("the pool is Degraded after the manager's outage:\n%s", desc)
+	}
+	for _, p := range s.pods {
+		if got := s.rec.view(p.Name).asked[marks[p.Name].asked:]; !slices.Equal(got, []string{rev}) {
+			s.t.Errorf("pod %s was sent %v since the change, want only %s (no rollback)", p.Name, got, rev)
+		}
+		s.answers(p, rev, "Hello after the manager's outage")
+	}
+}
+
+// mark is how much the recorder held of a pod when a step began.
+type mark struct{ asked, reports int }
+
+func (s *suite) marks() map[string]mark {
+	out := map[string]mark{}
+	for _, p := range s.pods {
+		v := s.rec.view(p.Name)
+		out[p.Name] = mark{asked: len(v.asked), reports: len(v.reports)}
+	}
+	return out
+}
+
+// noFailureSince checks that no pod reported a failure since marks.
+func (s *suite) noFailureSince(marks map[string]mark) {
+	s.t.Helper()
+	for _, p := range s.pods {
+		for _, r := range s.rec.view(p.Name).reports[marks[p.Name].reports:] {
+			if r.State == v1alpha1.AgentFailed {
+				s.t.Errorf("pod %s reported revision %s Failed: %s", p.Name, r.Revision, r.Message)
+			}
+		}
+	}
+}
+
+// holdAgents stops every agent (SIGSTOP): its watch, fetches and reports
+// wait, its workers serve on.
+func (s *suite) holdAgents() {
+	for _, p := range s.pods {
+		s.must(s.cluster.SignalAgent(p.Name, syscall.SIGSTOP))
+	}
+}
+
+func (s *suite) releaseAgents() {
+	for _, p := range s.pods {
+		s.must(s.cluster.SignalAgent(p.Name, syscall.SIGCONT))
+	}
+}
+
+// waitFirstAsked returns the first pod the manager tells rev.
+func (s *suite) waitFirstAsked(rev string) *local.Pod {
+	s.t.Helper()
+	var first *local.Pod
+	waitFor(s.ctx, s.t, "a pod is told "+rev, rolloutTimeout, func() (bool, string) {
+		for _, p := range s.pods {
+			if s.rec.view(p.Name).desired == rev {
+				first = p
+				return true, ""
+			}
+		}
+		return false, s.describePods()
+	})
+	return first
+}
+
+// revokeSnapshot takes the snapshot's name out of the agents' Role, as it
+// is before the manager grants a new snapshot, and waits until the API
+// server refuses the pods' service account to read it.
+func (s *suite) revokeSnapshot(name string) {
+	s.t.Helper()
+	role := &rbacv1.Role{}
+	s.must(s.c.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: agentaccess.Name}, role))
+	var rules []rbacv1.PolicyRule
+	for _, r := range role.Rules {
+		if slices.Contains(r.Resources, "configmaps") {
+			r.ResourceNames = slices.DeleteFunc(slices.Clone(r.ResourceNames), func(n string) bool { return n == name })
+			if len(r.ResourceNames) == 0 {
+				continue // a rule without names would grant every ConfigMap
+			}
+		}
+		rules = append(rules, r)
+	}
+	role.Rules = rules
+	s.must(s.c.Update(s.ctx, role))
+	waitFor(s.ctx, s.t, "the agents may no longer read "+name, 30*time.Second, func() (bool, string) {
+		review := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+			User:   "system:serviceaccount:" + s.ns + ":app",
+			Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + s.ns, "system:authenticated"},
+			ResourceAttributes: &authorizationv1.ResourceAttributes{
+				Namespace: s.ns, Verb: "get", Resource: "configmaps", Name: name,
+			},
+		}}
+		if err := s.c.Create(s.ctx, review); err != nil {
+			return false, err.Error()
+		}
+		return !review.Status.Allowed, fmt.Sprintf("%+v", review.Status)
+	})
+}
+
+// writeCode sets one file of the code ConfigMap without waiting for the
+// revision (the manager may be away).
+func (s *suite) writeCode(file, content string) {
+	s.t.Helper()
+	s.rec.resetMax()
+	s.app[file] = content
+	cm := &corev1.ConfigMap{}
+	s.must(s.c.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: local.ExampleCode}, cm))
+	cm.Data = map[string]string{}
+	for k, v := range s.app {
+		cm.Data[k] = v
+	}
+	s.must(s.c.Update(s.ctx, cm))
+}
+
+// waitNewRevision waits for a snapshot not in known and returns its
+// revision.
+func (s *suite) waitNewRevision(known map[string]string) string {
+	s.t.Helper()
+	var rev string
+	waitFor(s.ctx, s.t, "a new revision", rolloutTimeout, func() (bool, string) {
+		for name, r := range s.snapshots() {
+			if _, ok := known[name]; !ok {
+				rev = r
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("snapshots: %v", known)
+	})
+	return rev
+}
+
+// waitServing waits until pod p's agent answers, Ready at rev, and the pod
+// answers requests from rev.
+func (s *suite) waitServing(p *local.Pod, rev string, timeout time.Duration) {
+	s.t.Helper()
+	waitFor(s.ctx, s.t, "pod "+p.Name+" serves "+rev+" again", timeout, func() (bool, string) {
+		st, err := agentStatus(s.ctx, p)
+		if err != nil {
+			return false, err.Error()
+		}
+		return st.Agent.State == v1alpha1.AgentReady && st.Agent.Running == rev, fmt.Sprintf("%+v", st.Agent)
+	})
+	s.answers(p, rev, s.greeting())
+}
+
+// greeting is what the pods answer with the code as it is now.
+func (s *suite) greeting() string { return strings.TrimSpace(s.app["greeting.txt"]) }
+
+func (s *suite) target(p *local.Pod) string {
+	return "http://" + p.Addr(local.ExampleWebPort) + "/"
+}
+
+// holdLoad stops the load on pod p, as a Service stops routing to a pod
+// that is not ready; releaseLoad sends it again.
+func (s *suite) holdLoad(p *local.Pod)    { s.load.Pause(s.target(p)) }
+func (s *suite) releaseLoad(p *local.Pod) { s.load.Resume(s.target(p)) }
+
+// redialGateway opens a new long-lived connection to pod p's gateway,
+// whose old one went with the agent that was killed, and records the new
+// gateway worker.
+func (s *suite) redialGateway(p *local.Pod) {
+	s.t.Helper()
+	s.gateways[p.Name].Close()
+	g, err := local.DialGateway(p.Addr(local.ExampleGWPort))
+	s.must(err)
+	s.top.Cleanup(func() { g.Close() }) // not the step's: later steps use it
+	s.gateways[p.Name] = g
+	s.gatewayPIDs[p.Name] = workers(s.ctx, s.t, p).PIDs("gateway")
+}
+
+func (s *suite) logSize(p *local.Pod) int64 {
+	fi, err := os.Stat(s.cluster.LogPath(p.Name))
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+// waitLogged waits until pod p's log, past offset, mentions text.
+func (s *suite) waitLogged(p *local.Pod, offset int64, text, what string) {
+	s.t.Helper()
+	waitFor(s.ctx, s.t, what, 30*time.Second, func() (bool, string) {
+		b, err := os.ReadFile(s.cluster.LogPath(p.Name))
+		if err != nil {
+			return false, err.Error()
+		}
+		if int64(len(b)) < offset {
+			offset = 0
+		}
+		return bytes.Contains(b[offset:], []byte(text)), fmt.Sprintf("no mention of %s in %s", text, s.cluster.LogPath(p.Name))
+	})
+}
+
+// running returns the pids of pids that still run (not exited; an exited
+// process its parent has not reaped yet does not run).
+func running(pids []int) []int {
+	var out []int
+	for _, pid := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		// The state follows the command, which is in parentheses.
+		if i := bytes.LastIndexByte(b, ')'); i >= 0 && i+2 < len(b) && b[i+2] == 'Z' {
+			continue
+		}
+		out = append(out, pid)
+	}
+	return out
+}
