@@ -81,16 +81,25 @@ func (r *WorkerPoolReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		}
 	}()
 
-	if err := r.reconcileRevision(ctx, s); err != nil {
-		return ctrl.Result{}, err
+	// A problem the user must fix (s.blocked) leaves the pods where they are,
+	// shows in the status, and its error retries the reconcile.
+	revErr := r.reconcileRevision(ctx, s)
+	if revErr != nil && s.blocked == nil {
+		return ctrl.Result{}, revErr
 	}
+	return ctrl.Result{}, errors.Join(revErr, r.reconcileRollout(ctx, s))
+}
+
+// reconcileRollout turns a pending rollback into the target, moves the pods
+// and prunes the snapshots.
+func (r *WorkerPoolReconciler) reconcileRollout(ctx context.Context, s *scope) error {
 	if err := r.reconcileRollbackRequest(ctx, s); err != nil {
-		return ctrl.Result{}, err
+		return err
 	}
 	if err := r.reconcilePods(ctx, s); err != nil {
-		return ctrl.Result{}, err
+		return err
 	}
-	return ctrl.Result{}, r.reconcileSnapshots(ctx, s)
+	return r.reconcileSnapshots(ctx, s)
 }
 
 // scope is what one reconcile of one pool knows.
@@ -100,12 +109,15 @@ type scope struct {
 	now    metav1.Time
 
 	// spec and target are the revision the pool makes now; target is ""
-	// when the code cannot be read, and codeMissing says why.
-	spec        revision.Spec
-	target      string
-	source      string
-	cause       string
-	codeMissing string
+	// when the revision cannot be made, and blocked says why.
+	spec    revision.Spec
+	target  string
+	source  string
+	cause   string
+	blocked *problem
+	// accessPending, when set, says which pods wait to be told a revision
+	// until their agents may read its snapshot.
+	accessPending string
 	// rollbackSeen says the pool carries a rollback-to request, which this
 	// reconcile records in the status and then removes.
 	rollbackSeen bool
@@ -118,16 +130,22 @@ type scope struct {
 }
 
 // result asks to be called again when the rollout's progress deadline runs
-// out, or at once when a failure was just recorded and the rollback waits.
-// It reads the status as computed.
+// out, at once when a failure was just recorded and the rollback waits, and
+// soon when pods wait for their agents' access (the Role's change wakes the
+// pool too; this covers the authorizer seeing it a moment later). It reads
+// the status as computed.
 func (s *scope) result() ctrl.Result {
 	if s.plan.Failure != nil {
 		return ctrl.Result{RequeueAfter: time.Millisecond}
 	}
+	res := ctrl.Result{}
 	if left, ok := deadlineLeft(s.pool, s.now.Time); ok && left > 0 {
-		return ctrl.Result{RequeueAfter: left}
+		res.RequeueAfter = left
 	}
-	return ctrl.Result{}
+	if s.accessPending != "" && (res.RequeueAfter == 0 || res.RequeueAfter > accessRetry) {
+		res.RequeueAfter = accessRetry
+	}
+	return res
 }
 
 // reconcileRevision computes the pool's revision from its code and spec and
@@ -141,12 +159,16 @@ func (r *WorkerPoolReconciler) reconcileRevision(ctx context.Context, s *scope) 
 		cm := &corev1.ConfigMap{}
 		if err := r.client.Get(ctx, types.NamespacedName{Namespace: s.pool.Namespace, Name: name}, cm); err != nil {
 			if apierrors.IsNotFound(err) {
-				s.codeMissing = fmt.Sprintf("ConfigMap %s (spec.code.configMapRef) does not exist", name)
+				s.blocked = codeNotFound(name)
 				return nil
 			}
 			return fmt.Errorf("getting code ConfigMap %s: %w", name, err)
 		}
 		code = revision.CodeOf(cm)
+		if size := codeSize(code); size > maxSnapshotBytes {
+			s.blocked = codeTooLarge(name, size)
+			return nil
+		}
 		s.source = fmt.Sprintf("ConfigMap %s (resourceVersion %s)", name, cm.ResourceVersion)
 	case s.pool.Spec.Code.Image != nil:
 		s.source = "image " + s.pool.Spec.Code.Image.Reference
@@ -154,6 +176,9 @@ func (r *WorkerPoolReconciler) reconcileRevision(ctx context.Context, s *scope) 
 	s.target = revision.Hash(s.spec, code)
 
 	if err := r.ensureSnapshot(ctx, s, code); err != nil {
+		if s.blocked != nil {
+			s.target = ""
+		}
 		return err
 	}
 	if h := s.pool.Status.History; len(h) == 0 || h[0].Revision != s.target {
@@ -162,13 +187,17 @@ func (r *WorkerPoolReconciler) reconcileRevision(ctx context.Context, s *scope) 
 	return nil
 }
 
+// ensureSnapshot creates the snapshot of the target revision unless it
+// exists. What the user must fix (a ConfigMap in the snapshot's place, a
+// snapshot the API server refuses) is also recorded in s.blocked.
 func (r *WorkerPoolReconciler) ensureSnapshot(ctx context.Context, s *scope, code revision.Code) error {
 	name := revision.SnapshotName(s.pool.Name, s.target)
 	existing := &corev1.ConfigMap{}
 	err := r.client.Get(ctx, types.NamespacedName{Namespace: s.pool.Namespace, Name: name}, existing)
 	if err == nil {
 		if existing.Labels[workersv1alpha1.PoolNameLabel] != s.pool.Name || existing.Labels[workersv1alpha1.RevisionLabel] != s.target {
-			return fmt.Errorf("ConfigMap %s is in the way of the snapshot of revision %s: it is not labelled as that snapshot", name, s.target)
+			s.blocked = snapshotNameTaken(name, s.pool.Name, s.target)
+			return errors.New(s.blocked.message)
 		}
 		return nil
 	}
@@ -180,6 +209,7 @@ func (r *WorkerPoolReconciler) ensureSnapshot(ctx context.Context, s *scope, cod
 		return err
 	}
 	if err := r.client.Create(ctx, snapshot); err != nil && !apierrors.IsAlreadyExists(err) {
+		s.blocked = snapshotRefused(name, s.target, s.pool.Spec.Code.ConfigMapRef, err)
 		return fmt.Errorf("creating snapshot %s of revision %s: %w", name, s.target, err)
 	}
 	ctrl.LoggerFrom(ctx).Info("Created revision snapshot", "revision", s.target, "snapshot", klog.KObj(snapshot))
@@ -249,6 +279,9 @@ func (r *WorkerPoolReconciler) reconcilePods(ctx context.Context, s *scope) erro
 	s.plan, s.planned = rollout.Compute(in), true
 	if s.plan.Failure != nil {
 		return nil // recorded in the status first; the rollback follows
+	}
+	if s.plan.Actions, err = r.readableActions(ctx, s); err != nil {
+		return err
 	}
 
 	images := map[string]*workersv1alpha1.ImageCodeSource{s.target: s.spec.Image}

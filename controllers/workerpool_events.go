@@ -5,6 +5,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	workersv1alpha1 "github.com/softreload/softreload/api/v1alpha1"
 )
@@ -19,7 +20,24 @@ const (
 	EventProgressDeadlineExceeded = "ProgressDeadlineExceeded"
 	EventCodeSourceNotFound       = "CodeSourceNotFound"
 	EventRollbackRefused          = "RollbackRefused"
+	EventSnapshotNameTaken        = "SnapshotNameTaken"
+	EventCodeTooLarge             = "CodeTooLarge"
+	EventSnapshotNotCreated       = "SnapshotNotCreated"
+	// EventRollbackPending: a rollback request waits, kept, until the
+	// snapshot of its revision can be read.
+	EventRollbackPending = "RollbackPending"
 )
+
+// degradedEvents are the Warning events told when the Degraded condition
+// turns to a reason the user must act on; the event's note is the
+// condition's message.
+var degradedEvents = map[string]string{
+	workersv1alpha1.ReasonProgressDeadlineExceeded: EventProgressDeadlineExceeded,
+	workersv1alpha1.ReasonCodeSourceNotFound:       EventCodeSourceNotFound,
+	workersv1alpha1.ReasonSnapshotNameTaken:        EventSnapshotNameTaken,
+	workersv1alpha1.ReasonCodeTooLarge:             EventCodeTooLarge,
+	workersv1alpha1.ReasonSnapshotNotCreated:       EventSnapshotNotCreated,
+}
 
 // Event actions (the events API's "what the controller did").
 const (
@@ -72,11 +90,8 @@ func (r *WorkerPoolReconciler) announce(before, after *workersv1alpha1.WorkerPoo
 	prev := meta.FindStatusCondition(before.Status.Conditions, workersv1alpha1.ConditionDegraded)
 	cur := meta.FindStatusCondition(after.Status.Conditions, workersv1alpha1.ConditionDegraded)
 	if cur != nil && (prev == nil || prev.Reason != cur.Reason) {
-		switch cur.Reason {
-		case workersv1alpha1.ReasonProgressDeadlineExceeded:
-			r.recorder.Eventf(after, nil, corev1.EventTypeWarning, EventProgressDeadlineExceeded, actionObserve, "%s", cur.Message)
-		case workersv1alpha1.ReasonCodeSourceNotFound:
-			r.recorder.Eventf(after, nil, corev1.EventTypeWarning, EventCodeSourceNotFound, actionObserve, "%s", cur.Message)
+		if reason, ok := degradedEvents[cur.Reason]; ok && cur.Status == metav1.ConditionTrue {
+			r.recorder.Eventf(after, nil, corev1.EventTypeWarning, reason, actionObserve, "%s", cur.Message)
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	workersv1alpha1 "github.com/softreload/softreload/api/v1alpha1"
@@ -39,10 +40,17 @@ func (r *WorkerPoolReconciler) reconcileRollbackRequest(ctx context.Context, s *
 	switch {
 	case requested && !backToCode && !recorded:
 		spec, err := r.specOf(ctx, s.pool, to)
-		if err != nil {
+		switch {
+		case apierrors.IsNotFound(err):
 			r.recorder.Eventf(s.pool, nil, corev1.EventTypeWarning, EventRollbackRefused, actionRollback,
 				"Cannot roll back to revision %s: no snapshot of it is kept", to)
 			return nil
+		case err != nil:
+			// Kept: the request is retried until the snapshot can be read.
+			s.rollbackSeen = false
+			r.recorder.Eventf(s.pool, nil, corev1.EventTypeWarning, EventRollbackPending, actionRollback,
+				"Cannot roll back to revision %s yet, the request stays and is retried: %v", to, err)
+			return fmt.Errorf("rolling back to revision %s: %w", to, err)
 		}
 		s.target, s.spec, s.cause, s.source = to, spec, CauseRollback, rollbackSource(computed)
 	case holding && !backToCode:

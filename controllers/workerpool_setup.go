@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
@@ -17,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	workersv1alpha1 "github.com/softreload/softreload/api/v1alpha1"
+	"github.com/softreload/softreload/internal/agentaccess"
 )
 
 // CodeConfigMapIndex indexes WorkerPools by the name of their code
@@ -26,7 +28,8 @@ const CodeConfigMapIndex = ".spec.code.configMapRef.name"
 // SetupWithManager registers the field index and the watches: WorkerPools
 // (spec and annotation changes), their code ConfigMaps and snapshots, and
 // the pods they select (creation, deletion, labels and the pod protocol's
-// annotations).
+// annotations), and the agents' Role and RoleBinding (pods wait for their
+// agents' access to a revision before they are told it).
 func (r *WorkerPoolReconciler) SetupWithManager(mgr manager.Manager) error {
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &workersv1alpha1.WorkerPool{}, CodeConfigMapIndex,
 		func(obj client.Object) []string {
@@ -45,6 +48,8 @@ func (r *WorkerPoolReconciler) SetupWithManager(mgr manager.Manager) error {
 		Owns(&corev1.ConfigMap{}).
 		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(poolsReferencing(c))).
 		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(poolsSelecting(c)), ctrl.WithPredicates(podChanged)).
+		Watches(&rbacv1.Role{}, handler.EnqueueRequestsFromMapFunc(poolsInNamespace(c)), ctrl.WithPredicates(isAgentAccessObject)).
+		Watches(&rbacv1.RoleBinding{}, handler.EnqueueRequestsFromMapFunc(poolsInNamespace(c)), ctrl.WithPredicates(isAgentAccessObject)).
 		Complete(r)
 }
 
@@ -96,3 +101,8 @@ var podChanged = predicate.Funcs{
 			o.GetDeletionTimestamp().IsZero() != n.GetDeletionTimestamp().IsZero()
 	},
 }
+
+// isAgentAccessObject lets through the agents' Role and RoleBinding.
+var isAgentAccessObject = predicate.NewPredicateFuncs(func(obj client.Object) bool {
+	return obj.GetName() == agentaccess.Name
+})

@@ -84,12 +84,15 @@ func computeStatus(s *scope) {
 	}
 
 	in := rolloutState{
-		target: s.target, stable: st.CurrentRevision, codeMissing: s.codeMissing,
+		target: s.target, stable: st.CurrentRevision, accessPending: s.accessPending,
 		paused: s.pool.Spec.Paused, halted: isHalted, rollback: s.pool.Spec.Strategy.Rollback,
 		complete: s.plan.Complete, rolledBack: s.plan.RolledBack, counts: c,
 		deadline: time.Duration(s.pool.Spec.Strategy.ProgressDeadlineSeconds) * time.Second,
 		progressed: len(before.History) == 0 || before.History[0].Revision != s.target || c.Updated > before.UpdatedPods ||
 			!wasHalted && isHalted,
+	}
+	if s.blocked != nil {
+		in.blocked = *s.blocked
 	}
 	if f := s.plan.Failure; f != nil {
 		in.failure = fmt.Sprintf("pod %s failed to reload revision %s: %s", f.Pod, s.target, f.Message)
@@ -153,11 +156,15 @@ func updateHistory(history []workersv1alpha1.RevisionRecord, u historyUpdate, li
 
 // rolloutState is what the Progressing and Degraded conditions depend on.
 type rolloutState struct {
-	target, stable, codeMissing string
-	paused, halted              bool
-	rollback                    workersv1alpha1.RollbackPolicy
-	complete, rolledBack        bool
-	counts                      rollout.Counts
+	target, stable string
+	// blocked is why there is no target ("" target).
+	blocked problem
+	// accessPending says which pods wait for their agents' access.
+	accessPending        string
+	paused, halted       bool
+	rollback             workersv1alpha1.RollbackPolicy
+	complete, rolledBack bool
+	counts               rollout.Counts
 	// failure describes a failure seen in this reconcile, "" when none.
 	failure string
 	// progressed says the rollout moved on: a new target, one more pod
@@ -191,7 +198,7 @@ func setProgressingCondition(conds *[]metav1.Condition, in rolloutState, gen int
 	autoRollback := in.rollback == workersv1alpha1.RollbackAuto && in.stable != "" && in.stable != in.target
 	switch {
 	case in.target == "":
-		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, workersv1alpha1.ReasonCodeSourceNotFound, in.codeMissing
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, in.blocked.reason, in.blocked.message
 	case in.halted && autoRollback && in.rolledBack:
 		cond.Status, cond.Reason = metav1.ConditionFalse, workersv1alpha1.ReasonRolledBack
 		cond.Message = fmt.Sprintf("Rolled back to revision %s after revision %s failed", in.stable, in.target)
@@ -207,6 +214,9 @@ func setProgressingCondition(conds *[]metav1.Condition, in rolloutState, gen int
 	case in.paused:
 		cond.Status, cond.Reason = metav1.ConditionFalse, workersv1alpha1.ReasonRolloutPaused
 		cond.Message = fmt.Sprintf("Paused with %d of %d pods on revision %s", in.counts.Updated, in.counts.Pods, in.target)
+	case in.accessPending != "":
+		cond.Status, cond.Reason = metav1.ConditionTrue, workersv1alpha1.ReasonWaitingForAgentAccess
+		cond.Message = fmt.Sprintf("%d of %d pods run revision %s, %d reloading; %s", in.counts.Updated, in.counts.Pods, in.target, in.counts.InFlight, in.accessPending)
 	default:
 		cond.Status, cond.Reason = metav1.ConditionTrue, workersv1alpha1.ReasonRolloutInProgress
 		cond.Message = fmt.Sprintf("%d of %d pods run revision %s, %d reloading", in.counts.Updated, in.counts.Pods, in.target, in.counts.InFlight)
@@ -235,7 +245,7 @@ func setDegradedCondition(conds *[]metav1.Condition, in rolloutState, gen int64,
 			cond.Message = prev.Message
 		}
 	case in.target == "":
-		cond.Reason, cond.Message = workersv1alpha1.ReasonCodeSourceNotFound, in.codeMissing
+		cond.Reason, cond.Message = in.blocked.reason, in.blocked.message
 	case progressing != nil && progressing.Status == metav1.ConditionTrue && in.deadline > 0 &&
 		now.Sub(progressing.LastTransitionTime.Time) >= in.deadline:
 		cond.Reason = workersv1alpha1.ReasonProgressDeadlineExceeded

@@ -139,11 +139,38 @@ func TestSetProgressingAndDegradedConditions(t *testing.T) {
 			wantSince:       t1,
 		},
 		"missing code": {
-			in:              rolloutState{codeMissing: "ConfigMap web-code (spec.code.configMapRef) does not exist"},
+			in:              rolloutState{blocked: *codeNotFound("web-code")},
 			now:             t1,
 			wantProgressing: brief{metav1.ConditionFalse, workersv1alpha1.ReasonCodeSourceNotFound, "ConfigMap web-code (spec.code.configMapRef) does not exist"},
 			wantDegraded:    brief{metav1.ConditionTrue, workersv1alpha1.ReasonCodeSourceNotFound, "ConfigMap web-code (spec.code.configMapRef) does not exist"},
 			wantSince:       t1,
+		},
+		"a ConfigMap in the snapshot's place": {
+			prev: []metav1.Condition{inProgress}, in: rolloutState{blocked: *snapshotNameTaken("web-v3", "web", "v3")},
+			now:             t1,
+			wantProgressing: brief{metav1.ConditionFalse, workersv1alpha1.ReasonSnapshotNameTaken, "ConfigMap web-v3 is in the way of the snapshot of revision v3: it is not labelled softreload.dev/pool-name=web, softreload.dev/revision=v3; rename or delete it"},
+			wantDegraded:    brief{metav1.ConditionTrue, workersv1alpha1.ReasonSnapshotNameTaken, "ConfigMap web-v3 is in the way of the snapshot of revision v3: it is not labelled softreload.dev/pool-name=web, softreload.dev/revision=v3; rename or delete it"},
+			wantSince:       t1,
+		},
+		"code too large for a snapshot": {
+			in:              rolloutState{blocked: *codeTooLarge("web-code", 1048577)},
+			now:             t1,
+			wantProgressing: brief{metav1.ConditionFalse, workersv1alpha1.ReasonCodeTooLarge, "ConfigMap web-code (spec.code.configMapRef) holds 1048577 bytes of code, more than the 1048576 bytes a ConfigMap, and so a revision snapshot, may hold: ship code this large in a code image (spec.code.image)"},
+			wantDegraded:    brief{metav1.ConditionTrue, workersv1alpha1.ReasonCodeTooLarge, "ConfigMap web-code (spec.code.configMapRef) holds 1048577 bytes of code, more than the 1048576 bytes a ConfigMap, and so a revision snapshot, may hold: ship code this large in a code image (spec.code.image)"},
+			wantSince:       t1,
+		},
+		"waiting for the agents' access is progress, not a problem": {
+			prev: []metav1.Condition{inProgress}, in: with(func(s *rolloutState) { s.accessPending = "pod web-1 waits" }), now: t1,
+			wantProgressing: brief{metav1.ConditionTrue, workersv1alpha1.ReasonWaitingForAgentAccess, "1 of 4 pods run revision v2, 1 reloading; pod web-1 waits"},
+			wantDegraded:    brief{metav1.ConditionFalse, workersv1alpha1.ReasonAsExpected, ""},
+			wantSince:       t0,
+		},
+		"waiting for access past the deadline is degraded": {
+			prev: []metav1.Condition{inProgress}, in: with(func(s *rolloutState) { s.accessPending = "pod web-1 waits" }), now: t20,
+			wantProgressing: brief{metav1.ConditionTrue, workersv1alpha1.ReasonWaitingForAgentAccess, "1 of 4 pods run revision v2, 1 reloading; pod web-1 waits"},
+			wantDegraded: brief{metav1.ConditionTrue, workersv1alpha1.ReasonProgressDeadlineExceeded,
+				"The rollout of revision v2 made no progress in 10m0s; 1 pods are still reloading"},
+			wantSince: t0,
 		},
 	}
 	for name, tc := range cases {

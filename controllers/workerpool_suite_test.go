@@ -98,6 +98,14 @@ func (f *fixture) startManager(clk clock.PassiveClock) {
 // startManagerWith is startManager with the manager's own API credentials.
 func (f *fixture) startManagerWith(cfg *rest.Config, clk clock.PassiveClock) {
 	f.t.Helper()
+	f.startControllers(cfg, clk, true)
+}
+
+// startControllers runs the WorkerPool controller and, with access, the
+// agent-access controller that grants the agents their rights, as the
+// manager does.
+func (f *fixture) startControllers(cfg *rest.Config, clk clock.PassiveClock, access bool) {
+	f.t.Helper()
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 poolEnv.Scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
@@ -111,6 +119,11 @@ func (f *fixture) startManagerWith(cfg *rest.Config, clk clock.PassiveClock) {
 	r := NewWorkerPoolReconciler(mgr.GetClient(), mgr.GetEventRecorder("softreload"), clk)
 	if err := r.SetupWithManager(mgr); err != nil {
 		f.t.Fatalf("setting up the reconciler: %v", err)
+	}
+	if access {
+		if err := NewAgentAccessReconciler(mgr.GetClient()).SetupWithManager(mgr); err != nil {
+			f.t.Fatalf("setting up the agent access reconciler: %v", err)
+		}
 	}
 	ctx, cancel := context.WithCancel(f.ctx)
 	done := make(chan error, 1)

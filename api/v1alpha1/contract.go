@@ -119,3 +119,21 @@ const (
 	ReasonCodeSourceNotFound       = "CodeSourceNotFound"
 	ReasonAsExpected               = "AsExpected"
 )
+
+// Condition reasons of a WorkerPool whose revision cannot be made or sent
+// yet. The first three are problems the user must fix (Degraded is True,
+// and the message names the object or field); the last is a wait.
+const (
+	// ReasonSnapshotNameTaken: a ConfigMap that is not the revision's
+	// snapshot has the snapshot's name.
+	ReasonSnapshotNameTaken = "SnapshotNameTaken"
+	// ReasonCodeTooLarge: the code is more than a ConfigMap, and so a
+	// snapshot, may hold; it belongs in a code image.
+	ReasonCodeTooLarge = "CodeTooLarge"
+	// ReasonSnapshotNotCreated: the API server refused the snapshot (a
+	// quota, an admission policy, a validation rule).
+	ReasonSnapshotNotCreated = "SnapshotNotCreated"
+	// ReasonWaitingForAgentAccess: pods wait to be told a revision until
+	// their agents may read its snapshot.
+	ReasonWaitingForAgentAccess = "WaitingForAgentAccess"
+)

@@ -1,0 +1,97 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	authorizationv1 "k8s.io/api/authorization/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	workersv1alpha1 "github.com/softreload/softreload/api/v1alpha1"
+	"github.com/softreload/softreload/internal/agentaccess"
+	"github.com/softreload/softreload/internal/revision"
+	"github.com/softreload/softreload/internal/rollout"
+)
+
+// A pod is told a revision only once its agent may read that revision's
+// snapshot. The agent-access controller names each new snapshot in the
+// namespace's agent Role a moment after the snapshot is made; telling the
+// pods before would have their agents refused. The WorkerPool controller
+// asks the API server's own authorizer (a SubjectAccessReview for the pod's
+// service account), so that what it checks is what the agent will meet, and
+// waits for the Role to change (it watches it) while the pods hold.
+
+// +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=roles;rolebindings,verbs=get;list;watch
+
+// accessRetry is how soon a pool whose pods wait for their agents' access
+// is reconciled again, should the Role's change have reached the
+// authorizer after it reached the watch.
+const accessRetry = 500 * time.Millisecond
+
+// accessKey is one service account reading one revision's snapshot.
+type accessKey struct{ serviceAccount, revision string }
+
+// readableActions returns the plan's actions whose pod's agent may read the
+// snapshot of the revision it is to be told, and records in s.accessPending
+// what the others wait for.
+func (r *WorkerPoolReconciler) readableActions(ctx context.Context, s *scope) ([]rollout.Action, error) {
+	allowed := map[accessKey]bool{}
+	out := make([]rollout.Action, 0, len(s.plan.Actions))
+	for _, a := range s.plan.Actions {
+		key := accessKey{agentaccess.ServiceAccountOf(s.pods[a.Pod].Spec.ServiceAccountName), a.Revision}
+		ok, known := allowed[key]
+		if !known {
+			var err error
+			if ok, err = r.mayRead(ctx, s.pool, key); err != nil {
+				return nil, err
+			}
+			allowed[key] = ok
+		}
+		if ok {
+			out = append(out, a)
+			continue
+		}
+		if s.accessPending == "" {
+			s.accessPending = accessPendingMessage(s.pool.Name, key, a.Pod)
+		}
+	}
+	return out, nil
+}
+
+func accessPendingMessage(pool string, key accessKey, pod string) string {
+	return fmt.Sprintf("pod %s waits to be told revision %s until service account %s may read its snapshot %s (Role %s, kept by the manager)",
+		pod, key.revision, key.serviceAccount, revision.SnapshotName(pool, key.revision), agentaccess.Name)
+}
+
+// mayRead asks the API server whether the agents running as key's service
+// account may get the snapshot of key's revision.
+func (r *WorkerPoolReconciler) mayRead(ctx context.Context, pool *workersv1alpha1.WorkerPool, key accessKey) (bool, error) {
+	ns, snapshot := pool.Namespace, revision.SnapshotName(pool.Name, key.revision)
+	review := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+		User:   "system:serviceaccount:" + ns + ":" + key.serviceAccount,
+		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"},
+		ResourceAttributes: &authorizationv1.ResourceAttributes{
+			Namespace: ns, Verb: "get", Resource: "configmaps", Name: snapshot,
+		},
+	}}
+	if err := r.client.Create(ctx, review); err != nil {
+		return false, fmt.Errorf("asking whether service account %s may read snapshot %s: %w", key.serviceAccount, snapshot, err)
+	}
+	return review.Status.Allowed, nil
+}
+
+// poolsInNamespace maps an object to every pool of its namespace: the agent
+// Role and RoleBinding concern them all.
+func poolsInNamespace(c client.Client) handler.MapFunc {
+	return func(ctx context.Context, obj client.Object) []reconcile.Request {
+		pools := &workersv1alpha1.WorkerPoolList{}
+		if err := c.List(ctx, pools, client.InNamespace(obj.GetNamespace())); err != nil {
+			return nil
+		}
+		return requests(pools.Items, func(workersv1alpha1.WorkerPool) bool { return true })
+	}
+}

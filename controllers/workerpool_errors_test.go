@@ -1,0 +1,247 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	authorizationv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	workersv1alpha1 "github.com/softreload/softreload/api/v1alpha1"
+	"github.com/softreload/softreload/internal/revision"
+)
+
+// TestPodsAreToldOnlyRevisionsTheirAgentsMayRead: without the agent-access
+// controller nobody lets the agents read the new snapshot, so no pod may be
+// told the revision; once it runs, every pod is told, and at the moment it
+// is told its agent may read the snapshot.
+func TestPodsAreToldOnlyRevisionsTheirAgentsMayRead(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	denied := f.watchToldAccess()
+	f.startControllers(poolEnv.Config, clock.RealClock{}, false)
+	f.createCode(map[string]string{"server.py": "print('v1')"})
+	f.createPods(podNames(2)...)
+	f.createPool()
+
+	c := f.waitCondition(workersv1alpha1.ConditionProgressing, metav1.ConditionTrue, workersv1alpha1.ReasonWaitingForAgentAccess)
+	rev := f.pool().Status.UpdateRevision
+	if snapshot := revision.SnapshotName(poolName, rev); !strings.Contains(c.Message, snapshot) || !strings.Contains(c.Message, "service account default") {
+		t.Errorf("Progressing message %q does not name snapshot %s and the service account", c.Message, snapshot)
+	}
+	for _, name := range podNames(2) {
+		if got := f.agents.sentTo(name); len(got) > 0 {
+			t.Errorf("pod %s was told %v before its agent may read the snapshot", name, got)
+		}
+	}
+
+	f.stopManager()
+	f.startManager(clock.RealClock{})
+	if got := f.waitComplete(2); got != rev {
+		t.Fatalf("completed revision %s, want %s", got, rev)
+	}
+	if got := denied(); len(got) > 0 {
+		t.Errorf("pods told a revision their agent could not read yet: %v", got)
+	}
+}
+
+// watchToldAccess asks, each time a pod of the fixture is told a revision,
+// whether its agent may read that revision's snapshot, and returns what
+// returns the pods told one it could not.
+func (f *fixture) watchToldAccess() func() []string {
+	wc, err := client.NewWithWatch(poolEnv.Config, client.Options{Scheme: poolEnv.Scheme})
+	must(f.t, err)
+	w, err := wc.Watch(f.ctx, &corev1.PodList{}, client.InNamespace(f.ns))
+	must(f.t, err)
+	var (
+		mu     sync.Mutex
+		denied []string
+	)
+	go func() {
+		told := map[string]string{}
+		for ev := range w.ResultChan() {
+			pod, ok := ev.Object.(*corev1.Pod)
+			rev := ""
+			if ok {
+				rev = pod.Annotations[workersv1alpha1.DesiredRevisionAnnotation]
+			}
+			if rev == "" || told[pod.Name] == rev {
+				continue
+			}
+			told[pod.Name] = rev
+			review := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+				User:   "system:serviceaccount:" + f.ns + ":default",
+				Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + f.ns, "system:authenticated"},
+				ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: f.ns, Verb: "get", Resource: "configmaps",
+					Name: revision.SnapshotName(poolName, rev)},
+			}}
+			err := f.c.Create(f.ctx, review)
+			mu.Lock()
+			switch {
+			case err != nil && f.ctx.Err() == nil:
+				denied = append(denied, fmt.Sprintf("%s at %s (asking: %v)", pod.Name, rev, err))
+			case err == nil && !review.Status.Allowed:
+				denied = append(denied, pod.Name+" at "+rev)
+			}
+			mu.Unlock()
+		}
+	}()
+	return func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(denied)
+	}
+}
+
+// TestASnapshotNameTakenIsReported: a ConfigMap in the place of the
+// revision's snapshot stops the rollout with the ConfigMap named in the
+// conditions and a Warning event; removing it lets the rollout go on.
+func TestASnapshotNameTakenIsReported(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	code := map[string]string{"server.py": "print('v1')"}
+	f.createCode(code)
+	f.createPods(podNames(2)...)
+	f.createPool()
+	// The revision of the pool as the API server defaulted it.
+	rev := revision.Hash(revision.SpecOf(f.pool()), revision.Code{Data: code})
+	squatter := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: revision.SnapshotName(poolName, rev)}}
+	must(t, f.c.Create(f.ctx, squatter))
+	f.startManager(clock.RealClock{})
+
+	c := f.waitCondition(workersv1alpha1.ConditionDegraded, metav1.ConditionTrue, workersv1alpha1.ReasonSnapshotNameTaken)
+	if !strings.Contains(c.Message, "ConfigMap "+squatter.Name) {
+		t.Errorf("Degraded message %q does not name ConfigMap %s", c.Message, squatter.Name)
+	}
+	f.waitCondition(workersv1alpha1.ConditionProgressing, metav1.ConditionFalse, workersv1alpha1.ReasonSnapshotNameTaken)
+	if got := f.waitEvent(EventSnapshotNameTaken); !strings.HasPrefix(got[0], "Warning: ") || !strings.Contains(got[0], squatter.Name) {
+		t.Errorf("event %q, want a Warning naming %s", got[0], squatter.Name)
+	}
+	for _, name := range podNames(2) {
+		if got := f.agents.sentTo(name); len(got) > 0 {
+			t.Errorf("pod %s was told %v without a snapshot", name, got)
+		}
+	}
+
+	must(t, f.c.Delete(f.ctx, squatter))
+	if got := f.waitComplete(2); got != rev {
+		t.Errorf("completed %s, want %s", got, rev)
+	}
+	f.waitCondition(workersv1alpha1.ConditionDegraded, metav1.ConditionFalse, workersv1alpha1.ReasonAsExpected)
+}
+
+// TestASnapshotTheAPIServerRefusesIsReported: a quota that leaves no room
+// for the snapshot stops the rollout with the snapshot and the API server's
+// reason in the conditions and a Warning event; room lets it go on.
+func TestASnapshotTheAPIServerRefusesIsReported(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.createCode(map[string]string{"server.py": "print('v1')"})
+	f.createPods(podNames(2)...)
+	quota := f.fillConfigMapQuota()
+	f.startManager(clock.RealClock{})
+	f.createPool()
+
+	c := f.waitCondition(workersv1alpha1.ConditionDegraded, metav1.ConditionTrue, workersv1alpha1.ReasonSnapshotNotCreated)
+	if !strings.Contains(c.Message, "ConfigMap "+poolName+"-") || !strings.Contains(c.Message, "exceeded quota") {
+		t.Errorf("Degraded message %q names neither the snapshot nor the quota", c.Message)
+	}
+	f.waitCondition(workersv1alpha1.ConditionProgressing, metav1.ConditionFalse, workersv1alpha1.ReasonSnapshotNotCreated)
+	if got := f.waitEvent(EventSnapshotNotCreated); !strings.HasPrefix(got[0], "Warning: ") {
+		t.Errorf("event %q, want a Warning", got[0])
+	}
+
+	must(t, f.c.Delete(f.ctx, quota))
+	f.waitComplete(2)
+	f.waitCondition(workersv1alpha1.ConditionDegraded, metav1.ConditionFalse, workersv1alpha1.ReasonAsExpected)
+}
+
+// fillConfigMapQuota puts a quota on ConfigMaps in the namespace that is
+// used up (as the quota controller, which envtest lacks, would record it),
+// and waits until the API server refuses a ConfigMap for it.
+func (f *fixture) fillConfigMapQuota() *corev1.ResourceQuota {
+	f.t.Helper()
+	name := corev1.ResourceName("count/configmaps")
+	list := &corev1.ConfigMapList{}
+	must(f.t, f.c.List(f.ctx, list, client.InNamespace(f.ns)))
+	used := *resource.NewQuantity(int64(len(list.Items)), resource.DecimalSI)
+	quota := &corev1.ResourceQuota{
+		ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "configmaps"},
+		Spec:       corev1.ResourceQuotaSpec{Hard: corev1.ResourceList{name: used}},
+	}
+	must(f.t, f.c.Create(f.ctx, quota))
+	quota.Status = corev1.ResourceQuotaStatus{Hard: corev1.ResourceList{name: used}, Used: corev1.ResourceList{name: used}}
+	must(f.t, f.c.Status().Update(f.ctx, quota))
+	f.eventually("the quota refuses a ConfigMap", func() error {
+		probe := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "quota-probe"}}
+		err := f.c.Create(f.ctx, probe, client.DryRunAll)
+		if apierrors.IsForbidden(err) {
+			return nil
+		}
+		return fmt.Errorf("a ConfigMap is still admitted: %v", err)
+	})
+	return quota
+}
+
+// TestARollbackRequestWaitsForAnUnreadableSnapshot: a snapshot that exists
+// but cannot be read (here its spec is garbled) is not "not kept": the
+// request stays, is retried, and the rollback happens once it can be read.
+func TestARollbackRequestWaitsForAnUnreadableSnapshot(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.startManager(clock.RealClock{})
+	f.createCode(map[string]string{"server.py": "print('v1')"})
+	f.createPods(podNames(2)...)
+	f.createPool()
+	v1 := f.waitComplete(2)
+	f.editCode(map[string]string{"server.py": "print('v2')"})
+	v2 := f.waitRollout(v1, 2)
+
+	key := types.NamespacedName{Namespace: f.ns, Name: revision.SnapshotName(poolName, v1)}
+	spec := f.setSnapshotSpec(key, "{garbled")
+	f.updatePool(func(p *workersv1alpha1.WorkerPool) {
+		p.Annotations = map[string]string{workersv1alpha1.RollbackToAnnotation: v1}
+	})
+	if got := f.waitEvent(EventRollbackPending); !strings.Contains(got[0], v1) {
+		t.Errorf("event %q does not name revision %s", got[0], v1)
+	}
+	if got := f.events(EventRollbackRefused); len(got) > 0 {
+		t.Errorf("the request was refused as if no snapshot were kept: %q", got)
+	}
+	if got := f.pool().Annotations[workersv1alpha1.RollbackToAnnotation]; got != v1 {
+		t.Fatalf("the request was dropped: %s is %q, want %s", workersv1alpha1.RollbackToAnnotation, got, v1)
+	}
+
+	f.setSnapshotSpec(key, spec)
+	if got := f.waitRollout(v2, 2); got != v1 {
+		t.Fatalf("rolled back to %s, want %s", got, v1)
+	}
+	f.eventually("the request is removed once recorded", func() error {
+		if v, ok := f.pool().Annotations[workersv1alpha1.RollbackToAnnotation]; ok {
+			return fmt.Errorf("%s is still %q", workersv1alpha1.RollbackToAnnotation, v)
+		}
+		return nil
+	})
+}
+
+// setSnapshotSpec sets the spec annotation of a snapshot (its metadata can
+// change; its files cannot) and returns the value it had.
+func (f *fixture) setSnapshotSpec(key types.NamespacedName, value string) string {
+	f.t.Helper()
+	cm := &corev1.ConfigMap{}
+	must(f.t, f.c.Get(context.Background(), key, cm))
+	old := cm.Annotations[workersv1alpha1.SnapshotSpecAnnotation]
+	cm.Annotations[workersv1alpha1.SnapshotSpecAnnotation] = value
+	must(f.t, f.c.Update(f.ctx, cm))
+	return old
+}
