@@ -11,6 +11,8 @@ HELM = $(shell $(TOOLS) --path helm)
 # unless KUBEBUILDER_ASSETS already points at a directory holding them. A
 # recipe line, so that a failed build stops make.
 WITH_ASSETS = assets=$$($(TOOLS) --assets) && KUBEBUILDER_ASSETS="$$assets"
+# What the real-node test runs besides the images (make test-node).
+NODE_TOOLS = etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl helm
 
 GO_TEST_FLAGS ?= -race -count=1
 BIN ?= bin
@@ -65,6 +67,14 @@ verify: ## Regenerate everything and fail on any difference; run lint.
 .PHONY: test
 test: ## Run every test (unit, envtest, end-to-end) with -race.
 	$(WITH_ASSETS) go test $(GO_TEST_FLAGS) ./...
+
+.PHONY: test-node
+test-node: images ## Run the real-node test as root: softreload on a one-node cluster (containerd, kubelet) in namespaces of its own.
+	# The sandbox image: its name is nodeimage.PauseRef.
+	go run ./hack/image -out $(DIST)/node -registry localhost/softreload -tag test pause=./hack/nodeimage/pause
+	go run ./hack/nodeimage -out $(DIST)/node
+	$(TOOLS) $(NODE_TOOLS)
+	DIST=$(abspath $(DIST)) go test -tags realnode -count=1 -timeout 60m -v ./test/realnode $(NODE_TEST_FLAGS)
 
 .PHONY: tools
 tools: ## Build the pinned tools and the test control plane into the cache.
