@@ -315,7 +315,9 @@ func (c *Cluster) startControllers(context.Context) error {
 }
 
 // containerdSocket is containerd's socket in the state directory.
-func (c *Cluster) containerdSocket() string { return filepath.Join(c.dir, "containerd", "containerd.sock") }
+func (c *Cluster) containerdSocket() string {
+	return filepath.Join(c.dir, "containerd", "containerd.sock")
+}
 
 func (c *Cluster) startContainerd(context.Context) error {
 	d := filepath.Join(c.dir, "containerd")
