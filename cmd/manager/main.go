@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -17,6 +18,7 @@ import (
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
@@ -38,6 +40,7 @@ type options struct {
 	certDir                string
 	certMode               injection.CertMode
 	agentImage             string
+	waitForWebhook         time.Duration
 }
 
 func main() {
@@ -50,6 +53,7 @@ func main() {
 	flag.StringVar(&o.certDir, "webhook-cert-dir", "/tmp/k8s-webhook-server/serving-certs", "Directory of the webhook's tls.crt and tls.key.")
 	flag.StringVar((*string)(&o.certMode), "webhook-cert-mode", string(injection.CertModeSelf), "Who provides the webhook's certificate: self or cert-manager.")
 	flag.StringVar(&o.agentImage, "agent-image", "", "Image the webhook copies the agent binary from.")
+	flag.DurationVar(&o.waitForWebhook, "wait-for-webhook", 0, "Instead of running the manager, wait up to this long until the API server calls the injection webhook (a dry-run pod in POD_NAMESPACE, run as POD_SERVICE_ACCOUNT), then exit: the chart's post-install hook.")
 	klog.InitFlags(nil)
 	flag.Parse()
 	ctrl.SetLogger(klog.NewKlogr())
@@ -68,6 +72,9 @@ func init() {
 }
 
 func run(o options) error {
+	if o.waitForWebhook > 0 {
+		return runWaitForWebhook(o.waitForWebhook)
+	}
 	if o.webhook && o.agentImage == "" {
 		return errors.New("--agent-image is required while the webhook runs: it copies the agent out of that image into every pod (--webhook=false runs the controllers alone)")
 	}
@@ -108,6 +115,8 @@ func run(o options) error {
 		}
 	}
 
+	// With the webhook, readiness also waits for it to serve with its
+	// certificate (injection.ReadyzCheckName, added by injection.Setup).
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return fmt.Errorf("adding the health check: %w", err)
 	}
@@ -116,4 +125,21 @@ func run(o options) error {
 	}
 	klog.InfoS("Starting the manager", "leaderElection", o.leaderElect, "metrics", o.metricsAddr, "webhook", o.webhook, "webhookCertMode", o.certMode)
 	return mgr.Start(ctrl.SetupSignalHandler())
+}
+
+// runWaitForWebhook is --wait-for-webhook.
+func runWaitForWebhook(timeout time.Duration) error {
+	namespace, account := os.Getenv("POD_NAMESPACE"), os.Getenv("POD_SERVICE_ACCOUNT")
+	if namespace == "" || account == "" {
+		return errors.New("--wait-for-webhook needs POD_NAMESPACE and POD_SERVICE_ACCOUNT: the probe pod is created (as a dry run) in that namespace, as that service account")
+	}
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return fmt.Errorf("reading the kubeconfig: %w", err)
+	}
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return fmt.Errorf("creating a client: %w", err)
+	}
+	return waitForWebhook(ctrl.SetupSignalHandler(), c, namespace, account, timeout)
 }
