@@ -7,9 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/signal"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/softreload/softreload/agent/config"
@@ -30,8 +28,9 @@ type Options struct {
 	// Shim is the binary that starts workers (/proc/self/exe); it must call
 	// process.RunShimIfAsked.
 	Shim string
-	// Signals makes Run handle SIGHUP and SIGUSR1 (reload) and SIGTERM and
-	// SIGINT (drain and return).
+	// Signals makes Run handle the signals (HandleSignals): SIGHUP and
+	// SIGUSR1 reload; SIGTERM, SIGINT and SIGQUIT drain and return; SIGUSR2
+	// goes to every worker; none ends the agent by accident.
 	Signals bool
 	// ReapOrphans makes the agent a subreaper that reaps every orphan; it is
 	// always on when the agent is PID 1.
@@ -88,27 +87,12 @@ func (a *Agent) Run(ctx context.Context) error {
 		process.ReapOrphans()
 	}
 	if a.opts.Signals {
-		sigs := make(chan os.Signal, 4)
-		signal.Notify(sigs, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGTERM, syscall.SIGINT)
-		defer signal.Stop(sigs)
-		go func() {
-			for {
-				select {
-				case sig := <-sigs:
-					if sig == syscall.SIGHUP || sig == syscall.SIGUSR1 {
-						a.log.Info("Reload asked by signal", "signal", sig.String())
-						if err := a.RequestReload(); err != nil {
-							a.log.Error("Reload failed", "err", err)
-						}
-						continue
-					}
-					a.log.Info("Draining, asked by signal", "signal", sig.String())
-					a.Stop()
-				case <-a.rt.Supervisor.Done():
-					return
-				}
+		stop := HandleSignals(a.log, SignalHandlers{Drain: a.Stop, Reload: func() {
+			if err := a.RequestReload(); err != nil {
+				a.log.Error("Reload failed", "err", err)
 			}
-		}()
+		}})
+		defer stop()
 	}
 	a.log.Info("Agent started", "revision", a.rt.Supervisor.Status().Agent.Revision, "control", a.cfg.ControlSocket, "metrics", a.cfg.MetricsAddress)
 	err := a.rt.Run(ctx, a)

@@ -1,6 +1,7 @@
 // Package agent puts the agent together: it binds the sockets, snapshots the
 // code into a revision, runs the supervisor, and serves the control socket,
-// the metrics and the signals (SIGHUP/SIGUSR1 reload, SIGTERM/SIGINT drain).
+// the metrics and the signals (SIGHUP/SIGUSR1 reload, SIGTERM/SIGINT/SIGQUIT
+// drain, SIGUSR2 passed on to the workers).
 // It is what `agent run` runs; a Kubernetes pod watcher drives the same
 // supervisor through Agent.Supervisor.
 //

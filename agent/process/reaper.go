@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"os/signal"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -115,4 +116,24 @@ func (r *reaper) reap() {
 			p.reaped(0, errors.New("exit status unknown: reaped elsewhere"))
 		}
 	}
+}
+
+// SignalWorkers sends sig to every worker this process started that has
+// not exited yet, and returns their pids: a signal the agent passes on to
+// its workers.
+func SignalWorkers(sig os.Signal) []int {
+	theReaper.mu.Lock()
+	procs := make([]*proc, 0, len(theReaper.procs))
+	for _, p := range theReaper.procs {
+		procs = append(procs, p)
+	}
+	theReaper.mu.Unlock()
+	var pids []int
+	for _, p := range procs {
+		if p.Signal(sig) == nil {
+			pids = append(pids, p.pid)
+		}
+	}
+	slices.Sort(pids)
+	return pids
 }

@@ -1,19 +1,19 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strconv"
-	"syscall"
 
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/softreload/softreload/agent"
 	"github.com/softreload/softreload/agent/pod"
 	"github.com/softreload/softreload/agent/process"
 	"github.com/softreload/softreload/internal/injection"
@@ -43,6 +43,12 @@ It reaches the API server with the pod's service account, or with --kubeconfig.`
 				level = slog.LevelDebug
 			}
 			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			// As the container's PID 1, no signal may end the agent and
+			// its workers by accident (docs/agent.md has the table).
+			ctx, drain := context.WithCancel(cmd.Context())
+			defer drain()
+			stopSignals := agent.HandleSignals(log, agent.SignalHandlers{Drain: drain, NoReload: errReloadInPod})
+			defer stopSignals()
 			cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 			if err != nil {
 				return fmt.Errorf("reaching the API server: %w", err)
@@ -62,8 +68,6 @@ It reaches the API server with the pod's service account, or with --kubeconfig.`
 				engine.ControlSocket = filepath.Join(root, "agent.sock")
 			}
 
-			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
-			defer stop()
 			if os.Getpid() == 1 {
 				// The container's PID 1: orphans of the workers are ours.
 				_ = process.BecomeSubreaper()
@@ -92,6 +96,9 @@ It reaches the API server with the pod's service account, or with --kubeconfig.`
 	f.BoolVarP(&verbose, "verbose", "v", false, "log more")
 	return cmd
 }
+
+// errReloadInPod says why `agent pod` ignores the reload signals.
+const errReloadInPod = "in a pod, reloads come from the WorkerPool: change its code, or run kubectl softreload reload POOL"
 
 func envInt(name string) (int, error) {
 	v := os.Getenv(name)
