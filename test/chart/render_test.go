@@ -75,10 +75,18 @@ func helm(t *testing.T, args ...string) (string, error) {
 }
 
 // template renders the chart as `helm install softreload -n
-// softreload-system` would, CRDs included, with values given as YAML.
+// softreload-system` would, CRDs included, with values given as YAML. The
+// install's objects only: hooks (Helm's steps at install time, which
+// kustomize has no counterpart of) are rendered by templateHooks.
 func template(t *testing.T, values string) (objects, error) {
 	t.Helper()
-	args := []string{"template", "softreload", chartDir, "--namespace", namespace, "--include-crds"}
+	return render(t, values, "--include-crds", "--no-hooks")
+}
+
+// render runs helm template with the values and extra flags.
+func render(t *testing.T, values string, flags ...string) (objects, error) {
+	t.Helper()
+	args := append([]string{"template", "softreload", chartDir, "--namespace", namespace}, flags...)
 	if values != "" {
 		args = append(args, "--values", valuesFile(t, values))
 	}
