@@ -32,16 +32,27 @@ import (
 // exist, so that the injector refuses the pod, which proves it was called.
 const checkPoolName = "softreload-webhook-check"
 
-// waitForWebhook returns once the API server calls the injection webhook,
-// or fails with the last answer after timeout.
+// callsInARow is how many calls in a row, a second apart, must reach the
+// webhook: behind a load balancer, each API server must have learnt of the
+// endpoint, not just one.
+const callsInARow = 3
+
+// waitForWebhook returns once the API server calls the injection webhook
+// callsInARow times in a row, or fails with the last answer after timeout.
 func waitForWebhook(ctx context.Context, c client.Client, namespace, serviceAccount string, timeout time.Duration) error {
-	var last error
+	var (
+		last  error
+		calls int
+	)
 	err := wait.PollUntilContextTimeout(ctx, time.Second, timeout, true, func(ctx context.Context) (bool, error) {
 		last = webhookCalled(ctx, c, namespace, serviceAccount)
 		if last != nil {
+			calls = 0
 			klog.InfoS("Waiting for the API server to call the injection webhook", "answer", last.Error())
+			return false, nil
 		}
-		return last == nil, nil
+		calls++
+		return calls >= callsInARow, nil
 	})
 	if err != nil {
 		return fmt.Errorf("the API server did not call webhook %s within %s: %w", injection.WebhookName, timeout, errors.Join(last, err))
