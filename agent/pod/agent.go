@@ -5,8 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"io/fs"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
@@ -17,12 +17,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
 	v1alpha1 "github.com/softreload/softreload/api/v1alpha1"
@@ -53,8 +48,8 @@ type Revision struct {
 
 // Options configure an Agent. Zero values mean the defaults.
 type Options struct {
-	// Client reaches the API server with the pod's own token.
-	Client kubernetes.Interface
+	// Client reaches the API server with the pod's own token (NewClient).
+	Client Client
 	// Namespace, PodName and Pool locate the pod and its pool's snapshots.
 	Namespace, PodName, Pool string
 	// CodeRoot is the directory that holds the revisions' code. It outlives
@@ -395,12 +390,7 @@ func statusFor(desired string, engine v1alpha1.AgentStatus, failed map[string]st
 // it to a.pods. It does not wait for the API server: the returned channel
 // reports a pod that turns out not to exist.
 func (a *Agent) watchPod(ctx context.Context) (<-chan error, error) {
-	factory := informers.NewSharedInformerFactoryWithOptions(a.opts.Client, 0,
-		informers.WithNamespace(a.opts.Namespace),
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", a.opts.PodName).String()
-		}))
-	informer := factory.Core().V1().Pods().Informer()
+	informer := cache.NewSharedIndexInformer(a.opts.Client.PodListWatch(a.opts.Namespace, a.opts.PodName), &corev1.Pod{}, 0, cache.Indexers{})
 	onPod := func(obj any) {
 		if pod, ok := obj.(*corev1.Pod); ok {
 			replaceLatest(a.pods, pod)
@@ -412,7 +402,7 @@ func (a *Agent) watchPod(ctx context.Context) (<-chan error, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("watching pod %s/%s: %w", a.opts.Namespace, a.opts.PodName, err)
 	}
-	factory.Start(ctx.Done())
+	go informer.RunWithContext(ctx)
 	a.log.Info("Waiting for the pod's annotations")
 	missing := make(chan error, 1)
 	go func() {
@@ -474,7 +464,7 @@ func (a *Agent) readSnapshot(ctx context.Context, rev string, progress func(stri
 	)
 	err := retry(ctx, func() (bool, error) {
 		var err error
-		cm, err = a.opts.Client.CoreV1().ConfigMaps(a.opts.Namespace).Get(ctx, name, metav1.GetOptions{})
+		cm, err = a.opts.Client.GetConfigMap(ctx, a.opts.Namespace, name)
 		var why string
 		switch {
 		case err == nil:
@@ -661,8 +651,7 @@ func (a *Agent) patchStatus(ctx context.Context, st v1alpha1.AgentStatus) error 
 	if err != nil {
 		return err
 	}
-	_, err = a.opts.Client.CoreV1().Pods(a.opts.Namespace).Patch(ctx, a.opts.PodName, types.MergePatchType, patch, metav1.PatchOptions{})
-	return err
+	return a.opts.Client.MergePatchPod(ctx, a.opts.Namespace, a.opts.PodName, patch)
 }
 
 // newBackoff is the agent's retry pace against the API server: from 200ms,

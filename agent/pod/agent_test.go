@@ -95,17 +95,17 @@ func newRig(t *testing.T, name string, annotations map[string]string, containers
 // returned function stops it.
 func (r *rig) start(name string) (stop func()) {
 	r.t.Helper()
-	return r.startWith(r.kube, name)
+	return r.startWith(newClient(r.t, env.Config), name)
 }
 
 // startWith runs the agent of pod name with client until the test ends, or
 // until the returned function stops it.
-func (r *rig) startWith(client kubernetes.Interface, name string) (stop func()) {
+func (r *rig) startWith(client pod.Client, name string) (stop func()) {
 	r.t.Helper()
 	a, err := pod.New(pod.Options{
 		Client: client, Namespace: r.ns, PodName: name, Pool: "web", CodeRoot: r.root,
 		ImageTimeout: 20 * time.Second,
-		Logger: slog.New(slog.NewTextHandler(r.log, nil)),
+		Logger:       slog.New(slog.NewTextHandler(r.log, nil)),
 		NewEngine: func(first pod.Revision) (pod.Engine, error) {
 			r.starts <- first
 			return r.engine, nil
@@ -126,6 +126,14 @@ func (r *rig) startWith(client kubernetes.Interface, name string) (stop func()) 
 	}
 	r.t.Cleanup(stop)
 	return stop
+}
+
+// newClient is the agent's own client of the API server at cfg.
+func newClient(t *testing.T, cfg *rest.Config) pod.Client {
+	t.Helper()
+	c, err := pod.NewClient(cfg)
+	must(t, err)
+	return c
 }
 
 // snapshot creates revision rev's snapshot as the controller does.
@@ -391,7 +399,7 @@ func TestARestartedAgentServesWithoutTheAPIServer(t *testing.T) {
 	stop()
 
 	// An API server that refuses every connection: a port nothing listens on.
-	unreachable := kubernetes.NewForConfigOrDie(&rest.Config{Host: fmt.Sprintf("https://127.0.0.1:%d", loopback.FreePort(t))})
+	unreachable := newClient(t, &rest.Config{Host: fmt.Sprintf("https://127.0.0.1:%d", loopback.FreePort(t))})
 	r.startWith(unreachable, "web-3")
 	again := receive(t, r.starts, "engine start without the API server")
 	if again.Name != "r1" || again.Dir != first.Dir || len(again.Spec.Groups) != 1 || readFile(t, filepath.Join(again.Dir, "app.py")) != "v1" {

@@ -10,13 +10,11 @@ import (
 	"strconv"
 
 	"github.com/spf13/cobra"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/softreload/softreload/agent"
 	"github.com/softreload/softreload/agent/pod"
 	"github.com/softreload/softreload/agent/process"
-	"github.com/softreload/softreload/internal/injection"
 )
 
 // newPodCmd is `agent pod`: the agent as the entrypoint of a pod's
@@ -54,7 +52,7 @@ It reaches the API server with the pod's service account, or with --kubeconfig.`
 				return fmt.Errorf("reaching the API server: %w", err)
 			}
 			cfg.UserAgent = "softreload-agent"
-			client, err := kubernetes.NewForConfig(cfg)
+			client, err := pod.NewClient(cfg)
 			if err != nil {
 				return err
 			}
@@ -63,7 +61,7 @@ It reaches the API server with the pod's service account, or with --kubeconfig.`
 			}
 			engine.ListenHost = os.Getenv("SOFTRELOAD_LISTEN_HOST")
 			engine.NoPrefix, engine.Logger = noPrefix, log
-			root := os.Getenv(injection.EnvCodeRoot)
+			root := os.Getenv(pod.EnvCodeRoot)
 			if engine.ControlSocket == "" && root != "" {
 				engine.ControlSocket = filepath.Join(root, "agent.sock")
 			}
@@ -75,9 +73,9 @@ It reaches the API server with the pod's service account, or with --kubeconfig.`
 			}
 			a, err := pod.New(pod.Options{
 				Client:    client,
-				Namespace: os.Getenv(injection.EnvPodNamespace),
-				PodName:   os.Getenv(injection.EnvPodName),
-				Pool:      os.Getenv(injection.EnvPool),
+				Namespace: os.Getenv(pod.EnvPodNamespace),
+				PodName:   os.Getenv(pod.EnvPodName),
+				Pool:      os.Getenv(pod.EnvPool),
 				CodeRoot:  root,
 				NewEngine: pod.SupervisorEngine(ctx, engine),
 				Logger:    log,
