@@ -10,7 +10,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -38,27 +37,35 @@ const checkPoolName = "softreload-webhook-check"
 const callsInARow = 3
 
 // waitForWebhook returns once the API server calls the injection webhook
-// callsInARow times in a row, or fails with the last answer after timeout.
+// callsInARow times in a row, or fails with its last answer after timeout.
 func waitForWebhook(ctx context.Context, c client.Client, namespace, serviceAccount string, timeout time.Duration) error {
-	var (
-		last  error
-		calls int
-	)
-	err := wait.PollUntilContextTimeout(ctx, time.Second, timeout, true, func(ctx context.Context) (bool, error) {
-		last = webhookCalled(ctx, c, namespace, serviceAccount)
-		if last != nil {
+	deadline := time.Now().Add(timeout)
+	calls := 0
+	for {
+		err := webhookCalled(ctx, c, namespace, serviceAccount)
+		switch {
+		case err == nil:
+			calls++
+		default:
 			calls = 0
-			klog.InfoS("Waiting for the API server to call the injection webhook", "answer", last.Error())
-			return false, nil
+			klog.InfoS("Waiting for the API server to call the injection webhook", "answer", err.Error())
 		}
-		calls++
-		return calls >= callsInARow, nil
-	})
-	if err != nil {
-		return fmt.Errorf("the API server did not call webhook %s within %s: %w", injection.WebhookName, timeout, errors.Join(last, err))
+		if calls >= callsInARow {
+			klog.InfoS("The API server calls the injection webhook", "webhook", injection.WebhookName)
+			return nil
+		}
+		if time.Now().After(deadline) {
+			if err == nil {
+				return fmt.Errorf("the API server called webhook %s only %d times in a row within %s", injection.WebhookName, calls, timeout)
+			}
+			return fmt.Errorf("the API server did not call webhook %s within %s; its last answer: %w", injection.WebhookName, timeout, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for the API server to call webhook %s: %w", injection.WebhookName, ctx.Err())
+		case <-time.After(time.Second):
+		}
 	}
-	klog.InfoS("The API server calls the injection webhook", "webhook", injection.WebhookName)
-	return nil
 }
 
 // webhookCalled asks the API server to create, as a dry run, a pod labelled
