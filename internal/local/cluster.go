@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -290,6 +291,7 @@ func (c *Cluster) AddPod(ctx context.Context, name string, portOffset int, label
 
 // startAgent starts the agent process of pod p.
 func (c *Cluster) startAgent(p *Pod) (*process, error) {
+	defaultSignalsForChildren()
 	cmd := exec.Command(filepath.Join(c.bin, "agent"), "pod", "--kubeconfig", p.kubeconfig)
 	cmd.Env = append(os.Environ(),
 		"POD_NAME="+p.Name,
@@ -379,6 +381,22 @@ func (c *Cluster) AgentPID(name string) (pid int, running bool, err error) {
 		return proc.cmd.Process.Pid, true, nil
 	}
 }
+
+// defaultSignalsForChildren makes sure an agent starts, as in a container,
+// with SIGHUP at its default action. A process started under nohup ignores
+// SIGHUP, and every process it starts inherits that; an ignored signal stays
+// ignored through exec, a caught one is reset to the default. So while this
+// process ignores SIGHUP, it catches it instead (and still does nothing
+// with it).
+func defaultSignalsForChildren() {
+	hupOnce.Do(func() {
+		if signal.Ignored(syscall.SIGHUP) {
+			signal.Notify(make(chan os.Signal, 1), syscall.SIGHUP)
+		}
+	})
+}
+
+var hupOnce sync.Once
 
 // Pods returns the running pods by name.
 func (c *Cluster) Pods() map[string]*Pod {
