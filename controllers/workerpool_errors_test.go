@@ -188,7 +188,7 @@ func (f *fixture) fillConfigMapQuota() *corev1.ResourceQuota {
 		if apierrors.IsForbidden(err) {
 			return nil
 		}
-		return fmt.Errorf("a ConfigMap is still admitted: %v", err)
+		return fmt.Errorf("a ConfigMap is still admitted: %w", err)
 	})
 	return quota
 }

@@ -43,10 +43,9 @@ func waitForWebhook(ctx context.Context, c client.Client, namespace, serviceAcco
 	calls := 0
 	for {
 		err := webhookCalled(ctx, c, namespace, serviceAccount)
-		switch {
-		case err == nil:
+		if err == nil {
 			calls++
-		default:
+		} else {
 			calls = 0
 			klog.InfoS("Waiting for the API server to call the injection webhook", "answer", err.Error())
 		}
