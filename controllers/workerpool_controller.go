@@ -249,7 +249,9 @@ func (r *WorkerPoolReconciler) specOf(ctx context.Context, pool *workersv1alpha1
 func (r *WorkerPoolReconciler) reconcilePods(ctx context.Context, s *scope) error {
 	selector, err := metav1.LabelSelectorAsSelector(&s.pool.Spec.Selector)
 	if err != nil {
-		return fmt.Errorf("reading the selector of WorkerPool %s: %w", s.pool.Name, err)
+		// Nothing to retry: the fix is a spec change, which is watched.
+		s.blocked = invalidSelector(err)
+		return nil
 	}
 	list := &corev1.PodList{}
 	if err := r.client.List(ctx, list, client.InNamespace(s.pool.Namespace), client.MatchingLabelsSelector{Selector: selector}); err != nil {
@@ -439,11 +441,15 @@ func reportOf(pod *corev1.Pod) *workersv1alpha1.AgentStatus {
 // patchStatus writes the status computed from the scope, if it changed,
 // and then tells of what changed in events and metrics.
 func (r *WorkerPoolReconciler) patchStatus(ctx context.Context, s *scope) error {
-	if !s.planned {
-		return nil
+	switch {
+	case s.planned:
+		computeStatus(s)
+		setPodMetrics(s.pool, s.plan.Counts)
+	case s.blocked != nil:
+		computeBlockedStatus(s)
+	default:
+		return nil // an error before planning that retrying may cure
 	}
-	computeStatus(s)
-	setPodMetrics(s.pool, s.plan.Counts)
 	if equalStatus(s.before.Status, s.pool.Status) {
 		return nil
 	}

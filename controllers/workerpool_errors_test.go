@@ -245,3 +245,34 @@ func (f *fixture) setSnapshotSpec(key types.NamespacedName, value string) string
 	must(f.t, f.c.Update(f.ctx, cm))
 	return old
 }
+
+// TestAnInvalidSelectorIsReported: a selector the API server accepts but
+// that is no label selector (an unknown operator) is named in the
+// conditions and a Warning event; fixing it lets the rollout go on.
+func TestAnInvalidSelectorIsReported(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.startManager(clock.RealClock{})
+	f.createCode(map[string]string{"server.py": "print('v1')"})
+	f.createPods(podNames(2)...)
+	f.createPool(func(p *workersv1alpha1.WorkerPool) {
+		p.Spec.Selector = metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
+			{Key: "app", Operator: "Sometimes", Values: []string{"web"}},
+		}}
+	})
+
+	c := f.waitCondition(workersv1alpha1.ConditionDegraded, metav1.ConditionTrue, workersv1alpha1.ReasonInvalidSelector)
+	if !strings.Contains(c.Message, "spec.selector") || !strings.Contains(c.Message, "Sometimes") {
+		t.Errorf("Degraded message %q names neither spec.selector nor the operator", c.Message)
+	}
+	f.waitCondition(workersv1alpha1.ConditionProgressing, metav1.ConditionFalse, workersv1alpha1.ReasonInvalidSelector)
+	if got := f.waitEvent(EventInvalidSelector); !strings.HasPrefix(got[0], "Warning: ") {
+		t.Errorf("event %q, want a Warning", got[0])
+	}
+
+	f.updatePool(func(p *workersv1alpha1.WorkerPool) {
+		p.Spec.Selector = metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}}
+	})
+	f.waitComplete(2)
+	f.waitCondition(workersv1alpha1.ConditionDegraded, metav1.ConditionFalse, workersv1alpha1.ReasonAsExpected)
+}

@@ -23,6 +23,7 @@ const (
 	EventSnapshotNameTaken        = "SnapshotNameTaken"
 	EventCodeTooLarge             = "CodeTooLarge"
 	EventSnapshotNotCreated       = "SnapshotNotCreated"
+	EventInvalidSelector          = "InvalidSelector"
 	// EventRollbackPending: a rollback request waits, kept, until the
 	// snapshot of its revision can be read.
 	EventRollbackPending = "RollbackPending"
@@ -37,6 +38,7 @@ var degradedEvents = map[string]string{
 	workersv1alpha1.ReasonSnapshotNameTaken:        EventSnapshotNameTaken,
 	workersv1alpha1.ReasonCodeTooLarge:             EventCodeTooLarge,
 	workersv1alpha1.ReasonSnapshotNotCreated:       EventSnapshotNotCreated,
+	workersv1alpha1.ReasonInvalidSelector:          EventInvalidSelector,
 }
 
 // Event actions (the events API's "what the controller did").

@@ -34,6 +34,10 @@ func codeSize(code revision.Code) int {
 	return n
 }
 
+func invalidSelector(err error) *problem {
+	return &problem{workersv1alpha1.ReasonInvalidSelector, fmt.Sprintf("spec.selector is not a valid label selector: %v", err)}
+}
+
 func codeNotFound(configMap string) *problem {
 	return &problem{workersv1alpha1.ReasonCodeSourceNotFound,
 		fmt.Sprintf("ConfigMap %s (spec.code.configMapRef) does not exist", configMap)}

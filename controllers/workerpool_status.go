@@ -103,6 +103,17 @@ func computeStatus(s *scope) {
 	setDegradedCondition(&st.Conditions, in, gen, s.now)
 }
 
+// computeBlockedStatus records a problem found before the pods could be
+// planned (s.blocked): the conditions say it; the counts, the history and
+// Available stay as last written, since the pods were not looked at.
+func computeBlockedStatus(s *scope) {
+	st := &s.pool.Status
+	st.ObservedGeneration = s.pool.Generation
+	in := rolloutState{blocked: *s.blocked}
+	setProgressingCondition(&st.Conditions, in, s.pool.Generation, s.now)
+	setDegradedCondition(&st.Conditions, in, s.pool.Generation, s.now)
+}
+
 func historyLimit(pool *workersv1alpha1.WorkerPool) int {
 	limit := 10
 	if l := pool.Spec.RevisionHistoryLimit; l != nil {

@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -190,6 +191,40 @@ func TestSetProgressingAndDegradedConditions(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A problem found before the pods were planned sets the conditions and
+// leaves what the pods said (counts, Available, history) as it was.
+func TestComputeBlockedStatus(t *testing.T) {
+	available := metav1.Condition{Type: workersv1alpha1.ConditionAvailable, Status: metav1.ConditionTrue,
+		Reason: workersv1alpha1.ReasonAllPodsReady, Message: "All 3 pods have every worker ready", LastTransitionTime: t0}
+	pool := &workersv1alpha1.WorkerPool{
+		ObjectMeta: metav1.ObjectMeta{Generation: 4},
+		Status: workersv1alpha1.WorkerPoolStatus{
+			ObservedGeneration: 3, Pods: 3, ReadyPods: 3, UpdatedPods: 3, CurrentRevision: "v1", UpdateRevision: "v1",
+			History: []workersv1alpha1.RevisionRecord{{Revision: "v1", Result: ResultComplete}}, Conditions: []metav1.Condition{available},
+		},
+	}
+	s := &scope{pool: pool, before: pool.DeepCopy(), now: t1, blocked: invalidSelector(errors.New(`"Sometimes" is not a valid label selector operator`))}
+	computeBlockedStatus(s)
+	st := s.pool.Status
+	if st.ObservedGeneration != 4 {
+		t.Errorf("observedGeneration %d, want 4", st.ObservedGeneration)
+	}
+	want := brief{metav1.ConditionTrue, workersv1alpha1.ReasonInvalidSelector,
+		`spec.selector is not a valid label selector: "Sometimes" is not a valid label selector operator`}
+	if diff := cmp.Diff(want, briefOf(st.Conditions, workersv1alpha1.ConditionDegraded)); diff != "" {
+		t.Errorf("Degraded (-want +got):\n%s", diff)
+	}
+	want.Status = metav1.ConditionFalse
+	if diff := cmp.Diff(want, briefOf(st.Conditions, workersv1alpha1.ConditionProgressing)); diff != "" {
+		t.Errorf("Progressing (-want +got):\n%s", diff)
+	}
+	unchanged := s.before.Status.DeepCopy()
+	unchanged.ObservedGeneration, unchanged.Conditions = st.ObservedGeneration, st.Conditions
+	if diff := cmp.Diff(*unchanged, st); diff != "" {
+		t.Errorf("the status changed beyond the conditions (-want +got):\n%s", diff)
 	}
 }
 

@@ -121,7 +121,7 @@ const (
 )
 
 // Condition reasons of a WorkerPool whose revision cannot be made or sent
-// yet. The first three are problems the user must fix (Degraded is True,
+// yet. All but the last are problems the user must fix (Degraded is True,
 // and the message names the object or field); the last is a wait.
 const (
 	// ReasonSnapshotNameTaken: a ConfigMap that is not the revision's
@@ -133,6 +133,9 @@ const (
 	// ReasonSnapshotNotCreated: the API server refused the snapshot (a
 	// quota, an admission policy, a validation rule).
 	ReasonSnapshotNotCreated = "SnapshotNotCreated"
+	// ReasonInvalidSelector: spec.selector is not a valid label selector
+	// (an unknown operator, values where none belong).
+	ReasonInvalidSelector = "InvalidSelector"
 	// ReasonWaitingForAgentAccess: pods wait to be told a revision until
 	// their agents may read its snapshot.
 	ReasonWaitingForAgentAccess = "WaitingForAgentAccess"
