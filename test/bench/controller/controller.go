@@ -120,6 +120,11 @@ func runController(kubeconfig string) error {
 	if err := r.SetupWithManager(mgr); err != nil {
 		return err
 	}
+	// Pods are told a revision once their agents may read it, which the
+	// agent-access controller grants: run it as the manager does.
+	if err := controllers.NewAgentAccessReconciler(mgr.GetClient()).SetupWithManager(mgr); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() {
