@@ -16,6 +16,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/softreload/softreload/internal/testing/node"
 )
@@ -26,5 +27,6 @@ func TestMain(m *testing.M) { os.Exit(node.Main(m)) }
 
 func TestRealNode(t *testing.T) {
 	RegisterFailHandler(Fail)
+	ctrllog.SetLogger(GinkgoLogr)
 	RunSpecs(t, "softreload on a real node")
 }

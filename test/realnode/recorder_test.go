@@ -27,9 +27,11 @@ type podView struct {
 	report  v1alpha1.AgentStatus
 	// asked lists every desired revision the pod was sent, in order.
 	asked []string
-	// readyAt is when the pod was first seen Ready at each revision it
-	// was asked to run.
+	// readyAt is when the pod was last seen becoming Ready at each
+	// revision it was asked to run.
 	readyAt map[string]time.Time
+	// ready says whether the pod runs its desired revision, Ready.
+	ready bool
 	// last is the pod as last seen (on deletion, its final status).
 	last *corev1.Pod
 	gone bool
@@ -96,11 +98,11 @@ func (r *recorder) observe(pod *corev1.Pod, gone bool) {
 	if st, _ := v1alpha1.ParseAgentStatus(pod.Annotations[v1alpha1.StatusAnnotation]); st != nil {
 		v.report = *st
 	}
-	if v.desired != "" && v.report.Revision == v.desired && v.report.State == v1alpha1.AgentReady {
-		if _, ok := v.readyAt[v.desired]; !ok {
-			v.readyAt[v.desired] = now
-		}
+	ready := v.desired != "" && v.report.Revision == v.desired && v.report.State == v1alpha1.AgentReady
+	if ready && !v.ready {
+		v.readyAt[v.desired] = now
 	}
+	v.ready = ready
 	n := 0
 	for _, p := range r.pods {
 		if p.reloading() {

@@ -208,7 +208,7 @@ func (s *suite) printTimes() {
 
 // run runs a command of the README (kubectl, helm) from the repository's
 // root, as the administrator, with the plugin on PATH.
-func (s *suite) run(name string, args ...string) string {
+func (s *suite) run(name string, args ...string) {
 	GinkgoHelper()
 	cmd := exec.CommandContext(s.ctx, filepath.Join(s.bin, name), args...)
 	cmd.Dir = s.root
@@ -221,7 +221,6 @@ func (s *suite) run(name string, args ...string) string {
 	out, err := cmd.CombinedOutput()
 	Expect(err).NotTo(HaveOccurred(), "%s %s:\n%s", name, strings.Join(args, " "), out)
 	fmt.Fprintf(GinkgoWriter, "$ %s %s\n%s", name, strings.Join(args, " "), out)
-	return string(out)
 }
 
 // currentPods lists the example's pods that are not being deleted.
@@ -274,9 +273,17 @@ func (s *suite) leave(p *pod) {
 }
 
 // socket is the agent's control socket of pod p, in the pod's code volume
-// on the node.
+// on the node, through a link with a short path: a unix socket's path has
+// at most 107 bytes.
 func (s *suite) socket(p *pod) string {
-	return filepath.Join(s.cluster.KubeletRoot(), "pods", p.uid, "volumes", "kubernetes.io~empty-dir", "softreload-code", "agent.sock")
+	GinkgoHelper()
+	path := filepath.Join(s.cluster.KubeletRoot(), "pods", p.uid, "volumes", "kubernetes.io~empty-dir", "softreload-code", "agent.sock")
+	link := filepath.Join(s.cluster.Dir(), "sock", p.uid)
+	if _, err := os.Lstat(link); err != nil {
+		Expect(os.MkdirAll(filepath.Dir(link), 0o755)).To(Succeed())
+		Expect(os.Symlink(path, link)).To(Succeed())
+	}
+	return link
 }
 
 // workers asks p's agent, over its control socket, for its workers.

@@ -174,7 +174,7 @@ func (c *Cluster) network(context.Context) error {
 		{"addr", "add", NodeIP + "/24", "dev", nodeBridge},
 		{"link", "set", nodeBridge, "up"},
 	} {
-		if _, err := c.run("ip", args...); err != nil {
+		if err := c.run("ip", args...); err != nil {
 			return err
 		}
 	}
@@ -335,8 +335,7 @@ func (c *Cluster) startContainerd(context.Context) error {
 		return err
 	}
 	return p.waitUntil("serving", c.opts.Timeout, func() error {
-		_, err := c.run("ctr", "--address", c.containerdSocket(), "version")
-		return err
+		return c.run("ctr", "--address", c.containerdSocket(), "version")
 	})
 }
 
@@ -344,7 +343,7 @@ func (c *Cluster) startContainerd(context.Context) error {
 // namespace, where the kubelet finds them.
 func (c *Cluster) importImages(context.Context) error {
 	for _, archive := range c.opts.Images {
-		if _, err := c.run("ctr", "--address", c.containerdSocket(), "-n", "k8s.io", "images", "import", archive); err != nil {
+		if err := c.run("ctr", "--address", c.containerdSocket(), "-n", "k8s.io", "images", "import", archive); err != nil {
 			return err
 		}
 	}

@@ -1,7 +1,6 @@
 package node
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -51,7 +50,7 @@ func (c *Cluster) start(name, bin string, args ...string) (*process, error) {
 func (p *process) exited() error {
 	select {
 	case <-p.done:
-		return fmt.Errorf("%s exited (%v); the end of %s:\n%s", p.name, p.err, p.log, Tail(p.log, 30))
+		return fmt.Errorf("%s exited (%w); the end of %s:\n%s", p.name, p.err, p.log, Tail(p.log, 30))
 	default:
 		return nil
 	}
@@ -86,7 +85,7 @@ func (p *process) waitUntil(what string, timeout time.Duration, ok func() error)
 			return e
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s: %s not within %v (last: %v); the end of %s:\n%s", p.name, what, timeout, err, p.log, Tail(p.log, 30))
+			return fmt.Errorf("%s: %s not within %v (last: %w); the end of %s:\n%s", p.name, what, timeout, err, p.log, Tail(p.log, 30))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -105,17 +104,12 @@ func Tail(path string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// run runs a command to its end and returns its combined output.
-func (c *Cluster) run(bin string, args ...string) (string, error) {
+// run runs a command to its end; its error holds the command's output.
+func (c *Cluster) run(bin string, args ...string) error {
 	cmd := exec.Command(bin, args...)
 	cmd.Env = c.env()
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		var exit *exec.ExitError
-		if errors.As(err, &exit) || len(out) > 0 {
-			return string(out), fmt.Errorf("%s %s: %w\n%s", filepath.Base(bin), strings.Join(args, " "), err, out)
-		}
-		return string(out), fmt.Errorf("%s %s: %w", filepath.Base(bin), strings.Join(args, " "), err)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("%s %s: %w\n%s", filepath.Base(bin), strings.Join(args, " "), err, out)
 	}
-	return string(out), nil
+	return nil
 }

@@ -50,7 +50,7 @@ const (
 	CodePath = "/code"
 )
 
-// A code image of the walkthrough's app.
+// Code is a code image of the walkthrough's app.
 type Code struct {
 	// Tag is the image's tag under CodeRepo.
 	Tag string
