@@ -49,9 +49,10 @@ var _ = Describe("softreload on a real node", Label("realnode"), Ordered, func()
 		s.ctx = ctx
 		good := s.pool().Status.CurrentRevision
 		before := s.webPIDs()
-		rev, _ := s.changeCode(map[string]string{"worker.py": nodeimage.BrokenWorker})
+		rev, at := s.changeCode(map[string]string{"worker.py": nodeimage.BrokenWorker})
 		s.waitDegraded(rev)
 		s.waitAllAt(good)
+		s.measured("ConfigMap", "broken worker.py, rolled back", good, at)
 		var tried []string
 		for _, p := range s.pods {
 			if s.rec.timesAsked(p.name, rev) > 0 {
@@ -235,9 +236,10 @@ var _ = Describe("softreload on a real node", Label("realnode"), Ordered, func()
 		codeRestarts = s.restartsOf(codeContainer)
 		before = s.webPIDs()
 		s.rec.resetMax()
-		rev, _ = s.newRevision(image(broken))
+		rev, at = s.newRevision(image(broken))
 		s.waitDegraded(rev)
 		s.waitAllAt(good)
+		s.measured("image", v2.Tag+" to "+broken.Tag+", rolled back", good, at)
 		var tried []string
 		for _, p := range s.pods {
 			if s.rec.timesAsked(p.name, rev) > 0 {

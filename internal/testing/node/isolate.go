@@ -22,6 +22,10 @@ import (
 // test binary that runs inside the namespaces; outside it is unset.
 const envDir = "SOFTRELOAD_REALNODE_DIR"
 
+// EnvKeepLogs, set to any value, keeps the logs of every process of the
+// cluster after the run (a failure prints their ends anyway).
+const EnvKeepLogs = "SOFTRELOAD_REALNODE_KEEP_LOGS"
+
 // hostSysctls are the global sysctls the kubelet sets: Main puts back what
 // it found. (The network ones, such as net.ipv4.ip_forward, belong to the
 // test's network namespace and go with it.)
@@ -54,7 +58,7 @@ var privateMounts = []string{"/run", "/var/lib", "/var/log"}
 // waits for it, then stops every process the cluster left (by PID: every
 // descendant, and everything in the test's network namespace), removes the
 // cgroups they made, puts the kubelet's sysctls back, removes the state
-// directory (keeping its logs if the tests failed) and returns the exit
+// directory (keeping its logs if EnvKeepLogs is set) and returns the exit
 // code. Inside, it makes every mount private and runs m.
 func Main(m *testing.M) int {
 	if os.Getenv(envDir) != "" {
@@ -203,10 +207,10 @@ func runIsolated() (int, error) {
 		errs = append(errs, err)
 	}
 	errs = append(errs, host.restore())
-	if code == 0 && errors.Join(errs...) == nil {
-		errs = append(errs, os.RemoveAll(dir))
-	} else {
+	if os.Getenv(EnvKeepLogs) != "" {
 		errs = append(errs, keepLogs(dir))
+	} else {
+		errs = append(errs, os.RemoveAll(dir))
 	}
 	return code, errors.Join(errs...)
 }
