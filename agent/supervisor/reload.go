@@ -140,7 +140,8 @@ func (s *Supervisor) reload(req *reloadRequest) {
 			}
 		}
 		s.current = nil
-		s.state, s.message, s.failed = v1alpha1.AgentFailed, rerr.Error(), req.to.revision
+		// The report goes into a pod annotation, which bounds it.
+		s.state, s.message, s.failed = v1alpha1.AgentFailed, v1alpha1.ShortenAgentMessage(rerr.Error()), req.to.revision
 		s.publish()
 		s.record(ReloadFailed, began)
 		req.reply(s.agentStatus(), rerr)

@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -604,6 +605,38 @@ func TestStopWaitsForAReplacedWorker(t *testing.T) {
 	want := []string{"start web/0 r2", "signal web/0 r1 terminated", "signal web/0 r2 terminated", "signal web/0 r1 killed"}
 	if diff := cmp.Diff(want, h.os.takeLog()); diff != "" {
 		t.Errorf("starts and signals (-want +got):\n%s", diff)
+	}
+}
+
+// A worker that fails with enormous lines of output still gives a report
+// that fits the pod's status annotation and that the controller reads.
+func TestFailureReportFitsTheAnnotation(t *testing.T) {
+	h := newHarness(t, v1alpha1.RolloutStrategy{}, groupSpec("web", 1))
+	h.os.next(t).markReady()
+	h.waitReady("r1")
+	reloaded := make(chan error, 1)
+	go func() { _, err := h.s.Reload(context.Background(), "r2", "/code/r2"); reloaded <- err }()
+	p := h.os.next(t)
+	for i := 0; i < 10; i++ {
+		p.write(fmt.Sprintf("line %d: %s", i, strings.Repeat("é", 50_000)))
+	}
+	p.exit(errors.New("exit status 3"))
+	if err := <-reloaded; err == nil || len(err.Error()) < 500_000 {
+		t.Fatalf("Reload = %v, want the whole failure", err)
+	}
+	st := h.s.Status().Agent
+	if st.State != v1alpha1.AgentFailed || len(st.Message) > v1alpha1.MaxAgentMessageBytes {
+		t.Fatalf("report: state %s, a message of %d bytes", st.State, len(st.Message))
+	}
+	if !strings.HasPrefix(st.Message, "worker web/0 (revision r2) exited") || !strings.Contains(st.Message, " [...] ") || !strings.HasSuffix(st.Message, strings.Repeat("é", 1000)) {
+		t.Errorf("the shortened message lost the reason or the last line: %.80q", st.Message)
+	}
+	raw, err := json.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v1alpha1.ParseAgentStatus(string(raw)); err != nil {
+		t.Errorf("the controller refuses the report: %v", err)
 	}
 }
 

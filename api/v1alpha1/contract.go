@@ -1,11 +1,5 @@
 package v1alpha1
 
-import (
-	"encoding/json"
-	"fmt"
-	"strings"
-)
-
 // Labels and annotations of the pod protocol between the controller and the
 // agent in each pod.
 const (
@@ -79,19 +73,6 @@ type AgentStatus struct {
 	Total int32 `json:"total"`
 	// Message says why, for Failed: the reason and the worker's last output.
 	Message string `json:"message,omitempty"`
-}
-
-// ParseAgentStatus reads an agent's report from the value of its pod's
-// StatusAnnotation. An empty value is no report: nil, and no error.
-func ParseAgentStatus(raw string) (*AgentStatus, error) {
-	if strings.TrimSpace(raw) == "" {
-		return nil, nil
-	}
-	st := &AgentStatus{}
-	if err := json.Unmarshal([]byte(raw), st); err != nil {
-		return nil, fmt.Errorf("unreadable %s annotation: %w", StatusAnnotation, err)
-	}
-	return st, nil
 }
 
 // Condition types of a WorkerPool.

@@ -107,7 +107,8 @@ func NewSnapshot(pool *workersv1alpha1.WorkerPool, rev string, spec Spec, code C
 	}, nil
 }
 
-// SpecFrom reads the revision spec of a snapshot.
+// SpecFrom reads the revision spec of a snapshot, and refuses one that no
+// agent can run (Spec.Validate).
 func SpecFrom(snapshot *corev1.ConfigMap) (Spec, error) {
 	var s Spec
 	raw, ok := snapshot.Annotations[workersv1alpha1.SnapshotSpecAnnotation]
@@ -116,6 +117,9 @@ func SpecFrom(snapshot *corev1.ConfigMap) (Spec, error) {
 	}
 	if err := json.Unmarshal([]byte(raw), &s); err != nil {
 		return s, fmt.Errorf("reading the %s annotation of snapshot %s: %w", workersv1alpha1.SnapshotSpecAnnotation, snapshot.Name, err)
+	}
+	if err := s.Validate(); err != nil {
+		return s, fmt.Errorf("the %s annotation of snapshot %s: %w", workersv1alpha1.SnapshotSpecAnnotation, snapshot.Name, err)
 	}
 	return s, nil
 }
