@@ -86,7 +86,7 @@ func TestPodRow(t *testing.T) {
 		},
 		"a report without a state": {
 			annotations: map[string]string{workersv1alpha1.StatusAnnotation: `{"revision":"r1"}`},
-			want:        []string{"web-0", "-", "-", "Unknown", "0/0", "90m", ""},
+			want:        []string{"web-0", "-", "-", "Unknown", "-", "90m", `softreload.dev/status annotation: state "": must be Reloa...`},
 		},
 	}
 	for name, tc := range cases {
