@@ -28,6 +28,7 @@ import (
 
 func main() {
 	process.RunShimIfAsked()
+	tuneRuntime()
 	if err := newRoot().Execute(); err != nil {
 		os.Exit(1)
 	}

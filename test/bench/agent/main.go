@@ -12,7 +12,15 @@
 // reload duration, the agent's memory, and the steady throughput relative
 // to the same workers alone on their own sockets.
 //
+// A second table gives the agent's footprint in every pod, for agent run
+// and agent pod (against the test control plane, which hack/tools.sh
+// builds): resident memory idle and after 10 reloads, the time from the
+// agent's start to its first worker started, and the stripped binary's and
+// the image's sizes. -src measures the agent of another checkout of the
+// module instead, to compare versions.
+//
 //	go run ./test/bench/agent [-workers 4] [-clients 8] [-reloads 3] [-steady 2s]
+//	go run ./test/bench/agent -footprint-only [-footprint-runs 3] [-src DIR] [-agent-env GOGC=100]
 package main
 
 import (
@@ -45,6 +53,11 @@ var (
 	clients = flag.Int("clients", 8, "concurrent clients of the load")
 	reloads = flag.Int("reloads", 3, "reloads measured per setup")
 	steady  = flag.Duration("steady", 2*time.Second, "steady-state measurement per setup")
+
+	footprintOnly = flag.Bool("footprint-only", false, "print the footprint table alone")
+	footprintRuns = flag.Int("footprint-runs", 3, "runs per mode of the footprint table (the median is printed)")
+	src           = flag.String("src", "", "measure the footprint of the agent in this module directory (default: this module)")
+	agentEnv      = flag.String("agent-env", "", "comma-separated NAME=value pairs added to the agent's environment in the footprint table")
 )
 
 func main() {
@@ -59,12 +72,28 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
+	if !*footprintOnly {
+		reloadBench(root, dir)
+	}
+	from := root
+	if *src != "" {
+		from = *src
+	}
+	var env []string
+	if *agentEnv != "" {
+		env = strings.Split(*agentEnv, ",")
+	}
+	if err := footprintBench(from, dir, *footprintRuns, env); err != nil {
+		log.Fatal(err)
+	}
+}
+
+// reloadBench prints the table of a reload under load.
+func reloadBench(root, dir string) {
 	bins := filepath.Join(dir, "bin")
 	for _, b := range [][2]string{{"agent", "./cmd/agent"}, {"go-worker", "./examples/go"}} {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(bins, b[0]), b[1])
-		cmd.Dir, cmd.Stderr = root, os.Stderr
-		if err := cmd.Run(); err != nil {
-			log.Fatalf("building %s: %v", b[1], err)
+		if err := goBuild(root, filepath.Join(bins, b[0]), b[1]); err != nil {
+			log.Fatal(err)
 		}
 	}
 

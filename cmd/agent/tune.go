@@ -1,0 +1,79 @@
+package main
+
+import (
+	"os"
+	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
+	"time"
+)
+
+// The Go runtime's defaults suit a server that is busy; the agent is a
+// small supervisor that runs for the life of its pod and is idle almost
+// all of it. docs/agent.md ("Footprint") gives the measurements behind
+// these settings.
+const (
+	// maxProcs caps GOMAXPROCS. By default it is the container's CPU limit
+	// or, with none (as many pods run), every CPU of the node: each P adds
+	// its own caches and GC worker, 3 MiB on a 64-CPU node, for a process
+	// that never needs more than two threads running Go code at once.
+	maxProcs = 2
+	// trimEvery is how often the agent looks whether it went idle after
+	// some work; trimAfter is how much it must have allocated since it
+	// last returned memory, and quietBelow how little in the last period,
+	// for it to return its free heap to the operating system at once.
+	trimEvery  = time.Second
+	trimAfter  = 1 << 20
+	quietBelow = 64 << 10
+)
+
+// tuneRuntime sets the Go runtime for the agent. GOMAXPROCS, when the
+// environment sets it, wins over the cap.
+func tuneRuntime() {
+	if os.Getenv("GOMAXPROCS") == "" && runtime.GOMAXPROCS(0) > maxProcs {
+		runtime.GOMAXPROCS(maxProcs)
+	}
+	go trimWhenIdle(time.NewTicker(trimEvery).C)
+}
+
+// trimWhenIdle returns the heap's free memory to the operating system once
+// the agent goes quiet after some work (its start, a reload): a collection
+// of its few MiB of heap, then nothing until it works again. The runtime
+// would keep that memory up to its next GC goal, and give it back only
+// over minutes, while the agent may stay idle for days.
+func trimWhenIdle(tick <-chan time.Time) {
+	allocs := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
+	allocated := func() uint64 {
+		metrics.Read(allocs)
+		return allocs[0].Value.Uint64()
+	}
+	t := newTrimmer(allocated())
+	for range tick {
+		if t.idle(allocated()) {
+			debug.FreeOSMemory()
+			t.trimmed(allocated())
+		}
+	}
+}
+
+// trimmer decides when the agent went idle after some work, from the
+// bytes it allocated over its life.
+type trimmer struct {
+	atTrim, last uint64
+}
+
+func newTrimmer(allocated uint64) *trimmer {
+	return &trimmer{atTrim: allocated, last: allocated}
+}
+
+// idle takes the bytes allocated so far, once a period, and says whether
+// the agent worked since its memory was last returned and was quiet over
+// the last period.
+func (t *trimmer) idle(allocated uint64) bool {
+	worked, quiet := allocated-t.atTrim >= trimAfter, allocated-t.last < quietBelow
+	t.last = allocated
+	return worked && quiet
+}
+
+// trimmed records that the memory was returned.
+func (t *trimmer) trimmed(allocated uint64) { t.atTrim, t.last = allocated, allocated }
