@@ -572,14 +572,14 @@ func TestOrphansAreReaped(t *testing.T) {
 func TestCodeDirIsAMountedConfigMap(t *testing.T) {
 	code := t.TempDir()
 	updateConfigMapVolume(t, code, "2026_12_02_10_00_00.000000001", map[string]string{"version": "1"})
-	p := startPool(t, poolOptions{code: code}, testGroup(t, "web", 2))
+	p := startPool(t, poolOptions{code: code}, testGroup(t, "app", 2))
 	first := p.agent.Status().Agent.Running
-	if got := versions(t, p.url("web"), 10); !slices.Equal(got, []string{"1"}) {
+	if got := versions(t, p.url("app"), 10); !slices.Equal(got, []string{"1"}) {
 		t.Fatalf("versions answered: %v, want [1]", got)
 	}
 
 	updateConfigMapVolume(t, code, "2026_12_02_10_05_00.000000002", map[string]string{"version": "2"})
-	if got := versions(t, p.url("web"), 10); !slices.Equal(got, []string{"1"}) {
+	if got := versions(t, p.url("app"), 10); !slices.Equal(got, []string{"1"}) {
 		t.Fatalf("versions answered before the reload: %v, want [1]: the workers follow the live files", got)
 	}
 	st, err := p.agent.Reload(context.Background())
@@ -589,7 +589,7 @@ func TestCodeDirIsAMountedConfigMap(t *testing.T) {
 	if st.Running == first {
 		t.Fatalf("the updated ConfigMap kept revision %s", first)
 	}
-	if got := versions(t, p.url("web"), 10); !slices.Equal(got, []string{"2"}) {
+	if got := versions(t, p.url("app"), 10); !slices.Equal(got, []string{"2"}) {
 		t.Fatalf("versions answered after the reload: %v, want [2]", got)
 	}
 }

@@ -595,7 +595,10 @@ func TestStopWaitsForAReplacedWorker(t *testing.T) {
 	}
 	h.clock.Step(5 * time.Second) // its stop timeout
 	select {
-	case <-h.runs:
+	case err := <-h.runs:
+		if err != nil {
+			t.Errorf("Run = %v", err)
+		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("Run did not return once the replaced worker was killed")
 	}
