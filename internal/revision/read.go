@@ -13,8 +13,11 @@ import (
 	workersv1alpha1 "github.com/softreload/softreload/api/v1alpha1"
 )
 
-// Bounds of an image code source, as in the CRD.
+// Bounds of what a snapshot holds: an image code source as in the CRD, and
+// the spec annotation, which cannot be larger than all of an object's
+// annotations together may be.
 const (
+	maxSpecBytes      = 256 << 10
 	maxImageReference = 512
 	maxImagePath      = 1024
 )

@@ -38,6 +38,7 @@ func TestSpecFromRefusesWhatNoAgentCanRun(t *testing.T) {
 		"an image without a reference": {
 			raw: `{"groups":[{"name":"web","command":["x"]}],"image":{"path":"/code"}}`, want: "image.reference: Required value",
 		},
+		"too large": {raw: `{"restartedAt":"` + strings.Repeat("x", 256<<10) + `"}`, want: "more than the API server allows"},
 		"an image path that is relative": {
 			raw: `{"groups":[{"name":"web","command":["x"]}],"image":{"reference":"app:1","path":"../code"}}`, want: "image.path: Invalid value",
 		},
@@ -112,6 +113,9 @@ func FuzzSpecFrom(f *testing.F) {
 		}
 		if err := spec.Validate(); err != nil {
 			t.Fatalf("accepted a spec it finds invalid: %v", err)
+		}
+		if len(raw) > maxSpecBytes {
+			t.Fatalf("accepted %d bytes", len(raw))
 		}
 		if len(spec.Groups) == 0 || len(spec.Groups) > workersv1alpha1.MaxGroups {
 			t.Fatalf("accepted %d groups", len(spec.Groups))

@@ -115,6 +115,9 @@ func SpecFrom(snapshot *corev1.ConfigMap) (Spec, error) {
 	if !ok {
 		return s, fmt.Errorf("snapshot %s has no %s annotation", snapshot.Name, workersv1alpha1.SnapshotSpecAnnotation)
 	}
+	if len(raw) > maxSpecBytes {
+		return s, fmt.Errorf("the %s annotation of snapshot %s: %d bytes, more than the API server allows (%d)", workersv1alpha1.SnapshotSpecAnnotation, snapshot.Name, len(raw), maxSpecBytes)
+	}
 	if err := json.Unmarshal([]byte(raw), &s); err != nil {
 		return s, fmt.Errorf("reading the %s annotation of snapshot %s: %w", workersv1alpha1.SnapshotSpecAnnotation, snapshot.Name, err)
 	}
