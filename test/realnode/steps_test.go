@@ -107,7 +107,7 @@ var _ = Describe("softreload on a real node", Label("realnode"), Ordered, func()
 		current := rev
 		s.run("kubectl", "softreload", "pause", pool)
 		before = s.webPIDs()
-		rev, at = s.changeCode(map[string]string{"greeting.txt": "Hello after the pause\n"})
+		rev, _ = s.changeCode(map[string]string{"greeting.txt": "Hello after the pause\n"})
 		Eventually(func() string { return s.pool().Status.UpdateRevision }).WithTimeout(time.Minute).WithPolling(poll).Should(Equal(rev))
 		for _, p := range s.pods {
 			Expect(s.rec.timesAsked(p.name, rev)).To(BeZero(), "pod %s was sent %s while the pool is paused", p.name, rev)

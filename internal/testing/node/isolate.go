@@ -22,7 +22,7 @@ import (
 // test binary that runs inside the namespaces; outside it is unset.
 const envDir = "SOFTRELOAD_REALNODE_DIR"
 
-// EnvKeepLogs, set to any value, keeps the logs of every process of the
+// EnvKeepLogs names the variable that, set to any value, keeps the logs of every process of the
 // cluster after the run (a failure prints their ends anyway).
 const EnvKeepLogs = "SOFTRELOAD_REALNODE_KEEP_LOGS"
 
