@@ -368,6 +368,9 @@ func (l *loop) report() {
 	if st.Revision == "" && st.State == "" {
 		return
 	}
+	// The controller refuses a report whose message is too long; what the
+	// agent says itself (a fetch's error) may be.
+	st.Message = v1alpha1.ShortenAgentMessage(st.Message)
 	replaceLatest(l.a.publish, st)
 }
 
@@ -437,12 +440,9 @@ func (a *Agent) fetch(ctx context.Context, rev string, progress func(string)) (R
 		}
 		return Revision{Name: rev, Spec: spec, Dir: dir}, nil
 	}
-	files := make(map[string][]byte, len(cm.Data)+len(cm.BinaryData))
-	for k, v := range cm.Data {
-		files[k] = []byte(v)
-	}
-	for k, v := range cm.BinaryData {
-		files[k] = v
+	files, err := revision.FilesOf(cm)
+	if err != nil {
+		return Revision{}, err
 	}
 	dir, err := WriteRevision(a.opts.CodeRoot, rev, files)
 	if err != nil {

@@ -2,12 +2,10 @@ package pod
 
 import (
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
-	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -76,83 +74,44 @@ func PruneRevisions(root string, limit int, inUse ...string) error {
 }
 
 // CopyTree copies the directory tree from into a new directory to, whole or
-// not at all (a temporary directory renamed into place). It is what the
-// code container of image mode runs, each time it starts. A to that is
-// there already must hold the same files (the same image delivered again,
-// after a restart of its container): one with other content is an error,
-// never kept, since workers would run code that is not the image's.
+// not at all (a temporary directory renamed into place), as a revision
+// holds code: files and directories, a symlink as what it points to, one
+// that leaves from refused (agent/revision). It is what the code container
+// of image mode runs, each time it starts. A to that is there already must
+// hold the same files (the same image delivered again, after a restart of
+// its container): one with other content is an error, never kept, since
+// workers would run code that is not the image's.
 func CopyTree(from, to string) error {
-	if _, err := os.Stat(to); err == nil {
-		same, err := sameTree(from, to)
-		if err != nil {
-			return fmt.Errorf("comparing the code in %s with %s: %w", from, to, err)
-		}
-		if !same {
-			return fmt.Errorf("%s already holds other code than %s of this image: an image reference must always name the same content (was its tag pushed again? give the new code a new tag)", to, from)
-		}
-		return nil
-	}
 	if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
 		return fmt.Errorf("creating %s: %w", filepath.Dir(to), err)
 	}
 	tmp := fmt.Sprintf("%s.tmp-%s", to, randomSuffix())
-	defer os.RemoveAll(tmp)
-	if err := os.CopyFS(tmp, os.DirFS(from)); err != nil {
+	if err := os.Mkdir(tmp, 0o755); err != nil {
+		return fmt.Errorf("creating %s: %w", tmp, err)
+	}
+	defer os.RemoveAll(tmp) // a no-op once renamed
+	if _, err := coderev.Copy(from, tmp); err != nil {
 		return fmt.Errorf("copying the code from %s: %w", from, err)
+	}
+	if _, err := os.Stat(to); err == nil {
+		// Both copies made the same way: equal hashes, equal code.
+		want, err := coderev.Hash(tmp)
+		if err != nil {
+			return err
+		}
+		got, err := coderev.Hash(to)
+		if err != nil {
+			return fmt.Errorf("reading the code in %s: %w", to, err)
+		}
+		if got != want {
+			return fmt.Errorf("%s already holds other code than %s of this image: an image reference must always name the same content (was its tag pushed again? give the new code a new tag)", to, from)
+		}
+		return nil
 	}
 	if err := os.Rename(tmp, to); err != nil {
 		return fmt.Errorf("moving the code into %s: %w", to, err)
 	}
 	return nil
-}
-
-// sameTree says whether directories a and b hold the same files: the same
-// names, kinds, execute bits and contents.
-func sameTree(a, b string) (bool, error) {
-	want, err := treeOf(a)
-	if err != nil {
-		return false, err
-	}
-	got, err := treeOf(b)
-	if err != nil {
-		return false, err
-	}
-	return maps.Equal(want, got), nil
-}
-
-// treeOf maps each path under root to its kind, execute bit and, for a
-// regular file, a hash of its content.
-func treeOf(root string) (map[string]string, error) {
-	tree := map[string]string{}
-	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(root, path)
-		if err != nil || rel == "." {
-			return err
-		}
-		// What a copy keeps: the kind, whether it runs, the content.
-		entry := info.Mode().Type().String()
-		if info.Mode()&0o111 != 0 {
-			entry += " x"
-		}
-		if info.Mode().IsRegular() {
-			data, err := os.ReadFile(path)
-			if err != nil {
-				return err
-			}
-			sum := sha256.Sum256(data)
-			entry += " " + hex.EncodeToString(sum[:])
-		}
-		tree[rel] = entry
-		return nil
-	})
-	return tree, err
 }
 
 func randomSuffix() string {

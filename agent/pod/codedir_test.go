@@ -152,3 +152,24 @@ func TestCopyTree(t *testing.T) {
 		})
 	}
 }
+
+// A code image's symlinks are delivered as what they point to, and one that
+// leaves the code is refused, as in every revision.
+func TestCopyTreeFollowsLinksInside(t *testing.T) {
+	from := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(from, "real.py"), []byte("v1"), 0o644))
+	must(t, os.Symlink("real.py", filepath.Join(from, "link.py")))
+	to := filepath.Join(t.TempDir(), "images", "abc")
+	must(t, pod.CopyTree(from, to))
+	info, err := os.Lstat(filepath.Join(to, "link.py"))
+	if err != nil || !info.Mode().IsRegular() || readFile(t, filepath.Join(to, "link.py")) != "v1" {
+		t.Errorf("link.py delivered as %v (%v), want a regular file holding v1", info, err)
+	}
+
+	outside := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(outside, "secret"), []byte("x"), 0o644))
+	must(t, os.Symlink(filepath.Join(outside, "secret"), filepath.Join(from, "escape")))
+	if err := pod.CopyTree(from, filepath.Join(t.TempDir(), "x")); err == nil || !strings.Contains(err.Error(), "escape") {
+		t.Errorf("a link out of the code was delivered: %v", err)
+	}
+}

@@ -269,6 +269,11 @@ func reuse(stateDir, rev string) (string, bool) {
 	return dir, true
 }
 
+// Copy copies the code of src into dst, an existing empty directory, as a
+// snapshot holds it (files and directories only, symlinks followed by the
+// rules of walk), and returns the hash of what it copied.
+func Copy(src, dst string) (string, error) { return copyTree(src, dst, "") }
+
 // copyTree copies the code of src into dst, a new directory, and returns
 // the hash of what it copied.
 func copyTree(src, dst, skip string) (string, error) {

@@ -1,13 +1,14 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/spf13/cobra"
 
+	"github.com/softreload/softreload/agent"
 	"github.com/softreload/softreload/agent/pod"
 )
 
@@ -34,9 +35,16 @@ Code of that image delivered before must be the same, or it fails.`,
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "the code of image %s (%s) is in %s\n", image, path, dir)
-			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
+			// Wait for the kubelet's SIGTERM; no other signal ends it.
+			ctx, drain := context.WithCancel(cmd.Context())
+			defer drain()
+			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
+			stop := agent.HandleSignals(log, agent.SignalHandlers{
+				Drain:    drain,
+				NoReload: "the code container delivers its image's code each time it starts; a new image restarts it",
+			})
 			defer stop()
+			fmt.Fprintf(cmd.OutOrStdout(), "the code of image %s (%s) is in %s\n", image, path, dir)
 			<-ctx.Done()
 			return nil
 		},

@@ -51,6 +51,11 @@ func (c *codeContainer) delivered() {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+	// A SIGHUP (a reload signal elsewhere) does not end it; the SIGTERM
+	// that follows stops it cleanly.
+	if err := c.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		c.t.Fatal(err)
+	}
 	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		c.t.Fatal(err)
 	}
