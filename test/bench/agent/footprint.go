@@ -62,7 +62,8 @@ type agentRun struct {
 	cmd     *exec.Cmd
 	started time.Time
 	first   chan time.Time // the first "Worker started" log line
-	exited  chan error
+	done    chan struct{}  // closed once the agent exited, with waitErr
+	waitErr error
 	mu      sync.Mutex
 	tail    []string // the agent's last log lines, for errors
 }
@@ -77,7 +78,7 @@ func startAgentRun(bin string, args, env []string) (*agentRun, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &agentRun{cmd: cmd, first: make(chan time.Time, 1), exited: make(chan error, 1)}
+	r := &agentRun{cmd: cmd, first: make(chan time.Time, 1), done: make(chan struct{})}
 	r.started = time.Now()
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting %s: %w", bin, err)
@@ -97,7 +98,11 @@ func startAgentRun(bin string, args, env []string) (*agentRun, error) {
 			}
 			r.mu.Unlock()
 		}
-		r.exited <- cmd.Wait()
+		r.waitErr = cmd.Wait()
+		if r.waitErr == nil {
+			r.waitErr = errors.New("exit status 0")
+		}
+		close(r.done)
 	}()
 	return r, nil
 }
@@ -108,9 +113,8 @@ func (r *agentRun) waitFirstWorker() (time.Duration, error) {
 	select {
 	case t := <-r.first:
 		return t.Sub(r.started), nil
-	case err := <-r.exited:
-		r.exited <- err
-		return 0, fmt.Errorf("the agent exited (%v) before starting a worker:\n%s", err, r.log())
+	case <-r.done:
+		return 0, fmt.Errorf("the agent exited before starting a worker: %w\n%s", r.waitErr, r.log())
 	case <-time.After(time.Minute):
 		return 0, fmt.Errorf("no worker started within a minute:\n%s", r.log())
 	}
@@ -126,10 +130,10 @@ func (r *agentRun) log() string {
 func (r *agentRun) stop() {
 	_ = r.cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-r.exited:
+	case <-r.done:
 	case <-time.After(time.Minute):
 		_ = r.cmd.Process.Kill()
-		<-r.exited
+		<-r.done
 	}
 }
 
@@ -248,7 +252,7 @@ func footprintBench(src, dir string, runs int, agentEnv []string) error {
 	if err != nil {
 		return fmt.Errorf("starting the control plane: %w", err)
 	}
-	defer env.Stop()
+	defer func() { _ = env.Stop() }()
 	for i := 0; i < runs; i++ {
 		f, err := podRun(env, agentBin, worker, filepath.Join(dir, fmt.Sprintf("pod-%d", i)), agentEnv)
 		if err != nil {
@@ -362,8 +366,11 @@ groups:
 				if err == nil && st.Agent.State == v1alpha1.AgentReady && int(st.Agent.Ready) == footprintWorkers {
 					return nil
 				}
+				if time.Now().After(deadline) && err != nil {
+					return fmt.Errorf("the agent did not get ready: %w", err)
+				}
 				if time.Now().After(deadline) {
-					return fmt.Errorf("the agent did not get ready: %v", err)
+					return fmt.Errorf("the agent did not get ready: %s, %d of %d workers ready", st.Agent.State, st.Agent.Ready, footprintWorkers)
 				}
 				time.Sleep(20 * time.Millisecond)
 			}
