@@ -167,8 +167,10 @@ func (s *suite) newerRevisionDuringFetch() {
 	known := s.snapshots()
 	s.writeCode("greeting.txt", "Hello from the newer revision\n")
 	s.must(s.cluster.StartManager())
+	back := time.Now()
 	rev := s.waitNewRevision(known)
 	s.waitRolledOut("the rollout of "+rev, rev)
+	s.t.Logf("revision %s everywhere %v after the manager came back", rev, time.Since(back).Round(time.Millisecond))
 	s.withinBudget()
 	for _, p := range s.pods {
 		v := s.rec.view(p.Name)
@@ -274,6 +276,7 @@ func (s *suite) releaseAgents() {
 func (s *suite) waitFirstAsked(rev string) *local.Pod {
 	s.t.Helper()
 	var first *local.Pod
+	start := time.Now()
 	waitFor(s.ctx, s.t, "a pod is told "+rev, rolloutTimeout, func() (bool, string) {
 		for _, p := range s.pods {
 			if s.rec.view(p.Name).desired == rev {
@@ -283,6 +286,7 @@ func (s *suite) waitFirstAsked(rev string) *local.Pod {
 		}
 		return false, s.describePods()
 	})
+	s.t.Logf("pod %s told %s %v after the revision was made", first.Name, rev, time.Since(start).Round(time.Millisecond))
 	return first
 }
 
