@@ -42,38 +42,47 @@ func tuneRuntime() {
 // would keep that memory up to its next GC goal, and give it back only
 // over minutes, while the agent may stay idle for days.
 func trimWhenIdle(tick <-chan time.Time) {
-	allocs := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
-	allocated := func() uint64 {
-		metrics.Read(allocs)
-		return allocs[0].Value.Uint64()
+	samples := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}, {Name: "/gc/cycles/total:gc-cycles"}}
+	read := func() usage {
+		metrics.Read(samples)
+		return usage{allocated: samples[0].Value.Uint64(), collections: samples[1].Value.Uint64()}
 	}
-	t := newTrimmer(allocated())
+	t := newTrimmer(read())
 	for range tick {
-		if t.idle(allocated()) {
+		if t.idle(read()) {
 			debug.FreeOSMemory()
-			t.trimmed(allocated())
+			t.trimmed(read())
 		}
 	}
 }
 
-// trimmer decides when the agent went idle after some work, from the
-// bytes it allocated over its life.
+// usage is what the agent's heap went through so far.
+type usage struct {
+	// allocated is the bytes allocated over the agent's life.
+	allocated uint64
+	// collections is the number of garbage collections.
+	collections uint64
+}
+
+// trimmer decides when the agent went idle after some work.
 type trimmer struct {
-	atTrim, last uint64
+	atTrim usage
+	last   uint64 // bytes allocated at the last period
 }
 
-func newTrimmer(allocated uint64) *trimmer {
-	return &trimmer{atTrim: allocated, last: allocated}
-}
+func newTrimmer(u usage) *trimmer { return &trimmer{atTrim: u, last: u.allocated} }
 
-// idle takes the bytes allocated so far, once a period, and says whether
-// the agent worked since its memory was last returned and was quiet over
-// the last period.
-func (t *trimmer) idle(allocated uint64) bool {
-	worked, quiet := allocated-t.atTrim >= trimAfter, allocated-t.last < quietBelow
-	t.last = allocated
+// idle takes the heap's usage once a period, and says whether the agent
+// worked since its memory was last returned, the runtime collected since
+// (until it has, the heap is what the work built, with little free to give
+// back, and a forced collection would cost more than it returns), and the
+// agent was quiet over the last period.
+func (t *trimmer) idle(u usage) bool {
+	worked := u.allocated-t.atTrim.allocated >= trimAfter && u.collections > t.atTrim.collections
+	quiet := u.allocated-t.last < quietBelow
+	t.last = u.allocated
 	return worked && quiet
 }
 
 // trimmed records that the memory was returned.
-func (t *trimmer) trimmed(allocated uint64) { t.atTrim, t.last = allocated, allocated }
+func (t *trimmer) trimmed(u usage) { t.atTrim, t.last = u, u.allocated }

@@ -2,33 +2,35 @@ package main
 
 import "testing"
 
-// The agent returns its free heap once after each burst of work, when it
-// has gone quiet, and not again while it stays idle.
+// The agent returns its free heap once after each burst of work that the
+// runtime collected, when it has gone quiet, and not again while it stays
+// idle.
 func TestTheAgentReturnsItsMemoryOnceIdle(t *testing.T) {
 	const mib = 1 << 20
-	tr := newTrimmer(10 * mib)
+	tr := newTrimmer(usage{allocated: 10 * mib})
 	steps := []struct {
-		allocated uint64 // bytes allocated so far, read once a period
-		want      bool
+		usage
+		want bool
 	}{
-		{10 * mib, false},            // idle since the start: nothing to return
-		{13 * mib, false},            // working
-		{15 * mib, false},            // still working
-		{15*mib + 1000, true},        // quiet after 5 MiB of work: return it
-		{15*mib + 2000, false},       // idle: nothing more to return
-		{15*mib + 200<<10, false},    // a metrics scrape: not quiet, too little work
-		{15*mib + 210<<10, false},    // quiet, but too little work since
-		{17 * mib, false},            // a reload
-		{17*mib + quietBelow, false}, // not quiet yet
-		{17*mib + quietBelow, true},  // quiet
+		{usage{10 * mib, 0}, false},            // idle since the start: nothing to return
+		{usage{13 * mib, 0}, false},            // working
+		{usage{13*mib + 1000, 0}, false},       // quiet, but nothing collected yet: little is free
+		{usage{15 * mib, 1}, false},            // working, and collected
+		{usage{15*mib + 1000, 1}, true},        // quiet after 5 MiB of work: return it
+		{usage{15*mib + 2000, 2}, false},       // idle: nothing more to return
+		{usage{15*mib + 200<<10, 2}, false},    // a metrics scrape: not quiet, too little work
+		{usage{15*mib + 210<<10, 2}, false},    // quiet, but too little work since
+		{usage{17 * mib, 3}, false},            // a reload
+		{usage{17*mib + quietBelow, 3}, false}, // not quiet yet
+		{usage{17*mib + quietBelow, 3}, true},  // quiet
 	}
 	for i, s := range steps {
-		got := tr.idle(s.allocated)
+		got := tr.idle(s.usage)
 		if got != s.want {
-			t.Fatalf("step %d (%d bytes allocated): idle = %v, want %v", i, s.allocated, got, s.want)
+			t.Fatalf("step %d (%+v): idle = %v, want %v", i, s.usage, got, s.want)
 		}
 		if got {
-			tr.trimmed(s.allocated)
+			tr.trimmed(s.usage)
 		}
 	}
 }
