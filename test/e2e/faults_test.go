@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -41,13 +42,14 @@ func (s *suite) agentKilled() {
 	rev := s.currentRevision()
 	st := workers(s.ctx, s.t, p)
 	pids := slices.Concat(st.PIDs("web"), st.PIDs("gateway"))
+	procs := processes(pids)
 	asked := len(s.rec.view(p.Name).asked)
 
 	s.holdLoad(p)
 	s.must(s.cluster.KillAgent(p.Name))
 	waitFor(s.ctx, s.t, "the killed agent's workers exit with it", 30*time.Second, func() (bool, string) {
-		left := running(pids)
-		return len(left) == 0, fmt.Sprintf("workers still running: %v (of %v)", left, pids)
+		left := running(procs)
+		return len(left) == 0, fmt.Sprintf("workers still running (of %v):\n  %s", pids, strings.Join(left, "\n  "))
 	})
 	for _, port := range []int{local.ExampleWebPort, local.ExampleGWPort} {
 		if conn, err := net.DialTimeout("tcp", p.Addr(port), time.Second); err == nil {
@@ -418,20 +420,60 @@ func (s *suite) waitLogged(p *local.Pod, offset int64, text, what string) {
 	})
 }
 
-// running returns the pids of pids that still run (not exited; an exited
-// process its parent has not reaped yet does not run).
-func running(pids []int) []int {
-	var out []int
-	for _, pid := range pids {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			continue
-		}
-		// The state follows the command, which is in parentheses.
-		if i := bytes.LastIndexByte(b, ')'); i >= 0 && i+2 < len(b) && b[i+2] == 'Z' {
-			continue
-		}
-		out = append(out, pid)
+// procStat is what /proc/PID/stat says of a process.
+type procStat struct {
+	comm  string
+	state byte
+	ppid  int
+	start uint64 // clock ticks after boot: with the pid, it names one process
+}
+
+// readStat reads /proc/pid/stat; false when there is no such process.
+func readStat(pid int) (procStat, bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return procStat{}, false
 	}
+	// The command is in parentheses and may hold anything; the fields after
+	// it are state (3), ppid (4), ... starttime (22).
+	open, end := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
+	if open < 0 || end < open {
+		return procStat{}, false
+	}
+	f := strings.Fields(string(b[end+1:]))
+	if len(f) < 20 || len(f[0]) != 1 {
+		return procStat{}, false
+	}
+	st := procStat{comm: string(b[open+1 : end]), state: f[0][0]}
+	st.ppid, _ = strconv.Atoi(f[1])
+	st.start, _ = strconv.ParseUint(f[19], 10, 64)
+	return st, true
+}
+
+// processes records the processes behind pids, to tell later whether they
+// still run.
+func processes(pids []int) map[int]procStat {
+	out := map[int]procStat{}
+	for _, pid := range pids {
+		if st, ok := readStat(pid); ok {
+			out[pid] = st
+		}
+	}
+	return out
+}
+
+// running describes the processes of procs that still run: not exited (an
+// exited process its parent has not reaped yet does not run), and not a
+// new process that was given the same pid.
+func running(procs map[int]procStat) []string {
+	var out []string
+	for pid, was := range procs {
+		st, ok := readStat(pid)
+		if !ok || st.start != was.start || st.state == 'Z' || st.state == 'X' {
+			continue
+		}
+		out = append(out, fmt.Sprintf("pid %d (%s) state %c, parent %d (its parent was %d)", pid, st.comm, st.state, st.ppid, was.ppid))
+	}
+	slices.Sort(out)
 	return out
 }
