@@ -569,7 +569,7 @@ func (a *Agent) runningFile() string { return filepath.Join(a.opts.CodeRoot, "ru
 
 // saveRunning keeps rev as the revision the workers run, atomically.
 func (a *Agent) saveRunning(rev Revision) error {
-	data, err := json.Marshal(runningRecord{Name: rev.Name, Spec: rev.Spec, Dir: rev.Dir})
+	data, err := json.Marshal(runningRecord(rev))
 	if err != nil {
 		return err
 	}

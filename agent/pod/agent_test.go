@@ -163,7 +163,7 @@ func (r *rig) waitReport(name string, want v1alpha1.AgentStatus) {
 
 // waitReportThat waits until the pod's status annotation is one that ok
 // takes, described by what.
-func (r *rig) waitReportThat(name, what string, ok func(v1alpha1.AgentStatus) bool) v1alpha1.AgentStatus {
+func (r *rig) waitReportThat(name, what string, ok func(v1alpha1.AgentStatus) bool) {
 	r.t.Helper()
 	var got *v1alpha1.AgentStatus
 	err := wait.PollUntilContextTimeout(r.ctx, 50*time.Millisecond, 20*time.Second, true, func(ctx context.Context) (bool, error) {
@@ -177,7 +177,6 @@ func (r *rig) waitReportThat(name, what string, ok func(v1alpha1.AgentStatus) bo
 	if err != nil {
 		r.t.Fatalf("the pod reports %+v, want %s", got, what)
 	}
-	return *got
 }
 
 // waitLog waits until the agent has logged line.
