@@ -41,7 +41,7 @@ var _ = Describe("softreload on a real node", Label("realnode"), Ordered, func()
 				Expect(before[p.name]).NotTo(ContainElement(pid), "pod %s: web worker %d served before the reload and still does", p.name, pid)
 			}
 			s.answers(p, rev, "Hello again")
-			Expect(s.rec.timesAsked(p.name, rev)).To(Equal(1), "pod %s was sent %s", p.name, rev)
+			Expect(s.rec.TimesAsked(p.name, rev)).To(Equal(1), "pod %s was sent %s", p.name, rev)
 		}
 	})
 
@@ -55,7 +55,7 @@ var _ = Describe("softreload on a real node", Label("realnode"), Ordered, func()
 		s.measured("ConfigMap", "broken worker.py, rolled back", good, at)
 		var tried []string
 		for _, p := range s.pods {
-			if s.rec.timesAsked(p.name, rev) > 0 {
+			if s.rec.TimesAsked(p.name, rev) > 0 {
 				tried = append(tried, p.name)
 			}
 		}
@@ -73,7 +73,7 @@ var _ = Describe("softreload on a real node", Label("realnode"), Ordered, func()
 		By("rollback: every pod goes back to the revision before")
 		original := s.completedBefore(s.pool().Status.CurrentRevision)
 		before := s.webPIDs()
-		s.rec.resetMax()
+		s.rec.ResetMax()
 		at := time.Now()
 		s.run("kubectl", "softreload", "rollback", pool)
 		s.waitRolledOut("the rollback to "+original, original)
@@ -82,7 +82,7 @@ var _ = Describe("softreload on a real node", Label("realnode"), Ordered, func()
 		s.replacedSince(before)
 		for _, p := range s.pods {
 			s.answers(p, original, "Hello from softreload")
-			Expect(s.rec.timesAsked(p.name, original)).To(Equal(2), "pod %s was sent %s (at the start and by the rollback)", p.name, original)
+			Expect(s.rec.TimesAsked(p.name, original)).To(Equal(2), "pod %s was sent %s (at the start and by the rollback)", p.name, original)
 		}
 
 		By("a repaired code change ends the rollback")
@@ -110,7 +110,7 @@ var _ = Describe("softreload on a real node", Label("realnode"), Ordered, func()
 		rev, _ = s.changeCode(map[string]string{"greeting.txt": "Hello after the pause\n"})
 		Eventually(func() string { return s.pool().Status.UpdateRevision }).WithTimeout(time.Minute).WithPolling(poll).Should(Equal(rev))
 		for _, p := range s.pods {
-			Expect(s.rec.timesAsked(p.name, rev)).To(BeZero(), "pod %s was sent %s while the pool is paused", p.name, rev)
+			Expect(s.rec.TimesAsked(p.name, rev)).To(BeZero(), "pod %s was sent %s while the pool is paused", p.name, rev)
 			s.answers(p, current, "Hello, repaired")
 		}
 		Expect(s.webPIDs()).To(Equal(before), "web workers while the pool is paused")
@@ -131,7 +131,7 @@ var _ = Describe("softreload on a real node", Label("realnode"), Ordered, func()
 		rev, at := s.changeCode(map[string]string{"greeting.txt": "Hello, third time\n"})
 		Eventually(func() bool {
 			for _, p := range s.pods {
-				if s.rec.view(p.name).desired == rev {
+				if s.rec.Pod(p.name).Desired == rev {
 					return true
 				}
 			}
@@ -144,7 +144,7 @@ var _ = Describe("softreload on a real node", Label("realnode"), Ordered, func()
 		s.withinBudget()
 		s.replacedSince(before)
 		for _, p := range s.pods {
-			Expect(s.rec.timesAsked(p.name, rev)).To(Equal(1), "pod %s was sent %s", p.name, rev)
+			Expect(s.rec.TimesAsked(p.name, rev)).To(Equal(1), "pod %s was sent %s", p.name, rev)
 			s.answers(p, rev, "Hello, third time")
 		}
 	})
@@ -158,9 +158,9 @@ var _ = Describe("softreload on a real node", Label("realnode"), Ordered, func()
 		var final *corev1.ContainerStateTerminated
 		var last *corev1.Pod
 		Eventually(func(g Gomega) {
-			v := s.rec.view(victim.name)
-			g.Expect(v.last).NotTo(BeNil())
-			last = v.last
+			v := s.rec.Pod(victim.name)
+			g.Expect(v.Last).NotTo(BeNil())
+			last = v.Last
 			for _, cs := range last.Status.ContainerStatuses {
 				if cs.Name == appContainer {
 					final = cs.State.Terminated
@@ -215,7 +215,7 @@ var _ = Describe("softreload on a real node", Label("realnode"), Ordered, func()
 		By("a new code image rolls over every pod; only softreload-code restarts")
 		codeRestarts := s.restartsOf(codeContainer)
 		before := s.webPIDs()
-		s.rec.resetMax()
+		s.rec.ResetMax()
 		rev, at := s.newRevision(image(v2))
 		s.waitRolledOut("the rollout of "+v2.Ref(), rev)
 		s.measured("image", v1.Tag+" to "+v2.Tag, rev, at)
@@ -227,7 +227,7 @@ var _ = Describe("softreload on a real node", Label("realnode"), Ordered, func()
 		}
 		for _, p := range s.pods {
 			s.answers(p, rev, v2.Greeting)
-			Expect(s.rec.timesAsked(p.name, rev)).To(Equal(1), "pod %s was sent %s", p.name, rev)
+			Expect(s.rec.TimesAsked(p.name, rev)).To(Equal(1), "pod %s was sent %s", p.name, rev)
 		}
 		s.unchanged()
 
@@ -235,14 +235,14 @@ var _ = Describe("softreload on a real node", Label("realnode"), Ordered, func()
 		good := rev
 		codeRestarts = s.restartsOf(codeContainer)
 		before = s.webPIDs()
-		s.rec.resetMax()
+		s.rec.ResetMax()
 		rev, at = s.newRevision(image(broken))
 		s.waitDegraded(rev)
 		s.waitAllAt(good)
 		s.measured("image", v2.Tag+" to "+broken.Tag+", rolled back", good, at)
 		var tried []string
 		for _, p := range s.pods {
-			if s.rec.timesAsked(p.name, rev) > 0 {
+			if s.rec.TimesAsked(p.name, rev) > 0 {
 				tried = append(tried, p.name)
 			}
 		}

@@ -35,6 +35,7 @@ import (
 	"github.com/softreload/softreload/internal/testing/envtest"
 	"github.com/softreload/softreload/internal/testing/node"
 	"github.com/softreload/softreload/internal/testing/nodeimage"
+	"github.com/softreload/softreload/internal/testing/podrecord"
 )
 
 // The example as the README installs it.
@@ -72,7 +73,7 @@ type suite struct {
 	kube    kubernetes.Interface
 	bin     string
 	tools   map[string]string
-	rec     *recorder
+	rec     *podrecord.Recorder
 	pods    map[string]*pod
 	// done holds the final counts of the loads of pods that left the test.
 	done []map[string]load.Stats
@@ -124,7 +125,7 @@ func start(ctx context.Context) *suite {
 	// context.
 	life, cancel := context.WithCancel(context.Background())
 	DeferCleanup(cancel)
-	s.rec, err = recordPods(life, s.kube, namespace, podSelector)
+	s.rec, err = podrecord.Start(life, s.kube, namespace, podSelector)
 	Expect(err).NotTo(HaveOccurred())
 	s.app, err = local.ExampleApp(s.root)
 	Expect(err).NotTo(HaveOccurred())
@@ -379,7 +380,7 @@ func (s *suite) budget() int {
 // change than the pool's maxUnavailable allows.
 func (s *suite) withinBudget() {
 	GinkgoHelper()
-	n, when := s.rec.max()
+	n, when := s.rec.Max()
 	Expect(n).To(BeNumerically("<=", s.budget()), "pods reloading at once; maxUnavailable allows %d:\n%s", s.budget(), when)
 }
 
@@ -394,7 +395,7 @@ func (s *suite) pool() *v1alpha1.WorkerPool {
 // the pool makes of it and when the change was written.
 func (s *suite) changeCode(files map[string]string) (string, time.Time) {
 	GinkgoHelper()
-	s.rec.resetMax()
+	s.rec.ResetMax()
 	for k, v := range files {
 		s.app[k] = v
 	}
@@ -461,10 +462,10 @@ func (s *suite) waitRolledOut(what, want string) string {
 		g.Expect(wp.Status.UpdatedPods).To(Equal(n), desc)
 		g.Expect(isTrue(wp, v1alpha1.ConditionAvailable)).To(BeTrue(), desc)
 		for _, kp := range pods {
-			v := s.rec.view(kp.Name)
-			g.Expect(v.desired).To(Equal(rev), desc)
-			g.Expect(v.report.Revision).To(Equal(rev), desc)
-			g.Expect(v.report.State).To(Equal(v1alpha1.AgentReady), desc)
+			v := s.rec.Pod(kp.Name)
+			g.Expect(v.Desired).To(Equal(rev), desc)
+			g.Expect(v.Report.Revision).To(Equal(rev), desc)
+			g.Expect(v.Report.State).To(Equal(v1alpha1.AgentReady), desc)
 		}
 	}).WithTimeout(rolloutTimeout).WithPolling(poll).Should(Succeed(), what)
 	return rev
@@ -475,7 +476,7 @@ func (s *suite) waitRolledOut(what, want string) string {
 func (s *suite) lastUpdated(rev string, at time.Time) time.Duration {
 	var last time.Time
 	for name := range s.pods {
-		if t := s.rec.view(name).readyAt[rev]; t.After(last) {
+		if t := s.rec.Pod(name).ReadyAt[rev]; t.After(last) {
 			last = t
 		}
 	}
@@ -544,10 +545,10 @@ func (s *suite) waitAllAt(rev string) {
 	GinkgoHelper()
 	Eventually(func(g Gomega) {
 		for _, kp := range s.currentPods() {
-			v := s.rec.view(kp.Name)
-			g.Expect(v.desired).To(Equal(rev), s.rec.String())
-			g.Expect(v.report.Revision).To(Equal(rev), s.rec.String())
-			g.Expect(v.report.State).To(Equal(v1alpha1.AgentReady), s.rec.String())
+			v := s.rec.Pod(kp.Name)
+			g.Expect(v.Desired).To(Equal(rev), s.rec.String())
+			g.Expect(v.Report.Revision).To(Equal(rev), s.rec.String())
+			g.Expect(v.Report.State).To(Equal(v1alpha1.AgentReady), s.rec.String())
 		}
 	}).WithTimeout(rolloutTimeout).WithPolling(poll).Should(Succeed(), "every pod runs %s", rev)
 }
