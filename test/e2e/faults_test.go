@@ -405,10 +405,16 @@ func (s *suite) logSize(p *local.Pod) int64 {
 	return fi.Size()
 }
 
-// waitLogged waits until pod p's log, past offset, mentions text.
+// waitLogged waits until pod p's log, past offset, mentions text. It can
+// take a while: an agent's watch that broke (here, soon after the API
+// server's outage, it did once an agent was held) is resumed by client-go
+// after a backoff that the outage grew, up to a minute, and that is reset
+// only after two minutes without an error.
 func (s *suite) waitLogged(p *local.Pod, offset int64, text, what string) {
 	s.t.Helper()
-	waitFor(s.ctx, s.t, what, 30*time.Second, func() (bool, string) {
+	start := time.Now()
+	defer func() { s.t.Logf("%s: %v", what, time.Since(start).Round(time.Millisecond)) }()
+	waitFor(s.ctx, s.t, what, rolloutTimeout, func() (bool, string) {
 		b, err := os.ReadFile(s.cluster.LogPath(p.Name))
 		if err != nil {
 			return false, err.Error()
