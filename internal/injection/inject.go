@@ -41,10 +41,10 @@ const (
 
 // Env names the agent reads in a pod.
 const (
-	EnvPodName      = "POD_NAME"
-	EnvPodNamespace = "POD_NAMESPACE"
-	EnvPool         = "SOFTRELOAD_POOL"
-	EnvCodeRoot     = "SOFTRELOAD_CODE_ROOT"
+	EnvPodName      = pod.EnvPodName
+	EnvPodNamespace = pod.EnvPodNamespace
+	EnvPool         = pod.EnvPool
+	EnvCodeRoot     = pod.EnvCodeRoot
 )
 
 // ImageCodeDir is where the code container of image mode copies the code at
