@@ -5,9 +5,6 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
-
-	"github.com/softreload/softreload/agent/pod"
-	"github.com/softreload/softreload/internal/injection"
 )
 
 // The agent runs in every governed pod, so each package it links is paid
@@ -46,21 +43,6 @@ func TestTheAgentLinksOnlyWhatItUses(t *testing.T) {
 		}
 		if strings.HasPrefix(dep, "k8s.io/api/") && !allowedAPI[dep] {
 			t.Errorf("the agent links API group %s; it uses core/v1 alone", dep)
-		}
-	}
-}
-
-// The webhook sets the variables the agent reads: the agent keeps its own
-// copy of their names, so as not to link the webhook, and they must agree.
-func TestTheAgentReadsTheVariablesTheWebhookSets(t *testing.T) {
-	for _, c := range []struct{ agent, webhook string }{
-		{pod.EnvPodName, injection.EnvPodName},
-		{pod.EnvPodNamespace, injection.EnvPodNamespace},
-		{pod.EnvPool, injection.EnvPool},
-		{pod.EnvCodeRoot, injection.EnvCodeRoot},
-	} {
-		if c.agent != c.webhook {
-			t.Errorf("the agent reads %s, the webhook sets %s", c.agent, c.webhook)
 		}
 	}
 }
