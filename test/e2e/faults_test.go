@@ -196,7 +196,8 @@ func (s *suite) newerRevisionDuringFetch() {
 // revision's snapshot. The agent cannot read the snapshot all that time;
 // it waits, serving the old revision, and fails nothing. Once the manager
 // is back, the agent reads the snapshot and the rollout completes: no
-// rollback, the pool never Degraded.
+// rollback, no failure reported, and the pool not Degraded at the end
+// (while nothing moves it may say ProgressDeadlineExceeded).
 func (s *suite) managerDown() {
 	good := s.currentRevision()
 	oldGreeting := s.greeting()
