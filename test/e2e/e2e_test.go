@@ -31,6 +31,7 @@ import (
 	"github.com/softreload/softreload/internal/load"
 	"github.com/softreload/softreload/internal/local"
 	"github.com/softreload/softreload/internal/testing/envtest"
+	"github.com/softreload/softreload/internal/testing/podrecord"
 )
 
 const rolloutTimeout = 2 * time.Minute
@@ -45,7 +46,7 @@ type suite struct {
 	c        client.Client
 	ns       string
 	pods     []*local.Pod
-	rec      *podRecorder
+	rec      *podrecord.Recorder
 	load     *load.Generator
 	gateways map[string]*local.Gateway
 	app      map[string]string
@@ -127,7 +128,8 @@ func start(t *testing.T) *suite {
 	s.must(s.c.Create(ctx, pool))
 	s.budget, err = intstr.GetScaledValueFromIntOrPercent(pool.Spec.Strategy.MaxUnavailable, 3, true)
 	s.must(err)
-	s.rec = recordPods(ctx, t, kubernetes.NewForConfigOrDie(cluster.Config()), s.ns)
+	s.rec, err = podrecord.Start(ctx, kubernetes.NewForConfigOrDie(cluster.Config()), s.ns, "")
+	s.must(err)
 	s.must(cluster.StartManager())
 
 	offset, err := local.FreePortOffset(3, local.ExampleWebPort, local.ExampleGWPort)
@@ -178,7 +180,7 @@ func (s *suite) codeChange() {
 			}
 		}
 		s.answers(p, rev, "Hello again")
-		if n := s.rec.timesAsked(p.Name, rev); n != 1 {
+		if n := s.rec.TimesAsked(p.Name, rev); n != 1 {
 			s.t.Errorf("pod %s was sent revision %s %d times, want once", p.Name, rev, n)
 		}
 	}
@@ -204,8 +206,8 @@ func (s *suite) brokenCode() {
 	// again and reports it Ready.
 	waitFor(s.ctx, s.t, "every pod serves the good revision", rolloutTimeout, func() (bool, string) {
 		for _, p := range s.pods {
-			v := s.rec.view(p.Name)
-			if v.desired != good || v.report.State != v1alpha1.AgentReady || v.report.Revision != good {
+			v := s.rec.Pod(p.Name)
+			if v.Desired != good || v.Report.State != v1alpha1.AgentReady || v.Report.Revision != good {
 				return false, s.describePods()
 			}
 		}
@@ -213,7 +215,7 @@ func (s *suite) brokenCode() {
 	})
 	var tried []string
 	for _, p := range s.pods {
-		if s.rec.timesAsked(p.Name, rev) > 0 {
+		if s.rec.TimesAsked(p.Name, rev) > 0 {
 			tried = append(tried, p.Name)
 		}
 	}
@@ -238,7 +240,7 @@ func (s *suite) managerKilled() {
 	rev := s.changeCode("greeting.txt", "Hello, third time\n")
 	waitFor(s.ctx, s.t, "the rollout begins", rolloutTimeout, func() (bool, string) {
 		for _, p := range s.pods {
-			if s.rec.view(p.Name).desired == rev {
+			if s.rec.Pod(p.Name).Desired == rev {
 				return true, ""
 			}
 		}
@@ -251,7 +253,7 @@ func (s *suite) managerKilled() {
 	s.waitRolledOut("the rollout of "+rev+" after the restart", rev)
 	s.withinBudget()
 	for _, p := range s.pods {
-		if n := s.rec.timesAsked(p.Name, rev); n != 1 {
+		if n := s.rec.TimesAsked(p.Name, rev); n != 1 {
 			s.t.Errorf("pod %s was sent revision %s %d times, want once", p.Name, rev, n)
 		}
 		s.answers(p, rev, "Hello, third time")
@@ -299,7 +301,7 @@ func (s *suite) apiServerDown() {
 // the pool makes of it.
 func (s *suite) changeCode(file, content string) string {
 	s.t.Helper()
-	s.rec.resetMax()
+	s.rec.ResetMax()
 	s.app[file] = content
 	cm := &corev1.ConfigMap{}
 	s.must(s.c.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: local.ExampleCode}, cm))
@@ -356,8 +358,8 @@ func (s *suite) waitRolledOut(what, want string) string {
 			return false, desc
 		}
 		for _, p := range s.pods {
-			v := s.rec.view(p.Name)
-			if v.desired != rev || v.report.Revision != rev || v.report.State != v1alpha1.AgentReady {
+			v := s.rec.Pod(p.Name)
+			if v.Desired != rev || v.Report.Revision != rev || v.Report.State != v1alpha1.AgentReady {
 				return false, desc
 			}
 		}
@@ -378,7 +380,7 @@ func (s *suite) currentRevision() string {
 // code change than the pool's maxUnavailable allows.
 func (s *suite) withinBudget() {
 	s.t.Helper()
-	if n, when := s.rec.max(); n > s.budget {
+	if n, when := s.rec.Max(); n > s.budget {
 		s.t.Errorf("%d pods were reloading at once, maxUnavailable allows %d:\n%s", n, s.budget, when)
 	}
 }
@@ -440,9 +442,7 @@ func (s *suite) gatewaysHeld() {
 }
 
 func (s *suite) describePods() string {
-	s.rec.mu.Lock()
-	defer s.rec.mu.Unlock()
-	return s.rec.describe()
+	return s.rec.String()
 }
 
 func (s *suite) readExample(name string) string {

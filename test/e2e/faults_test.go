@@ -37,13 +37,13 @@ const managerOutage = 2 * time.Minute
 // connections on the pod's ports. Started again, as the kubelet restarts a
 // container, it serves the revision it ran, and is not sent it again.
 func (s *suite) agentKilled() {
-	s.rec.resetMax()
+	s.rec.ResetMax()
 	p := s.pods[2]
 	rev := s.currentRevision()
 	st := workers(s.ctx, s.t, p)
 	pids := slices.Concat(st.PIDs("web"), st.PIDs("gateway"))
 	procs := processes(pids)
-	asked := len(s.rec.view(p.Name).asked)
+	asked := len(s.rec.Pod(p.Name).Asked)
 
 	s.holdLoad(p)
 	s.must(s.cluster.KillAgent(p.Name))
@@ -63,8 +63,8 @@ func (s *suite) agentKilled() {
 	s.redialGateway(p)
 	s.releaseLoad(p)
 	s.waitRolledOut("the restarted pod reports "+rev, rev)
-	if n := len(s.rec.view(p.Name).asked); n != asked {
-		s.t.Errorf("pod %s was sent a revision again after its agent restarted: %v", p.Name, s.rec.view(p.Name).asked[asked:])
+	if n := len(s.rec.Pod(p.Name).Asked); n != asked {
+		s.t.Errorf("pod %s was sent a revision again after its agent restarted: %v", p.Name, s.rec.Pod(p.Name).Asked[asked:])
 	}
 	s.withinBudget()
 }
@@ -108,10 +108,10 @@ func (s *suite) agentHangup() {
 // without the API server; the other pods serve on; once the API server is
 // back its report catches up.
 func (s *suite) agentRestartedWithoutAPI() {
-	s.rec.resetMax()
+	s.rec.ResetMax()
 	p := s.pods[1]
 	rev := s.currentRevision()
-	asked := len(s.rec.view(p.Name).asked)
+	asked := len(s.rec.Pod(p.Name).Asked)
 
 	s.holdLoad(p)
 	s.must(s.cluster.StopAPIServer())
@@ -139,8 +139,8 @@ func (s *suite) agentRestartedWithoutAPI() {
 	apiDown = false
 	s.must(s.cluster.StartAPIServer())
 	s.waitRolledOut("the pods' reports after the outage", rev)
-	if n := len(s.rec.view(p.Name).asked); n != asked {
-		s.t.Errorf("pod %s was sent a revision again after its agent restarted: %v", p.Name, s.rec.view(p.Name).asked[asked:])
+	if n := len(s.rec.Pod(p.Name).Asked); n != asked {
+		s.t.Errorf("pod %s was sent a revision again after its agent restarted: %v", p.Name, s.rec.Pod(p.Name).Asked[asked:])
 	}
 	s.withinBudget()
 }
@@ -175,8 +175,8 @@ func (s *suite) newerRevisionDuringFetch() {
 	s.t.Logf("revision %s everywhere %v after the manager came back", rev, time.Since(back).Round(time.Millisecond))
 	s.withinBudget()
 	for _, p := range s.pods {
-		v := s.rec.view(p.Name)
-		for _, r := range v.reports[marks[p.Name].reports:] {
+		v := s.rec.Pod(p.Name)
+		for _, r := range v.Reports[marks[p.Name].reports:] {
 			if r.State == v1alpha1.AgentFailed {
 				s.t.Errorf("pod %s reported %s Failed (%s): a revision left for a newer one has not failed", p.Name, r.Revision, r.Message)
 			}
@@ -184,7 +184,7 @@ func (s *suite) newerRevisionDuringFetch() {
 				s.t.Errorf("pod %s ran revision %s, whose snapshot it never could read: %+v", p.Name, skipped, r)
 			}
 		}
-		if n := s.rec.timesAsked(p.Name, rev); n != 1 {
+		if n := s.rec.TimesAsked(p.Name, rev); n != 1 {
 			s.t.Errorf("pod %s was sent revision %s %d times, want once", p.Name, rev, n)
 		}
 		s.answers(p, rev, "Hello from the newer revision")
@@ -230,7 +230,7 @@ func (s *suite) managerDown() {
 		s.t.Errorf("the pool is Degraded after the manager's outage:\n%s", desc)
 	}
 	for _, p := range s.pods {
-		if got := s.rec.view(p.Name).asked[marks[p.Name].asked:]; !slices.Equal(got, []string{rev}) {
+		if got := s.rec.Pod(p.Name).Asked[marks[p.Name].asked:]; !slices.Equal(got, []string{rev}) {
 			s.t.Errorf("pod %s was sent %v since the change, want only %s (no rollback)", p.Name, got, rev)
 		}
 		s.answers(p, rev, "Hello after the manager's outage")
@@ -243,8 +243,8 @@ type mark struct{ asked, reports int }
 func (s *suite) marks() map[string]mark {
 	out := map[string]mark{}
 	for _, p := range s.pods {
-		v := s.rec.view(p.Name)
-		out[p.Name] = mark{asked: len(v.asked), reports: len(v.reports)}
+		v := s.rec.Pod(p.Name)
+		out[p.Name] = mark{asked: len(v.Asked), reports: len(v.Reports)}
 	}
 	return out
 }
@@ -253,7 +253,7 @@ func (s *suite) marks() map[string]mark {
 func (s *suite) noFailureSince(marks map[string]mark) {
 	s.t.Helper()
 	for _, p := range s.pods {
-		for _, r := range s.rec.view(p.Name).reports[marks[p.Name].reports:] {
+		for _, r := range s.rec.Pod(p.Name).Reports[marks[p.Name].reports:] {
 			if r.State == v1alpha1.AgentFailed {
 				s.t.Errorf("pod %s reported revision %s Failed: %s", p.Name, r.Revision, r.Message)
 			}
@@ -282,7 +282,7 @@ func (s *suite) waitFirstAsked(rev string) *local.Pod {
 	start := time.Now()
 	waitFor(s.ctx, s.t, "a pod is told "+rev, rolloutTimeout, func() (bool, string) {
 		for _, p := range s.pods {
-			if s.rec.view(p.Name).desired == rev {
+			if s.rec.Pod(p.Name).Desired == rev {
 				first = p
 				return true, ""
 			}
@@ -331,7 +331,7 @@ func (s *suite) revokeSnapshot(name string) {
 // revision (the manager may be away).
 func (s *suite) writeCode(file, content string) {
 	s.t.Helper()
-	s.rec.resetMax()
+	s.rec.ResetMax()
 	s.app[file] = content
 	cm := &corev1.ConfigMap{}
 	s.must(s.c.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: local.ExampleCode}, cm))
