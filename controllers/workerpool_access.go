@@ -36,7 +36,7 @@ const accessRetry = 500 * time.Millisecond
 type accessKey struct{ serviceAccount, revision string }
 
 // readableActions returns the plan's actions whose pod's agent may read the
-// snapshot of the revision it is to be told, and records in s.accessPending
+// snapshot of the revision it is to be told, and records in s.accessWait
 // what the others wait for.
 func (r *WorkerPoolReconciler) readableActions(ctx context.Context, s *scope) ([]rollout.Action, error) {
 	allowed := map[accessKey]bool{}
@@ -55,14 +55,14 @@ func (r *WorkerPoolReconciler) readableActions(ctx context.Context, s *scope) ([
 			out = append(out, a)
 			continue
 		}
-		if s.accessPending == "" {
-			s.accessPending = accessPendingMessage(s.pool.Name, key, a.Pod)
+		if s.accessWait == "" {
+			s.accessWait = accessWaitMessage(s.pool.Name, key, a.Pod)
 		}
 	}
 	return out, nil
 }
 
-func accessPendingMessage(pool string, key accessKey, pod string) string {
+func accessWaitMessage(pool string, key accessKey, pod string) string {
 	return fmt.Sprintf("pod %s waits to be told revision %s until service account %s may read its snapshot %s (Role %s, kept by the manager)",
 		pod, key.revision, key.serviceAccount, revision.SnapshotName(pool, key.revision), agentaccess.Name)
 }

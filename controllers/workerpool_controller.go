@@ -115,9 +115,9 @@ type scope struct {
 	source  string
 	cause   string
 	blocked *problem
-	// accessPending, when set, says which pods wait to be told a revision
+	// accessWait, when set, says which pods wait to be told a revision
 	// until their agents may read its snapshot.
-	accessPending string
+	accessWait string
 	// rollbackSeen says the pool carries a rollback-to request, which this
 	// reconcile records in the status and then removes.
 	rollbackSeen bool
@@ -142,7 +142,7 @@ func (s *scope) result() ctrl.Result {
 	if left, ok := deadlineLeft(s.pool, s.now.Time); ok && left > 0 {
 		res.RequeueAfter = left
 	}
-	if s.accessPending != "" && (res.RequeueAfter == 0 || res.RequeueAfter > accessRetry) {
+	if s.accessWait != "" && (res.RequeueAfter == 0 || res.RequeueAfter > accessRetry) {
 		res.RequeueAfter = accessRetry
 	}
 	return res

@@ -84,7 +84,7 @@ func computeStatus(s *scope) {
 	}
 
 	in := rolloutState{
-		target: s.target, stable: st.CurrentRevision, accessPending: s.accessPending,
+		target: s.target, stable: st.CurrentRevision, accessWait: s.accessWait,
 		paused: s.pool.Spec.Paused, halted: isHalted, rollback: s.pool.Spec.Strategy.Rollback,
 		complete: s.plan.Complete, rolledBack: s.plan.RolledBack, counts: c,
 		deadline: time.Duration(s.pool.Spec.Strategy.ProgressDeadlineSeconds) * time.Second,
@@ -170,8 +170,8 @@ type rolloutState struct {
 	target, stable string
 	// blocked is why there is no target ("" target).
 	blocked problem
-	// accessPending says which pods wait for their agents' access.
-	accessPending        string
+	// accessWait says which pods wait for their agents' access.
+	accessWait           string
 	paused, halted       bool
 	rollback             workersv1alpha1.RollbackPolicy
 	complete, rolledBack bool
@@ -225,9 +225,9 @@ func setProgressingCondition(conds *[]metav1.Condition, in rolloutState, gen int
 	case in.paused:
 		cond.Status, cond.Reason = metav1.ConditionFalse, workersv1alpha1.ReasonRolloutPaused
 		cond.Message = fmt.Sprintf("Paused with %d of %d pods on revision %s", in.counts.Updated, in.counts.Pods, in.target)
-	case in.accessPending != "":
+	case in.accessWait != "":
 		cond.Status, cond.Reason = metav1.ConditionTrue, workersv1alpha1.ReasonWaitingForAgentAccess
-		cond.Message = fmt.Sprintf("%d of %d pods run revision %s, %d reloading; %s", in.counts.Updated, in.counts.Pods, in.target, in.counts.InFlight, in.accessPending)
+		cond.Message = fmt.Sprintf("%d of %d pods run revision %s, %d reloading; %s", in.counts.Updated, in.counts.Pods, in.target, in.counts.InFlight, in.accessWait)
 	default:
 		cond.Status, cond.Reason = metav1.ConditionTrue, workersv1alpha1.ReasonRolloutInProgress
 		cond.Message = fmt.Sprintf("%d of %d pods run revision %s, %d reloading", in.counts.Updated, in.counts.Pods, in.target, in.counts.InFlight)

@@ -161,13 +161,13 @@ func TestSetProgressingAndDegradedConditions(t *testing.T) {
 			wantSince:       t1,
 		},
 		"waiting for the agents' access is progress, not a problem": {
-			prev: []metav1.Condition{inProgress}, in: with(func(s *rolloutState) { s.accessPending = "pod web-1 waits" }), now: t1,
+			prev: []metav1.Condition{inProgress}, in: with(func(s *rolloutState) { s.accessWait = "pod web-1 waits" }), now: t1,
 			wantProgressing: brief{metav1.ConditionTrue, workersv1alpha1.ReasonWaitingForAgentAccess, "1 of 4 pods run revision v2, 1 reloading; pod web-1 waits"},
 			wantDegraded:    brief{metav1.ConditionFalse, workersv1alpha1.ReasonAsExpected, ""},
 			wantSince:       t0,
 		},
 		"waiting for access past the deadline is degraded": {
-			prev: []metav1.Condition{inProgress}, in: with(func(s *rolloutState) { s.accessPending = "pod web-1 waits" }), now: t20,
+			prev: []metav1.Condition{inProgress}, in: with(func(s *rolloutState) { s.accessWait = "pod web-1 waits" }), now: t20,
 			wantProgressing: brief{metav1.ConditionTrue, workersv1alpha1.ReasonWaitingForAgentAccess, "1 of 4 pods run revision v2, 1 reloading; pod web-1 waits"},
 			wantDegraded: brief{metav1.ConditionTrue, workersv1alpha1.ReasonProgressDeadlineExceeded,
 				"The rollout of revision v2 made no progress in 10m0s; 1 pods are still reloading"},

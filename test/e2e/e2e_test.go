@@ -313,17 +313,7 @@ func (s *suite) changeCode(file, content string) string {
 	s.must(s.c.Update(s.ctx, cm))
 	// The new revision is the new snapshot: the rollout may be over (or
 	// rolled back) before the pool's status could be read.
-	var rev string
-	waitFor(s.ctx, s.t, "a new revision", 30*time.Second, func() (bool, string) {
-		for name, r := range s.snapshots() {
-			if _, ok := known[name]; !ok {
-				rev = r
-				return true, ""
-			}
-		}
-		return false, fmt.Sprintf("snapshots: %v", known)
-	})
-	return rev
+	return s.waitNewRevision(known)
 }
 
 // snapshots returns the pool's revision snapshots: their names and
