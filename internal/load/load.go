@@ -72,6 +72,10 @@ func Start(targets []string, opts Options) *Generator {
 	g.cond = sync.NewCond(&g.mu)
 	for _, target := range targets {
 		g.stats[target] = &Stats{Answers: map[string]int64{}}
+	}
+	// Every target's Stats exist before the first worker runs: the workers
+	// read g.stats under mu, and this loop must not write it beside them.
+	for _, target := range targets {
 		for range opts.Workers {
 			g.wg.Add(1)
 			go func() {
