@@ -19,8 +19,9 @@ import (
 	"time"
 )
 
-// Env set to 1 makes the test binary run as the test worker.
-const Env = "SOFTRELOAD_TESTWORKER"
+// Env set to 1 makes the test binary run as the test worker. It is set in
+// a group's env, where the SOFTRELOAD_ prefix is reserved for the agent.
+const Env = "TESTWORKER_SOFTRELOAD"
 
 // RunIfAsked runs the worker and exits if the process was started as one.
 func RunIfAsked() {

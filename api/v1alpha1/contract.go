@@ -4,7 +4,8 @@ package v1alpha1
 // agent in each pod.
 const (
 	// PoolLabel on a pod names the WorkerPool that governs it; the injection
-	// webhook acts on pods that carry it.
+	// webhook acts on pods that carry it. A pod belongs to that pool alone,
+	// and only while the pool's selector matches it too.
 	PoolLabel = "softreload.dev/pool"
 
 	// DesiredRevisionAnnotation on a pod is the revision its agent must run.
@@ -84,6 +85,23 @@ const (
 	ConditionProgressing = "Progressing"
 	// ConditionDegraded is True when a rollout failed or stalled.
 	ConditionDegraded = "Degraded"
+	// ConditionSelectorOverlap is True when the selector matches pods the
+	// pool does not govern: pods labelled for another pool, or not labelled
+	// for any. The pool never writes to them and they hold no slot of its
+	// budget; the message names a few.
+	ConditionSelectorOverlap = "SelectorOverlap"
+)
+
+// Reasons of the SelectorOverlap condition.
+const (
+	// ReasonPodsOfOtherPools: some of the pods the selector matches are
+	// labelled softreload.dev/pool with the name of another pool.
+	ReasonPodsOfOtherPools = "PodsOfOtherPools"
+	// ReasonPodsWithoutPoolLabel: some of the pods the selector matches
+	// have no softreload.dev/pool label, and so no agent.
+	ReasonPodsWithoutPoolLabel = "PodsWithoutPoolLabel"
+	// ReasonNoOverlap: the pool governs every pod its selector matches.
+	ReasonNoOverlap = "NoOverlap"
 )
 
 // Condition reasons of a WorkerPool.

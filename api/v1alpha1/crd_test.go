@@ -42,6 +42,7 @@ func TestCRD(t *testing.T) {
 	ctx := context.Background()
 
 	t.Run("refuses invalid specs", func(t *testing.T) { testInvalidSpecs(ctx, t, c) })
+	t.Run("refuses the listen addresses that conflict", func(t *testing.T) { testListenConflicts(ctx, t, c) })
 	t.Run("accepts the samples", func(t *testing.T) { testSamples(ctx, t, c) })
 	t.Run("fills in defaults", func(t *testing.T) { testDefaults(ctx, t, c) })
 }
@@ -128,6 +129,49 @@ func testInvalidSpecs(ctx context.Context, t *testing.T, c client.Client) {
 		"one address in two groups": {
 			mutate: func(o map[string]any) { group(o, 1)["listen"] = []any{"tcp://127.0.0.1:8080"} },
 			field:  "spec.groups", message: "two groups listen on the same address",
+		},
+		"a wildcard host and a specific one on one port": {
+			mutate: func(o map[string]any) {
+				group(o, 0)["listen"] = []any{"tcp://0.0.0.0:80"}
+				group(o, 1)["listen"] = []any{"tcp://127.0.0.1:80"}
+			},
+			field: "spec.groups", message: "two listen addresses cannot both be bound",
+		},
+		"a wildcard host and a specific one on one port, in one group": {
+			mutate: func(o map[string]any) { group(o, 0)["listen"] = []any{"tcp://127.0.0.1:80", "tcp://[::]:80"} },
+			field:  "spec.groups", message: "two listen addresses cannot both be bound",
+		},
+		"empty selector": {
+			mutate: func(o map[string]any) { spec(o)["selector"] = map[string]any{} },
+			field:  "spec.selector", message: "must not be empty",
+		},
+		"selector with empty lists": {
+			mutate: func(o map[string]any) {
+				spec(o)["selector"] = map[string]any{"matchLabels": map[string]any{}, "matchExpressions": []any{}}
+			},
+			field: "spec.selector", message: "must not be empty",
+		},
+		"LISTEN_FDS in a group's env": {
+			mutate: func(o map[string]any) { group(o, 0)["env"] = []any{map[string]any{"name": "LISTEN_FDS", "value": "3"}} },
+			field:  "spec.groups[0].env[0].name", message: "reserved",
+		},
+		"LISTEN_PID in a group's env": {
+			mutate: func(o map[string]any) { group(o, 1)["env"] = []any{map[string]any{"name": "LISTEN_PID"}} },
+			field:  "spec.groups[1].env[0].name", message: "reserved",
+		},
+		"LISTEN_FDNAMES in a group's env": {
+			mutate: func(o map[string]any) {
+				group(o, 0)["env"] = []any{map[string]any{"name": "APP"}, map[string]any{"name": "LISTEN_FDNAMES"}}
+			},
+			field: "spec.groups[0].env[1].name", message: "reserved",
+		},
+		"NOTIFY_SOCKET in a group's env": {
+			mutate: func(o map[string]any) { group(o, 0)["env"] = []any{map[string]any{"name": "NOTIFY_SOCKET"}} },
+			field:  "spec.groups[0].env[0].name", message: "reserved",
+		},
+		"a SOFTRELOAD_ name in a group's env": {
+			mutate: func(o map[string]any) { group(o, 0)["env"] = []any{map[string]any{"name": "SOFTRELOAD_REVISION"}} },
+			field:  "spec.groups[0].env[0].name", message: "reserved",
 		},
 		"one address twice in a group": {
 			mutate: func(o map[string]any) {
@@ -254,6 +298,26 @@ func testInvalidSpecs(ctx context.Context, t *testing.T, c client.Client) {
 	// The valid pool itself must pass, or every case above proves nothing.
 	if err := c.Create(ctx, &unstructured.Unstructured{Object: validPool("valid")}, client.DryRunAll); err != nil {
 		t.Fatalf("the valid pool the cases start from is refused: %v", err)
+	}
+}
+
+// testListenConflicts runs TestListenConflict's table against the CRD's
+// rule: the API server refuses exactly the pairs that ListenConflict (and so
+// a standalone agent's config) refuses.
+func testListenConflicts(ctx context.Context, t *testing.T, c client.Client) {
+	for i, tc := range ListenConflicts {
+		obj := validPool(fmt.Sprintf("listen-%d", i))
+		group(obj, 0)["listen"] = []any{string(tc.A)}
+		group(obj, 1)["listen"] = []any{string(tc.B)}
+		err := c.Create(ctx, &unstructured.Unstructured{Object: obj}, client.DryRunAll)
+		switch {
+		case tc.Conflict && err == nil:
+			t.Errorf("%s beside %s: accepted, want refused", tc.A, tc.B)
+		case tc.Conflict && (!strings.Contains(err.Error(), "spec.groups: ") || !strings.Contains(err.Error(), "cannot both be bound")):
+			t.Errorf("%s beside %s: %v, want spec.groups named", tc.A, tc.B, err)
+		case !tc.Conflict && err != nil:
+			t.Errorf("%s beside %s: %v, want accepted", tc.A, tc.B, err)
+		}
 	}
 }
 

@@ -2,7 +2,10 @@ package v1alpha1
 
 import (
 	"fmt"
+	"path"
 	"regexp"
+	"slices"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -62,7 +65,11 @@ func ValidateGroups(groups []WorkerGroup, fldPath *field.Path) field.ErrorList {
 		errs = append(errs, field.TooMany(fldPath, len(groups), MaxGroups))
 	}
 	names := map[string]int{}
-	owner := map[ListenAddress]string{}
+	type bound struct {
+		group string
+		addr  ListenAddress
+	}
+	var earlier []bound
 	for i := range groups {
 		g := &groups[i]
 		p := fldPath.Index(i)
@@ -73,21 +80,101 @@ func ValidateGroups(groups []WorkerGroup, fldPath *field.Path) field.ErrorList {
 			}
 			names[g.Name] = i
 		}
-		seen := map[ListenAddress]bool{}
 		for j, a := range g.Listen {
-			if seen[a] {
-				continue // reported by ValidateGroup
+			for _, e := range earlier {
+				if e.group == g.Name && e.addr == a {
+					break // a duplicate in one group, reported by ValidateGroup
+				}
+				if e.addr == a {
+					errs = append(errs, field.Invalid(p.Child("listen").Index(j), a,
+						fmt.Sprintf("two groups listen on the same address: group %q listens on it too", e.group)))
+					break
+				}
+				if ListenConflict(e.addr, a) {
+					errs = append(errs, field.Invalid(p.Child("listen").Index(j), a,
+						fmt.Sprintf("cannot be bound beside %s of group %q: %s", e.addr, e.group, conflictRule)))
+					break
+				}
 			}
-			seen[a] = true
-			if other, ok := owner[a]; ok {
-				errs = append(errs, field.Invalid(p.Child("listen").Index(j), a,
-					fmt.Sprintf("two groups listen on the same address: group %q listens on it too", other)))
-				continue
-			}
-			owner[a] = g.Name
+			earlier = append(earlier, bound{g.Name, a})
 		}
 	}
 	return errs
+}
+
+// conflictRule says which listen addresses cannot both be bound, as the
+// CRD's message on spec.groups says it.
+const conflictRule = "the same unix socket path, or the same port on one host, or on a wildcard host (empty, 0.0.0.0 or [::]) and another host of the same address family"
+
+// ListenConflict reports whether a and b, both valid listen addresses,
+// cannot both be bound in one pod: the same unix socket path (after
+// cleaning), or TCP addresses on the same port whose address families meet
+// (tcp4 is IPv4, tcp6 is IPv6, tcp is IPv6 for a bracketed host, both for a
+// wildcard, and IPv4 for any other host, as Go resolves a name) and whose hosts are
+// equal or one of them is a wildcard (empty, 0.0.0.0 or [::]; with tcp,
+// 0.0.0.0 and [::] bind both families, as Go's net.Listen does). Host names
+// are compared as written: localhost and 127.0.0.1 are not found to meet.
+// The CRD's rules on spec.groups are the same test written in CEL, except
+// that they clean a unix path of "//" and "/./" only.
+func ListenConflict(a, b ListenAddress) bool {
+	x, okx := parseBind(a)
+	y, oky := parseBind(b)
+	if !okx || !oky || x.unix != y.unix {
+		return false
+	}
+	if x.unix {
+		return x.host == y.host
+	}
+	families := x.v4 && y.v4 || x.v6 && y.v6
+	return x.port == y.port && families && (x.wildcard || y.wildcard || strings.EqualFold(x.host, y.host))
+}
+
+// bindSpec is what ListenConflict compares of an address: for unix, the
+// cleaned path in host.
+type bindSpec struct {
+	unix, wildcard, v4, v6 bool
+	host, port             string
+}
+
+func parseBind(a ListenAddress) (bindSpec, bool) {
+	scheme, rest, ok := strings.Cut(string(a), "://")
+	if !ok {
+		return bindSpec{}, false
+	}
+	if scheme == "unix" {
+		return bindSpec{unix: true, host: path.Clean(rest)}, true
+	}
+	i := strings.LastIndex(rest, ":")
+	if i < 0 {
+		return bindSpec{}, false
+	}
+	b := bindSpec{host: rest[:i], port: rest[i+1:]}
+	b.wildcard = b.host == "" || b.host == "0.0.0.0" || b.host == "[::]"
+	switch scheme {
+	case "tcp4":
+		b.v4 = true
+	case "tcp6":
+		b.v6 = true
+	case "tcp":
+		b.v4 = b.wildcard || !strings.HasPrefix(b.host, "[")
+		b.v6 = b.wildcard || strings.HasPrefix(b.host, "[")
+	default:
+		return bindSpec{}, false
+	}
+	return b, true
+}
+
+// ReservedEnv are the environment variables the agent sets for every
+// worker; a group's env may not name them, nor any name that starts with
+// ReservedEnvPrefix.
+var ReservedEnv = []string{"LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET"}
+
+// ReservedEnvPrefix starts the names of the variables that tell a worker
+// about itself (SOFTRELOAD_GROUP, SOFTRELOAD_WORKER_ID, ...).
+const ReservedEnvPrefix = "SOFTRELOAD_"
+
+func reservedEnv(name string) bool {
+	return slices.Contains(ReservedEnv, name) || strings.HasPrefix(name, ReservedEnvPrefix)
 }
 
 // ValidateGroup checks one group.
@@ -131,6 +218,9 @@ func ValidateGroup(g *WorkerGroup, p *field.Path) field.ErrorList {
 			errs = append(errs, field.Invalid(ep.Child("name"), e.Name, "must be letters, digits, '-', '.' and '_', not starting with a digit"))
 		case envNames[e.Name]:
 			errs = append(errs, field.Duplicate(ep.Child("name"), e.Name))
+		case reservedEnv(e.Name):
+			errs = append(errs, field.Invalid(ep.Child("name"), e.Name,
+				"reserved: the agent sets LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES, NOTIFY_SOCKET and SOFTRELOAD_* for every worker"))
 		}
 		envNames[e.Name] = true
 		if len(e.Value) > MaxEnvValueLength {

@@ -166,6 +166,47 @@ func TestValidateGroups(t *testing.T) {
 			},
 			want: []string{"groups[0].env[0].name: FieldValueInvalid", "groups[0].env[2].name: FieldValueDuplicate"},
 		},
+		"reserved environment names": {
+			mutate: func(gs []v1.WorkerGroup) []v1.WorkerGroup {
+				gs[0].Env = []v1.EnvVar{{Name: "LISTEN_FDS"}, {Name: "APP"}, {Name: "SOFTRELOAD_GROUP"}, {Name: "NOTIFY_SOCKET"}}
+				gs[1].Env = []v1.EnvVar{{Name: "LISTEN_PID"}, {Name: "LISTEN_FDNAMES"}, {Name: "SOFTRELOAD_X"}, {Name: "SOFTRELOADED"}}
+				return gs
+			},
+			want: []string{
+				"groups[0].env[0].name: FieldValueInvalid", "groups[0].env[2].name: FieldValueInvalid", "groups[0].env[3].name: FieldValueInvalid",
+				"groups[1].env[0].name: FieldValueInvalid", "groups[1].env[1].name: FieldValueInvalid", "groups[1].env[2].name: FieldValueInvalid",
+			},
+		},
+		"wildcard and a specific host on one port": {
+			mutate: func(gs []v1.WorkerGroup) []v1.WorkerGroup {
+				gs[0].Listen = []v1.ListenAddress{"tcp://0.0.0.0:80"}
+				gs[1].Listen = []v1.ListenAddress{"tcp://127.0.0.1:80"}
+				return gs
+			},
+			want: []string{"groups[1].listen[0]: FieldValueInvalid"},
+		},
+		"wildcard and a specific host on one port, in one group": {
+			mutate: func(gs []v1.WorkerGroup) []v1.WorkerGroup {
+				gs[0].Listen = []v1.ListenAddress{"tcp://127.0.0.1:80", "tcp://:80"}
+				return gs
+			},
+			want: []string{"groups[0].listen[1]: FieldValueInvalid"},
+		},
+		"one unix path written two ways": {
+			mutate: func(gs []v1.WorkerGroup) []v1.WorkerGroup {
+				gs[1].Listen = []v1.ListenAddress{"unix:///run//./app.sock"}
+				gs[0].Listen = []v1.ListenAddress{"unix:///run/app.sock"}
+				return gs
+			},
+			want: []string{"groups[1].listen[0]: FieldValueInvalid"},
+		},
+		"one port, apart by family or host": {
+			mutate: func(gs []v1.WorkerGroup) []v1.WorkerGroup {
+				gs[0].Listen = []v1.ListenAddress{"tcp4://0.0.0.0:80", "tcp://127.0.0.1:81"}
+				gs[1].Listen = []v1.ListenAddress{"tcp6://[::]:80", "tcp://127.0.0.2:81", "tcp://[::1]:81"}
+				return gs
+			},
+		},
 		"too many groups": {
 			mutate: func(gs []v1.WorkerGroup) []v1.WorkerGroup {
 				var out []v1.WorkerGroup
@@ -194,6 +235,47 @@ func TestValidateGroupsMessageNamesTheOtherGroup(t *testing.T) {
 	if len(errs) != 1 || !strings.Contains(errs[0].Error(), `group "web"`) || !strings.Contains(errs[0].Error(), "groups[1].listen[0]") {
 		t.Fatalf("want one error naming groups[1].listen[0] and group \"web\", got %v", errs)
 	}
+}
+
+// TestListenConflict is the table of which addresses cannot both be bound;
+// TestCRD runs the same table against the API server's rule.
+func TestListenConflict(t *testing.T) {
+	for _, tc := range ListenConflicts {
+		if got := v1.ListenConflict(tc.A, tc.B); got != tc.Conflict {
+			t.Errorf("ListenConflict(%s, %s) = %v, want %v", tc.A, tc.B, got, tc.Conflict)
+		}
+		if got := v1.ListenConflict(tc.B, tc.A); got != tc.Conflict {
+			t.Errorf("ListenConflict(%s, %s) = %v, want %v", tc.B, tc.A, got, tc.Conflict)
+		}
+	}
+}
+
+// ListenConflicts are pairs of listen addresses in two groups of one pool,
+// and whether they cannot both be bound.
+var ListenConflicts = []struct {
+	A, B     v1.ListenAddress
+	Conflict bool
+}{
+	{"tcp://0.0.0.0:80", "tcp://127.0.0.1:80", true},
+	{"tcp://:80", "tcp://127.0.0.1:80", true},
+	{"tcp://[::]:80", "tcp://0.0.0.0:80", true},
+	{"tcp://[::]:80", "tcp://127.0.0.1:80", true},
+	{"tcp://0.0.0.0:80", "tcp6://[::1]:80", true},
+	{"tcp4://0.0.0.0:80", "tcp://10.0.0.1:80", true},
+	{"tcp4://127.0.0.1:80", "tcp://127.0.0.1:80", true},
+	{"tcp6://[::]:80", "tcp://[::1]:80", true},
+	{"tcp://LOCALHOST:80", "tcp://localhost:80", true},
+	{"tcp://localhost:80", "tcp://:80", true},
+	{"unix:///run/app.sock", "unix:///run//app.sock", true},
+	{"unix:///run/app.sock", "unix:///run/./app.sock", true},
+	{"tcp://0.0.0.0:80", "tcp://127.0.0.1:81", false},
+	{"tcp://127.0.0.1:80", "tcp://127.0.0.2:80", false},
+	{"tcp://127.0.0.1:80", "tcp://[::1]:80", false},
+	{"tcp4://0.0.0.0:80", "tcp6://[::]:80", false},
+	{"tcp4://0.0.0.0:80", "tcp://[::1]:80", false},
+	{"tcp6://[::]:80", "tcp://127.0.0.1:80", false},
+	{"unix:///run/a.sock", "unix:///run/b.sock", false},
+	{"unix:///run/80", "tcp://:80", false},
 }
 
 func TestValidateStrategy(t *testing.T) {

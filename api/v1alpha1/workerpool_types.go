@@ -9,11 +9,15 @@ import (
 // where their code comes from and how a new revision rolls out.
 //
 // +kubebuilder:validation:XValidation:rule="self.groups.all(a, !has(a.listen) || self.groups.all(b, a.name == b.name || !has(b.listen) || a.listen.all(x, !(x in b.listen))))",message="groups: two groups listen on the same address",fieldPath=".groups"
+// +kubebuilder:validation:XValidation:rule="self.groups.map(g, has(g.listen) ? g.listen.map(x, x.startsWith('unix:') ? [x, 'unix', x.substring(7).replace('/./', '/').replace('//', '/').replace('//', '/'), 'u'] : [x, x.substring(x.lastIndexOf(':') + 1), x.substring(x.indexOf('/') + 2, x.lastIndexOf(':')).lowerAscii(), ((x.substring(x.indexOf('/') + 2, x.lastIndexOf(':')) in ['0.0.0.0', '[::]'] || x.indexOf('/') + 2 == x.lastIndexOf(':')) ? 'w' : 's') + ((!x.startsWith('tcp6:') && ((x.substring(x.indexOf('/') + 2, x.lastIndexOf(':')) in ['0.0.0.0', '[::]'] || x.indexOf('/') + 2 == x.lastIndexOf(':')) || !x.substring(x.indexOf('/') + 2, x.lastIndexOf(':')).startsWith('['))) ? '4' : '-') + ((!x.startsWith('tcp4:') && ((x.substring(x.indexOf('/') + 2, x.lastIndexOf(':')) in ['0.0.0.0', '[::]'] || x.indexOf('/') + 2 == x.lastIndexOf(':')) || x.substring(x.indexOf('/') + 2, x.lastIndexOf(':')).startsWith('['))) ? '6' : '-')]) : []).all(ga, self.groups.map(g, has(g.listen) ? g.listen.map(x, x.startsWith('unix:') ? [x, 'unix', x.substring(7).replace('/./', '/').replace('//', '/').replace('//', '/'), 'u'] : [x, x.substring(x.lastIndexOf(':') + 1), x.substring(x.indexOf('/') + 2, x.lastIndexOf(':')).lowerAscii(), ((x.substring(x.indexOf('/') + 2, x.lastIndexOf(':')) in ['0.0.0.0', '[::]'] || x.indexOf('/') + 2 == x.lastIndexOf(':')) ? 'w' : 's') + ((!x.startsWith('tcp6:') && ((x.substring(x.indexOf('/') + 2, x.lastIndexOf(':')) in ['0.0.0.0', '[::]'] || x.indexOf('/') + 2 == x.lastIndexOf(':')) || !x.substring(x.indexOf('/') + 2, x.lastIndexOf(':')).startsWith('['))) ? '4' : '-') + ((!x.startsWith('tcp4:') && ((x.substring(x.indexOf('/') + 2, x.lastIndexOf(':')) in ['0.0.0.0', '[::]'] || x.indexOf('/') + 2 == x.lastIndexOf(':')) || x.substring(x.indexOf('/') + 2, x.lastIndexOf(':')).startsWith('['))) ? '6' : '-')]) : []).all(gb, ga.all(a, gb.all(b, a[0] == b[0] || a[1] != b[1] || (a[1] == 'unix' ? a[2] != b[2] : !((a[2] == b[2] || a[3].startsWith('w') || b[3].startsWith('w')) && (a[3].contains('4') && b[3].contains('4') || a[3].contains('6') && b[3].contains('6'))))))))",message="groups: two listen addresses cannot both be bound: the same unix socket path, or the same port on one host, or on a wildcard host (empty, 0.0.0.0 or [::]) and another host of the same address family",fieldPath=".groups"
 type WorkerPoolSpec struct {
 	// selector picks the pods this pool governs, by label. The pods may belong
 	// to any workload (Deployment, StatefulSet, ...); softreload neither owns
-	// nor changes that workload.
+	// nor changes that workload. Of the pods it matches, the pool governs
+	// those labelled softreload.dev/pool with its name; it must not be
+	// empty, which would match every pod of the namespace.
 	// +required
+	// +kubebuilder:validation:XValidation:rule="(has(self.matchLabels) && size(self.matchLabels) > 0) || (has(self.matchExpressions) && size(self.matchExpressions) > 0)",message="selector: must not be empty: an empty selector matches every pod of the namespace; select the pods by label (e.g. matchLabels: {app: web})"
 	Selector metav1.LabelSelector `json:"selector"`
 
 	// container names the container the agent runs in. Empty means the first
@@ -175,11 +179,14 @@ type WorkerGroup struct {
 
 // EnvVar is one environment variable.
 type EnvVar struct {
-	// name of the variable.
+	// name of the variable. The names the agent sets for every worker are
+	// reserved: LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES, NOTIFY_SOCKET and
+	// every name that starts with SOFTRELOAD_.
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=256
 	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z][-._a-zA-Z0-9]*$`
+	// +kubebuilder:validation:XValidation:rule="!(self in ['LISTEN_FDS', 'LISTEN_PID', 'LISTEN_FDNAMES', 'NOTIFY_SOCKET']) && !self.startsWith('SOFTRELOAD_')",message="name: reserved: the agent sets LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES, NOTIFY_SOCKET and SOFTRELOAD_* for every worker"
 	Name string `json:"name"`
 
 	// value of the variable.
@@ -319,7 +326,8 @@ type WorkerPoolStatus struct {
 	// +kubebuilder:validation:MaxLength=63
 	UpdateRevision string `json:"updateRevision,omitempty"`
 
-	// pods is how many pods the selector matches.
+	// pods is how many pods the pool governs: those its selector matches
+	// that are labelled softreload.dev/pool with its name.
 	// +optional
 	Pods int32 `json:"pods"`
 
@@ -345,7 +353,7 @@ type WorkerPoolStatus struct {
 	// +kubebuilder:validation:MaxItems=20
 	History []RevisionRecord `json:"history,omitempty"`
 
-	// conditions: Available, Progressing and Degraded.
+	// conditions: Available, Progressing, Degraded and SelectorOverlap.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
