@@ -2,7 +2,6 @@ package controllers
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log"
 	"os"
@@ -19,7 +18,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
@@ -30,8 +28,8 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	workersv1alpha1 "github.com/softreload/softreload/api/v1alpha1"
-	"github.com/softreload/softreload/internal/rollout"
 	"github.com/softreload/softreload/internal/testing/envtest"
+	"github.com/softreload/softreload/internal/testing/fakeagent"
 )
 
 // The WorkerPool tests run on one real API server; each test has its own
@@ -209,7 +207,7 @@ func (f *fixture) createPods(names ...string) {
 
 func newPod(ns, name string) *corev1.Pod {
 	return &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{"app": "web"}},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{"app": "web", workersv1alpha1.PoolLabel: poolName}},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{
 			{Name: "app", Image: "registry.example/app:v1"},
 		}},
@@ -358,204 +356,45 @@ func must(t *testing.T, err error) {
 // The test agents.
 
 // outcome is what a test agent does with a revision it is told.
-type outcome int
+type outcome = fakeagent.Outcome
 
 const (
-	succeed outcome = iota // report Reloading, then Ready
-	fail                   // report Reloading, then Failed (running the previous revision)
-	silent                 // report nothing at all
+	succeed = fakeagent.Succeed // report Reloading, then Ready
+	fail    = fakeagent.Fail    // report Reloading, then Failed (running the previous revision)
+	silent  = fakeagent.Silent  // report nothing at all
 )
 
-// agents watch every pod of a namespace and answer for each the way its
-// agent would. They also record, from the same watch, what each pod was
-// told and the most pods that were ever in flight at once.
+// agents answer for every pod of a test's namespace the way its agent
+// would (internal/testing/fakeagent), and record what each pod was told and
+// the most pods that were ever in flight at once.
 type agents struct {
-	t   *testing.T
-	ctx context.Context
-	c   client.Client
-
-	mu          sync.Mutex
-	behave      func(pod, rev string) outcome
-	delay       time.Duration
-	pods        map[string]rollout.Pod
-	sent        map[string][]string
-	maxInFlight int
-	wake        map[string]chan struct{}
-	// held pods report Reloading and then wait for release.
-	held    func(pod string) bool
-	release chan struct{}
+	*fakeagent.Agents
+	ns string
 }
 
 func startAgents(t *testing.T, ctx context.Context, ns string) *agents {
-	wc, err := client.NewWithWatch(poolEnv.Config, client.Options{Scheme: poolEnv.Scheme})
+	a, err := fakeagent.Start(ctx, poolEnv.Config, fakeagent.Options{
+		Namespace: ns,
+		Delay:     100 * time.Millisecond,
+		OnError:   func(err error) { t.Errorf("test agents: %v", err) },
+	})
 	if err != nil {
-		t.Fatalf("creating a watching client: %v", err)
+		t.Fatalf("starting the test agents: %v", err)
 	}
-	a := &agents{
-		t: t, ctx: ctx, c: poolEnv.Client,
-		behave: func(string, string) outcome { return succeed },
-		delay:  100 * time.Millisecond,
-		pods:   map[string]rollout.Pod{}, sent: map[string][]string{}, wake: map[string]chan struct{}{},
-		held: func(string) bool { return false }, release: make(chan struct{}),
-	}
-	w, err := wc.Watch(ctx, &corev1.PodList{}, client.InNamespace(ns))
-	if err != nil {
-		t.Fatalf("watching pods: %v", err)
-	}
-	go a.observe(wc, w, ns)
-	return a
+	return &agents{Agents: a, ns: ns}
 }
 
 // setBehaviour decides what the agents do with each revision from now on.
-func (a *agents) setBehaviour(f func(pod, rev string) outcome) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.behave = f
-}
+func (a *agents) setBehaviour(f func(pod, rev string) outcome) { a.SetBehaviour(f) }
 
 // hold makes the agents of the pods f picks stop after reporting
 // Reloading, until releaseHeld.
-func (a *agents) hold(f func(pod string) bool) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.held = f
-}
+func (a *agents) hold(f func(pod string) bool) { a.Hold(f) }
 
-func (a *agents) releaseHeld() { close(a.release) }
+func (a *agents) releaseHeld() { a.ReleaseHeld() }
 
 // resetMaxInFlight starts counting anew, as of the pods as they are.
-func (a *agents) resetMaxInFlight() {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.maxInFlight = a.inFlightLocked()
-}
-
-func (a *agents) MaxInFlight() int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.maxInFlight
-}
+func (a *agents) resetMaxInFlight() { a.ResetCounts() }
 
 // sentTo returns the revisions pod was told, in order.
-func (a *agents) sentTo(pod string) []string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return append([]string(nil), a.sent[pod]...)
-}
-
-func (a *agents) inFlightLocked() int {
-	n := 0
-	for _, p := range a.pods {
-		if rollout.InFlight(p) {
-			n++
-		}
-	}
-	return n
-}
-
-func (a *agents) observe(wc client.WithWatch, w watch.Interface, ns string) {
-	var rv string
-	for {
-		for ev := range w.ResultChan() {
-			pod, ok := ev.Object.(*corev1.Pod)
-			if !ok {
-				continue
-			}
-			rv = pod.ResourceVersion
-			a.record(ev.Type, pod)
-		}
-		if a.ctx.Err() != nil {
-			return
-		}
-		// The watch ended early: go on from where it stopped.
-		var err error
-		w, err = wc.Watch(a.ctx, &corev1.PodList{}, client.InNamespace(ns),
-			&client.ListOptions{Raw: &metav1.ListOptions{ResourceVersion: rv}})
-		if err != nil {
-			if a.ctx.Err() == nil {
-				a.t.Errorf("watching pods again: %v", err)
-			}
-			return
-		}
-	}
-}
-
-func (a *agents) record(typ watch.EventType, pod *corev1.Pod) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if typ == watch.Deleted {
-		delete(a.pods, pod.Name)
-		return
-	}
-	p := rollout.Pod{Name: pod.Name, Desired: pod.Annotations[workersv1alpha1.DesiredRevisionAnnotation], Report: reportOf(pod)}
-	if old := a.pods[pod.Name]; p.Desired != "" && p.Desired != old.Desired {
-		a.sent[pod.Name] = append(a.sent[pod.Name], p.Desired)
-		wake, ok := a.wake[pod.Name]
-		if !ok {
-			wake = make(chan struct{}, 1)
-			a.wake[pod.Name] = wake
-			go a.run(pod.Namespace, pod.Name, wake)
-		}
-		select {
-		case wake <- struct{}{}:
-		default:
-		}
-	}
-	a.pods[pod.Name] = p
-	a.maxInFlight = max(a.maxInFlight, a.inFlightLocked())
-}
-
-// run is the agent of one pod: it loads each revision it is told, one at a
-// time, and reports.
-func (a *agents) run(ns, name string, wake <-chan struct{}) {
-	var handled, running string
-	for {
-		select {
-		case <-a.ctx.Done():
-			return
-		case <-wake:
-		}
-		a.mu.Lock()
-		rev, behave, delay, held := a.pods[name].Desired, a.behave, a.delay, a.held(name)
-		a.mu.Unlock()
-		if rev == "" || rev == handled {
-			continue
-		}
-		handled = rev
-		what := behave(name, rev)
-		if what == silent {
-			continue
-		}
-		a.report(ns, name, workersv1alpha1.AgentStatus{Revision: rev, Running: running, State: workersv1alpha1.AgentReloading, Ready: 1, Total: 2})
-		if held {
-			select {
-			case <-a.ctx.Done():
-				return
-			case <-a.release:
-			}
-		}
-		select {
-		case <-a.ctx.Done():
-			return
-		case <-time.After(delay):
-		}
-		if what == fail {
-			a.report(ns, name, workersv1alpha1.AgentStatus{Revision: rev, Running: running, State: workersv1alpha1.AgentFailed,
-				Ready: 2, Total: 2, Message: "worker http-0 exited with status 1: SyntaxError"})
-			continue
-		}
-		running = rev
-		a.report(ns, name, workersv1alpha1.AgentStatus{Revision: rev, Running: rev, State: workersv1alpha1.AgentReady, Ready: 2, Total: 2})
-	}
-}
-
-func (a *agents) report(ns, name string, st workersv1alpha1.AgentStatus) {
-	b, _ := json.Marshal(st)
-	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{
-		workersv1alpha1.StatusAnnotation: string(b)}}})
-	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
-	err := a.c.Patch(a.ctx, pod, client.RawPatch(types.MergePatchType, patch))
-	if err != nil && !apierrors.IsNotFound(err) && a.ctx.Err() == nil {
-		a.t.Errorf("agent of pod %s: reporting: %v", name, err)
-	}
-}
+func (a *agents) sentTo(pod string) []string { return a.SentTo(a.ns + "/" + pod) }

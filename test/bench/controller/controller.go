@@ -5,18 +5,28 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"maps"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/funcr"
 	dto "github.com/prometheus/client_model/go"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	crenvtest "sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
@@ -28,9 +38,14 @@ import (
 type stats struct {
 	// Writes counts the API requests that change something, by
 	// "METHOD resource".
-	Writes     map[string]int64 `json:"writes"`
-	Reconciles int64            `json:"reconciles"`
-	PeakRSSKiB int64            `json:"peakRSSKiB"`
+	Writes map[string]int64 `json:"writes"`
+	// WritesPerSecond counts the same requests by the Unix second they
+	// were sent in.
+	WritesPerSecond map[int64]int64 `json:"writesPerSecond"`
+	Reconciles      int64           `json:"reconciles"`
+	PeakRSSKiB      int64           `json:"peakRSSKiB"`
+	// HeapKiB is the live heap after a garbage collection.
+	HeapKiB int64 `json:"heapKiB"`
 }
 
 func (s stats) total() int64 {
@@ -51,7 +66,8 @@ func (s stats) keys() []string {
 }
 
 func (s stats) minus(o stats) stats {
-	d := stats{Writes: map[string]int64{}, Reconciles: s.Reconciles - o.Reconciles, PeakRSSKiB: s.PeakRSSKiB}
+	d := stats{Writes: map[string]int64{}, WritesPerSecond: s.WritesPerSecond,
+		Reconciles: s.Reconciles - o.Reconciles, PeakRSSKiB: s.PeakRSSKiB, HeapKiB: s.HeapKiB}
 	for k, v := range s.Writes {
 		if v-o.Writes[k] != 0 {
 			d.Writes[k] = v - o.Writes[k]
@@ -62,15 +78,17 @@ func (s stats) minus(o stats) stats {
 
 // writeCounter counts the requests that change something.
 type writeCounter struct {
-	next http.RoundTripper
-	mu   sync.Mutex
-	n    map[string]int64
+	next      http.RoundTripper
+	mu        sync.Mutex
+	n         map[string]int64
+	perSecond map[int64]int64
 }
 
 func (w *writeCounter) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.Method != http.MethodGet {
 		w.mu.Lock()
 		w.n[req.Method+" "+resourceOf(req.URL.Path)]++
+		w.perSecond[time.Now().Unix()]++
 		w.mu.Unlock()
 	}
 	return w.next.RoundTrip(req)
@@ -89,6 +107,13 @@ func resourceOf(path string) string {
 			return rest[0]
 		}
 	}
+	// Cluster-scoped: /api/v1/<resource>... or /apis/<group>/<version>/<resource>...
+	if len(parts) >= 3 && parts[0] == "api" {
+		return parts[2]
+	}
+	if len(parts) >= 4 && parts[0] == "apis" {
+		return parts[3]
+	}
 	return path
 }
 
@@ -104,7 +129,7 @@ func runController(kubeconfig string) error {
 	if err != nil {
 		return err
 	}
-	counter := &writeCounter{n: map[string]int64{}}
+	counter := &writeCounter{n: map[string]int64{}, perSecond: map[int64]int64{}}
 	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { counter.next = rt; return counter })
 
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
@@ -130,11 +155,12 @@ func runController(kubeconfig string) error {
 	go func() {
 		in := bufio.NewScanner(os.Stdin)
 		for in.Scan() {
+			runtime.GC()
+			var mem runtime.MemStats
+			runtime.ReadMemStats(&mem)
 			counter.mu.Lock()
-			s := stats{Writes: map[string]int64{}, Reconciles: reconciles(), PeakRSSKiB: peakRSS()}
-			for k, v := range counter.n {
-				s.Writes[k] = v
-			}
+			s := stats{Writes: maps.Clone(counter.n), WritesPerSecond: maps.Clone(counter.perSecond),
+				Reconciles: reconciles(), PeakRSSKiB: peakRSS(), HeapKiB: int64(mem.HeapAlloc / 1024)}
 			counter.mu.Unlock()
 			b, _ := json.Marshal(s)
 			fmt.Println(string(b))
@@ -188,4 +214,102 @@ func peakRSS() int64 {
 		}
 	}
 	return -1
+}
+
+// loadKubeconfig reads a kubeconfig the way the manager's ctrl.GetConfig
+// does: no client-side rate limit, the API server's fairness decides.
+func loadKubeconfig(path string) (*rest.Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := clientcmd.RESTConfigFromKubeConfig(b)
+	if err != nil {
+		return nil, err
+	}
+	cfg.QPS = -1
+	return cfg, nil
+}
+
+// The controller process, seen from the benchmark.
+
+// controller is the child process that runs the reconcilers.
+type controller struct {
+	cmd *exec.Cmd
+	in  io.WriteCloser
+	out *bufio.Reader
+	mu  sync.Mutex
+}
+
+func startController(env *envtest.Env) (*controller, error) {
+	user, err := env.Environment().AddUser(crenvtest.User{Name: "bench-controller", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("adding the controller's user: %w", err)
+	}
+	kubeconfig, err := user.KubeConfig()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "softreload-bench-")
+	if err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(path, kubeconfig, 0o600); err != nil {
+		return nil, err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(self, "-controller", "-controller-kubeconfig", path)
+	cmd.Stderr = os.Stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting the controller process: %w", err)
+	}
+	return &controller{cmd: cmd, in: in, out: bufio.NewReader(out)}, nil
+}
+
+// stats asks the controller process for its counters.
+func (c *controller) stats() (stats, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var s stats
+	if _, err := fmt.Fprintln(c.in, "stats"); err != nil {
+		return s, fmt.Errorf("asking the controller for its stats: %w", err)
+	}
+	line, err := c.out.ReadBytes('\n')
+	if err != nil {
+		return s, fmt.Errorf("reading the controller's stats: %w", err)
+	}
+	return s, json.Unmarshal(line, &s)
+}
+
+// cpu returns the CPU time (user and system) the controller process used.
+func (c *controller) cpu() (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.cmd.Process.Pid))
+	if err != nil {
+		return 0, fmt.Errorf("reading the controller's CPU time: %w", err)
+	}
+	// Fields after the command name, which is in parentheses: utime and
+	// stime are the 12th and 13th of them, in clock ticks (100 a second
+	// on Linux).
+	fields := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	utime, _ := strconv.ParseInt(fields[11], 10, 64)
+	stime, _ := strconv.ParseInt(fields[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
+}
+
+func (c *controller) kill() {
+	_ = c.in.Close()
+	_ = c.cmd.Process.Kill()
+	_ = c.cmd.Wait()
 }

@@ -1,59 +1,68 @@
-// Command controller benchmarks the WorkerPool controller on a real API
-// server: 500 pods (objects only), test agents that answer at once, and
-// maxUnavailable 10%. It measures the time from a ConfigMap edit to the last
-// pod updated, the API writes per pod, and the controller's CPU time and
-// peak memory, and prints a table.
+// Command controller benchmarks the WorkerPool controller at scale on a real
+// API server: pod objects (no kubelet), fake agents that answer at once
+// (internal/testing/fakeagent), and maxUnavailable 10%. Each row of its
+// table is one run on a fresh control plane:
+//
+//  1. 500 pods, one pool;
+//  2. 5,000 pods, one pool;
+//  3. 50 pools of 100 pods, every code ConfigMap edited at once;
+//  4. row 2 with 20,000 pods and 5,000 ConfigMaps (4 KiB each) in the same
+//     namespace that no pool selects or references.
+//
+// For each it measures, over the rollout that follows the code edit, the
+// time to the first pod told and to the last pod updated, the most pods in
+// flight per pool against the budget, the controller's API writes per pod,
+// its CPU time and peak memory, and the API server's write rate.
 //
 // The controller runs in a child process (this binary again, with
 // -controller), so that its CPU and memory are its own and not the agents'.
 //
-//	KUBEBUILDER_ASSETS=... go run ./test/bench/controller [-pods 500] [-max-unavailable 10%]
+//	KUBEBUILDER_ASSETS=... go run ./test/bench/controller [-rows 1,2,3,4] [-max-unavailable 10%]
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
-	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"text/tabwriter"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	crenvtest "sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	workersv1alpha1 "github.com/softreload/softreload/api/v1alpha1"
 	"github.com/softreload/softreload/internal/rollout"
 	"github.com/softreload/softreload/internal/testing/envtest"
+	"github.com/softreload/softreload/internal/testing/fakeagent"
 )
 
 func main() {
 	var (
 		asController   = flag.Bool("controller", false, "Run as the controller process (internal).")
 		kubeconfig     = flag.String("controller-kubeconfig", "", "Kubeconfig of the controller process (internal).")
-		pods           = flag.Int("pods", 500, "Pods in the pool.")
-		maxUnavailable = flag.String("max-unavailable", "10%", "The pool's maxUnavailable.")
+		rowList        = flag.String("rows", "1,2,3,4", "The rows of the table to run, by number.")
+		maxUnavailable = flag.String("max-unavailable", "10%", "Every pool's maxUnavailable.")
 	)
 	flag.Parse()
 	var err error
 	if *asController {
 		err = runController(*kubeconfig)
 	} else {
-		err = run(*pods, intstr.Parse(*maxUnavailable))
+		ctrl.SetLogger(logr.Discard())
+		err = runRows(*rowList, intstr.Parse(*maxUnavailable))
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -61,375 +70,348 @@ func main() {
 	}
 }
 
+// scenario is one row of the table.
+type scenario struct {
+	name                 string
+	pools, podsPerPool   int
+	otherPods, otherMaps int
+}
+
+var scenarios = []scenario{
+	{name: "500 pods, 1 pool", pools: 1, podsPerPool: 500},
+	{name: "5,000 pods, 1 pool", pools: 1, podsPerPool: 5000},
+	{name: "50 pools x 100 pods", pools: 50, podsPerPool: 100},
+	{name: "5,000 pods + 20,000 other pods, 5,000 other ConfigMaps", pools: 1, podsPerPool: 5000, otherPods: 20000, otherMaps: 5000},
+}
+
 const (
 	namespace = "bench"
-	poolName  = "web"
-	codeName  = "web-code"
+	// otherMapBytes is the size of each ConfigMap no pool references.
+	otherMapBytes = 4096
+	// creators is how many objects are created at once.
+	creators = 32
 )
+
+func (s scenario) pods() int { return s.pools * s.podsPerPool }
+
+func (s scenario) poolName(i int) string {
+	if s.pools == 1 {
+		return "web"
+	}
+	return fmt.Sprintf("web-%02d", i)
+}
+
+func codeName(pool string) string { return pool + "-code" }
 
 // result is one measured rollout.
 type result struct {
-	pods, budget            int
+	scenario
+	budget                  int
 	toFirstSent, toLastDone time.Duration
-	maxInFlight             int
+	// maxInFlight is the most pods in flight at once in any one pool, and
+	// overBudget the pools where it exceeded the budget.
+	maxInFlight, overBudget int
 	agentWrites             int64
 	controller              stats
 	cpuDuring               time.Duration
+	peakWriteRate           int64
+	meanWriteRate           float64
 }
 
-func run(pods int, maxUnavailable intstr.IntOrString) error {
+func runRows(list string, maxUnavailable intstr.IntOrString) error {
+	var results []result
+	for _, f := range strings.Split(list, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 || n > len(scenarios) {
+			return fmt.Errorf("-rows: %q is not a row number from 1 to %d", f, len(scenarios))
+		}
+		s := scenarios[n-1]
+		fmt.Fprintf(os.Stderr, "bench: row %d: %s\n", n, s.name)
+		r, err := run(s, maxUnavailable)
+		if err != nil {
+			return fmt.Errorf("row %d (%s): %w", n, s.name, err)
+		}
+		results = append(results, r)
+		printDetail(os.Stderr, n, r)
+	}
+	printTable(os.Stdout, results, maxUnavailable.String())
+	return nil
+}
+
+func run(s scenario, maxUnavailable intstr.IntOrString) (result, error) {
 	env, err := envtest.Start(envtest.Options{})
 	if err != nil {
-		return err
+		return result{}, err
 	}
 	defer func() { _ = env.Stop() }()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	c := env.Client
-
-	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}); err != nil {
-		return err
-	}
-	if err := c.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: codeName, Namespace: namespace},
-		Data: map[string]string{"server.py": "print('v1')"}}); err != nil {
-		return err
-	}
-	for i := range pods {
-		pod := &corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("web-%03d", i), Namespace: namespace, Labels: map[string]string{"app": "web"}},
-			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "registry.example/app:v1"}}},
-		}
-		if err := c.Create(ctx, pod); err != nil {
-			return err
-		}
-	}
-	ag, err := startAgents(ctx, env.Config)
+	// The API server's fairness decides, not a client-side rate limit.
+	cfg := rest.CopyConfig(env.Config)
+	cfg.QPS, cfg.Burst = -1, 0
+	c, err := client.New(cfg, client.Options{Scheme: env.Scheme})
 	if err != nil {
-		return err
+		return result{}, err
 	}
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}); err != nil {
+		return result{}, err
+	}
+	t0 := time.Now()
+	if err := createObjects(ctx, c, s); err != nil {
+		return result{}, err
+	}
+	fmt.Fprintf(os.Stderr, "bench: %d pods and %d ConfigMaps created in %s\n",
+		s.pods()+s.otherPods, s.pools+s.otherMaps, time.Since(t0).Round(time.Second))
 
+	governed, err := labels.NewRequirement(workersv1alpha1.PoolLabel, selection.Exists, nil)
+	if err != nil {
+		return result{}, err
+	}
+	var agentErrs sync.Map
+	ag, err := fakeagent.Start(ctx, cfg, fakeagent.Options{
+		Namespace: namespace, Selector: labels.NewSelector().Add(*governed), Workers: 4,
+		OnError: func(err error) { agentErrs.Store(err.Error(), true) },
+	})
+	if err != nil {
+		return result{}, err
+	}
 	ctl, err := startController(env)
 	if err != nil {
-		return err
+		return result{}, err
 	}
 	defer ctl.kill()
 
-	pool := &workersv1alpha1.WorkerPool{
-		ObjectMeta: metav1.ObjectMeta{Name: poolName, Namespace: namespace},
+	for i := range s.pools {
+		if err := c.Create(ctx, newPool(s.poolName(i), maxUnavailable)); err != nil {
+			return result{}, err
+		}
+	}
+	fmt.Fprintf(os.Stderr, "bench: first revision rolling out\n")
+	v1, err := waitComplete(ctx, c, s, nil)
+	if err != nil {
+		return result{}, err
+	}
+
+	// The measured rollout.
+	ag.ResetCounts()
+	cpu0, err := ctl.cpu()
+	if err != nil {
+		return result{}, err
+	}
+	before, err := ctl.stats()
+	if err != nil {
+		return result{}, err
+	}
+	start := time.Now()
+	if err := editCode(ctx, c, s); err != nil {
+		return result{}, err
+	}
+	fmt.Fprintf(os.Stderr, "bench: code edited, second revision rolling out\n")
+	if _, err := waitComplete(ctx, c, s, v1); err != nil {
+		return result{}, err
+	}
+	first, last := ag.Times()
+	cpu1, err := ctl.cpu()
+	if err != nil {
+		return result{}, err
+	}
+	after, err := ctl.stats()
+	if err != nil {
+		return result{}, err
+	}
+	agentErrs.Range(func(k, _ any) bool { fmt.Fprintf(os.Stderr, "bench: %s\n", k); return true })
+
+	r := result{
+		scenario: s, budget: rollout.ResolveMaxUnavailable(&maxUnavailable, s.podsPerPool),
+		toFirstSent: first.Sub(start), toLastDone: last.Sub(start),
+		agentWrites: ag.Writes(), controller: after.minus(before), cpuDuring: cpu1 - cpu0,
+	}
+	for _, n := range ag.MaxInFlightByPool() {
+		r.maxInFlight = max(r.maxInFlight, n)
+		if n > r.budget {
+			r.overBudget++
+		}
+	}
+	r.peakWriteRate, r.meanWriteRate = writeRates(ag.WritesPerSecond(), after.WritesPerSecond, start, last)
+	return r, nil
+}
+
+// createObjects creates the code ConfigMaps, the governed pods (labelled
+// for their pool, as the injection webhook requires) and the objects no
+// pool selects or references, a few at a time.
+func createObjects(ctx context.Context, c client.Client, s scenario) error {
+	objs := make(chan client.Object, creators)
+	errs := make(chan error, creators)
+	var wg sync.WaitGroup
+	for range creators {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for obj := range objs {
+				if err := c.Create(ctx, obj); err != nil {
+					errs <- fmt.Errorf("creating %T %s: %w", obj, obj.GetName(), err)
+					return
+				}
+			}
+		}()
+	}
+	send := func(obj client.Object) bool {
+		select {
+		case objs <- obj:
+			return true
+		case <-ctx.Done():
+			return false
+		case err := <-errs:
+			errs <- err
+			return false
+		}
+	}
+	other := strings.Repeat("x", otherMapBytes)
+	func() {
+		defer close(objs)
+		for i := range s.pools {
+			pool := s.poolName(i)
+			if !send(&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: codeName(pool), Namespace: namespace},
+				Data: map[string]string{"server.py": "print('v1')"}}) {
+				return
+			}
+			for j := range s.podsPerPool {
+				if !send(newPod(fmt.Sprintf("%s-%04d", pool, j), map[string]string{"app": pool, workersv1alpha1.PoolLabel: pool})) {
+					return
+				}
+			}
+		}
+		for i := range s.otherMaps {
+			if !send(&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("other-%05d", i), Namespace: namespace},
+				Data: map[string]string{"settings.json": other}}) {
+				return
+			}
+		}
+		for i := range s.otherPods {
+			if !send(newPod(fmt.Sprintf("other-%05d", i), map[string]string{"app": "other"})) {
+				return
+			}
+		}
+	}()
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return err
+	default:
+		return ctx.Err()
+	}
+}
+
+func newPod(name string, labels map[string]string) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace, Labels: labels},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "registry.example/app:v1"}}},
+	}
+}
+
+func newPool(name string, maxUnavailable intstr.IntOrString) *workersv1alpha1.WorkerPool {
+	return &workersv1alpha1.WorkerPool{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace},
 		Spec: workersv1alpha1.WorkerPoolSpec{
-			Selector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}},
-			Code:     workersv1alpha1.CodeSource{ConfigMapRef: &workersv1alpha1.ConfigMapCodeSource{Name: codeName}},
+			Selector: metav1.LabelSelector{MatchLabels: map[string]string{"app": name}},
+			Code:     workersv1alpha1.CodeSource{ConfigMapRef: &workersv1alpha1.ConfigMapCodeSource{Name: codeName(name)}},
 			Groups:   []workersv1alpha1.WorkerGroup{{Name: "http", Command: []string{"python3", "server.py"}, Count: 4}},
 			Strategy: workersv1alpha1.RolloutStrategy{MaxUnavailable: &maxUnavailable},
 		},
 	}
-	if err := c.Create(ctx, pool); err != nil {
-		return err
-	}
-	fmt.Fprintf(os.Stderr, "bench: %d pods, first revision rolling out\n", pods)
-	v1, err := waitComplete(ctx, c, pods, "")
-	if err != nil {
-		return err
-	}
+}
 
-	// The measured rollout.
-	ag.reset()
-	cpu0, err := ctl.cpu()
-	if err != nil {
-		return err
+// editCode changes every pool's code at once.
+func editCode(ctx context.Context, c client.Client, s scenario) error {
+	var wg sync.WaitGroup
+	errs := make([]error, s.pools)
+	for i := range s.pools {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: codeName(s.poolName(i)), Namespace: namespace}}
+			patch := client.RawPatch("application/merge-patch+json", []byte(`{"data":{"server.py":"print('v2')"}}`))
+			if err := c.Patch(ctx, cm, patch); err != nil {
+				errs[i] = fmt.Errorf("editing the code of pool %s: %w", s.poolName(i), err)
+			}
+		}()
 	}
-	before, err := ctl.stats()
-	if err != nil {
-		return err
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
 	}
-	cm := &corev1.ConfigMap{}
-	if err := c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: codeName}, cm); err != nil {
-		return err
-	}
-	cm.Data = map[string]string{"server.py": "print('v2')"}
-	start := time.Now()
-	if err := c.Update(ctx, cm); err != nil {
-		return err
-	}
-	fmt.Fprintf(os.Stderr, "bench: code edited, second revision rolling out\n")
-	if _, err := waitComplete(ctx, c, pods, v1); err != nil {
-		return err
-	}
-	first, last, maxInFlight, agentWrites := ag.since(start)
-	cpu1, err := ctl.cpu()
-	if err != nil {
-		return err
-	}
-	after, err := ctl.stats()
-	if err != nil {
-		return err
-	}
-
-	printTable(os.Stdout, result{
-		pods: pods, budget: rollout.ResolveMaxUnavailable(&maxUnavailable, pods),
-		toFirstSent: first, toLastDone: last, maxInFlight: maxInFlight, agentWrites: agentWrites,
-		controller: after.minus(before), cpuDuring: cpu1 - cpu0,
-	}, maxUnavailable.String())
 	return nil
 }
 
-// waitComplete waits for the pool's status to say that every pod runs one
-// revision other than not, and returns it.
-func waitComplete(ctx context.Context, c client.Client, pods int, not string) (string, error) {
-	deadline := time.Now().Add(10 * time.Minute)
+// waitComplete waits until every pool's status says that all its pods run
+// one revision, other than the pool's revision in not, and returns them.
+func waitComplete(ctx context.Context, c client.Client, s scenario, not map[string]string) (map[string]string, error) {
+	deadline := time.Now().Add(20 * time.Minute)
 	for time.Now().Before(deadline) {
-		pool := &workersv1alpha1.WorkerPool{}
-		if err := c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: poolName}, pool); err != nil {
-			return "", err
+		pools := &workersv1alpha1.WorkerPoolList{}
+		if err := c.List(ctx, pools, client.InNamespace(namespace)); err != nil {
+			return nil, err
 		}
-		st := pool.Status
-		if st.CurrentRevision != "" && st.CurrentRevision != not && st.CurrentRevision == st.UpdateRevision &&
-			int(st.UpdatedPods) == pods {
-			return st.CurrentRevision, nil
+		done := map[string]string{}
+		for _, p := range pools.Items {
+			st := p.Status
+			if st.CurrentRevision != "" && st.CurrentRevision != not[p.Name] && st.CurrentRevision == st.UpdateRevision &&
+				int(st.UpdatedPods) == s.podsPerPool {
+				done[p.Name] = st.CurrentRevision
+			}
+		}
+		if len(done) == s.pools {
+			return done, nil
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return "", fmt.Errorf("the rollout did not complete in 10 minutes")
+	return nil, fmt.Errorf("the rollout did not complete in 20 minutes")
 }
 
-func printTable(w io.Writer, r result, maxUnavailable string) {
-	perPod := func(n int64) string { return fmt.Sprintf("%d (%.2f per pod)", n, float64(n)/float64(r.pods)) }
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "Controller: %d pods, maxUnavailable %s (%d at once), agents answering at once\n", r.pods, maxUnavailable, r.budget)
-	fmt.Fprintf(tw, "measure\tvalue\n")
-	fmt.Fprintf(tw, "-------\t-----\n")
-	fmt.Fprintf(tw, "ConfigMap edit to first pod told\t%s\n", r.toFirstSent.Round(time.Millisecond))
-	fmt.Fprintf(tw, "ConfigMap edit to last pod updated\t%s\n", r.toLastDone.Round(time.Millisecond))
-	fmt.Fprintf(tw, "most pods reloading at once\t%d (budget %d)\n", r.maxInFlight, r.budget)
-	fmt.Fprintf(tw, "reconciles\t%d\n", r.controller.Reconciles)
-	fmt.Fprintf(tw, "controller API writes\t%s\n", perPod(r.controller.total()))
-	for _, k := range r.controller.keys() {
-		fmt.Fprintf(tw, "  %s\t%d\n", k, r.controller.Writes[k])
+// writeRates returns the most writes in one second and the mean rate, of
+// the agents' and the controller's writes (all the writes the API server
+// receives during the rollout), from start to end.
+func writeRates(agents, controller map[int64]int64, start, end time.Time) (peak int64, mean float64) {
+	var total int64
+	for sec := start.Unix(); sec <= end.Unix(); sec++ {
+		n := agents[sec] + controller[sec]
+		peak = max(peak, n)
+		total += n
 	}
-	fmt.Fprintf(tw, "agent API writes\t%s\n", perPod(r.agentWrites))
-	fmt.Fprintf(tw, "controller CPU during the rollout\t%s\n", r.cpuDuring.Round(time.Millisecond))
-	fmt.Fprintf(tw, "controller peak memory (VmHWM)\t%.1f MiB\n", float64(r.controller.PeakRSSKiB)/1024)
+	if d := end.Sub(start).Seconds(); d > 0 {
+		mean = float64(total) / d
+	}
+	return peak, mean
+}
+
+func printTable(w io.Writer, rs []result, maxUnavailable string) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "Controller at scale: maxUnavailable %s per pool, fake agents answering at once, one run per row\n", maxUnavailable)
+	fmt.Fprintf(tw, "row\tedit to first told\tedit to last updated\tmost in flight (budget)\tctl writes/pod\tctl CPU\tCPU/pod\tctl peak memory\tAPI writes/s (peak, mean)\n")
+	for i, r := range rs {
+		budget := fmt.Sprintf("%d (%d)", r.maxInFlight, r.budget)
+		if r.overBudget > 0 {
+			budget += fmt.Sprintf(" OVER in %d pools", r.overBudget)
+		}
+		fmt.Fprintf(tw, "%d. %s\t%s\t%s\t%s\t%.2f\t%s\t%.2f ms\t%.1f MiB\t%d, %.0f\n",
+			i+1, r.name, r.toFirstSent.Round(time.Millisecond), r.toLastDone.Round(10*time.Millisecond), budget,
+			float64(r.controller.total())/float64(r.pods()), r.cpuDuring.Round(10*time.Millisecond),
+			float64(r.cpuDuring.Microseconds())/1000/float64(r.pods()),
+			float64(r.controller.PeakRSSKiB)/1024, r.peakWriteRate, r.meanWriteRate)
+	}
 	_ = tw.Flush()
 }
 
-// The controller process.
-
-// controller is the child process that runs the reconciler.
-type controller struct {
-	cmd *exec.Cmd
-	in  io.WriteCloser
-	out *bufio.Reader
-	mu  sync.Mutex
-}
-
-func startController(env *envtest.Env) (*controller, error) {
-	user, err := env.Environment().AddUser(crenvtest.User{Name: "bench-controller", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		return nil, fmt.Errorf("adding the controller's user: %w", err)
+// printDetail writes what one row's figures are made of.
+func printDetail(w io.Writer, row int, r result) {
+	fmt.Fprintf(w, "bench: row %d: %d reconciles; controller writes %d:", row, r.controller.Reconciles, r.controller.total())
+	keys := r.controller.keys()
+	slices.Sort(keys)
+	for _, k := range keys {
+		fmt.Fprintf(w, " %s %d,", k, r.controller.Writes[k])
 	}
-	kubeconfig, err := user.KubeConfig()
-	if err != nil {
-		return nil, err
-	}
-	dir, err := os.MkdirTemp("", "softreload-bench-")
-	if err != nil {
-		return nil, err
-	}
-	path := filepath.Join(dir, "kubeconfig")
-	if err := os.WriteFile(path, kubeconfig, 0o600); err != nil {
-		return nil, err
-	}
-	self, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(self, "-controller", "-controller-kubeconfig", path)
-	cmd.Stderr = os.Stderr
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		return nil, err
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting the controller process: %w", err)
-	}
-	return &controller{cmd: cmd, in: in, out: bufio.NewReader(out)}, nil
-}
-
-// stats asks the controller process for its counters.
-func (c *controller) stats() (stats, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var s stats
-	if _, err := fmt.Fprintln(c.in, "stats"); err != nil {
-		return s, fmt.Errorf("asking the controller for its stats: %w", err)
-	}
-	line, err := c.out.ReadBytes('\n')
-	if err != nil {
-		return s, fmt.Errorf("reading the controller's stats: %w", err)
-	}
-	return s, json.Unmarshal(line, &s)
-}
-
-// cpu returns the CPU time (user and system) the controller process used.
-func (c *controller) cpu() (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.cmd.Process.Pid))
-	if err != nil {
-		return 0, fmt.Errorf("reading the controller's CPU time: %w", err)
-	}
-	// Fields after the command name, which is in parentheses: utime and
-	// stime are the 12th and 13th of them, in clock ticks (100 a second
-	// on Linux).
-	fields := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
-	utime, _ := strconv.ParseInt(fields[11], 10, 64)
-	stime, _ := strconv.ParseInt(fields[12], 10, 64)
-	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
-}
-
-func (c *controller) kill() {
-	_ = c.in.Close()
-	_ = c.cmd.Process.Kill()
-	_ = c.cmd.Wait()
-}
-
-// The test agents.
-
-// agents answer for every pod at once: told a revision, they report
-// Reloading and then Ready. They count their writes and, from their watch,
-// the most pods in flight at once.
-type agents struct {
-	c      client.Client
-	mu     sync.Mutex
-	pods   map[string]rollout.Pod
-	maxIn  int
-	writes int64
-	first  time.Time
-	last   time.Time
-}
-
-func startAgents(ctx context.Context, cfg *rest.Config) (*agents, error) {
-	scheme := envtest.NewScheme()
-	wc, err := client.NewWithWatch(cfg, client.Options{Scheme: scheme})
-	if err != nil {
-		return nil, err
-	}
-	w, err := wc.Watch(ctx, &corev1.PodList{}, client.InNamespace(namespace))
-	if err != nil {
-		return nil, err
-	}
-	a := &agents{c: wc, pods: map[string]rollout.Pod{}}
-	go func() {
-		var rv string
-		for {
-			for ev := range w.ResultChan() {
-				if pod, ok := ev.Object.(*corev1.Pod); ok && ev.Type != watch.Deleted {
-					rv = pod.ResourceVersion
-					a.observe(ctx, pod)
-				}
-			}
-			// The API server closes a watch that falls behind a burst: go
-			// on from the last event seen.
-			for {
-				if ctx.Err() != nil {
-					return
-				}
-				var err error
-				w, err = wc.Watch(ctx, &corev1.PodList{}, client.InNamespace(namespace),
-					&client.ListOptions{Raw: &metav1.ListOptions{ResourceVersion: rv}})
-				if err == nil {
-					break
-				}
-				fmt.Fprintf(os.Stderr, "bench: watching pods again: %v\n", err)
-				time.Sleep(100 * time.Millisecond)
-			}
-		}
-	}()
-	return a, nil
-}
-
-func (a *agents) observe(ctx context.Context, pod *corev1.Pod) {
-	p := rollout.Pod{Name: pod.Name, Desired: pod.Annotations[workersv1alpha1.DesiredRevisionAnnotation], Report: report(pod)}
-	a.mu.Lock()
-	old := a.pods[pod.Name]
-	a.pods[pod.Name] = p
-	n := 0
-	for _, q := range a.pods {
-		if rollout.InFlight(q) {
-			n++
-		}
-	}
-	a.maxIn = max(a.maxIn, n)
-	now := time.Now()
-	told := p.Desired != "" && p.Desired != old.Desired
-	if told && a.first.IsZero() {
-		a.first = now
-	}
-	if rollout.Runs(p, p.Desired) && !rollout.Runs(old, p.Desired) {
-		a.last = now
-	}
-	a.mu.Unlock()
-	if told {
-		go a.reload(ctx, pod.Name, p.Desired)
-	}
-}
-
-func (a *agents) reload(ctx context.Context, name, rev string) {
-	a.write(ctx, name, workersv1alpha1.AgentStatus{Revision: rev, State: workersv1alpha1.AgentReloading, Ready: 3, Total: 4})
-	a.write(ctx, name, workersv1alpha1.AgentStatus{Revision: rev, Running: rev, State: workersv1alpha1.AgentReady, Ready: 4, Total: 4})
-}
-
-func (a *agents) write(ctx context.Context, name string, st workersv1alpha1.AgentStatus) {
-	b, _ := json.Marshal(st)
-	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{workersv1alpha1.StatusAnnotation: string(b)}}})
-	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name}}
-	if err := a.c.Patch(ctx, pod, client.RawPatch(types.MergePatchType, patch)); err != nil {
-		fmt.Fprintf(os.Stderr, "bench: agent of %s: %v\n", name, err)
-	}
-	a.mu.Lock()
-	a.writes++
-	a.mu.Unlock()
-}
-
-func (a *agents) reset() {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.maxIn, a.writes, a.first, a.last = 0, 0, time.Time{}, time.Time{}
-}
-
-// since returns, from start: the time to the first pod told a revision and
-// to the last pod updated, the most pods in flight and the agents' writes.
-func (a *agents) since(start time.Time) (time.Duration, time.Duration, int, int64) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.first.Sub(start), a.last.Sub(start), a.maxIn, a.writes
-}
-
-func report(pod *corev1.Pod) *workersv1alpha1.AgentStatus {
-	raw, ok := pod.Annotations[workersv1alpha1.StatusAnnotation]
-	if !ok {
-		return nil
-	}
-	st := &workersv1alpha1.AgentStatus{}
-	if json.Unmarshal([]byte(raw), st) != nil {
-		return nil
-	}
-	return st
-}
-
-// loadKubeconfig reads a kubeconfig the way the manager's ctrl.GetConfig
-// does: no client-side rate limit, the API server's fairness decides.
-func loadKubeconfig(path string) (*rest.Config, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	cfg, err := clientcmd.RESTConfigFromKubeConfig(b)
-	if err != nil {
-		return nil, err
-	}
-	cfg.QPS = -1
-	return cfg, nil
+	fmt.Fprintf(w, " agent writes %d; controller live heap after the rollout %.1f MiB\n",
+		r.agentWrites, float64(r.controller.HeapKiB)/1024)
 }

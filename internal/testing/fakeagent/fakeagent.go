@@ -1,0 +1,380 @@
+// Package fakeagent answers for the agents of pods that have none: pod
+// objects on a real API server, without a kubelet. It watches the pods of
+// a namespace and, when a pod is told a revision (its desired-revision
+// annotation), reports in the pod's status annotation what the agent in
+// that pod would: Reloading, then Ready (or Failed, or nothing, as a test
+// chooses). The controllers' envtest suite and the controller benchmark use
+// it; the reports are api/v1alpha1's AgentStatus, read back with
+// ParseAgentStatus, as the controller reads them.
+//
+// From the same watch it records what each pod was told, and the most pods
+// in flight at once, in all and per pool (the value of a pod's
+// softreload.dev/pool label), the figure the rollout budget bounds.
+package fakeagent
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	workersv1alpha1 "github.com/softreload/softreload/api/v1alpha1"
+	"github.com/softreload/softreload/internal/rollout"
+)
+
+// Outcome is what an agent does with a revision it is told.
+type Outcome int
+
+const (
+	// Succeed reports Reloading, then Ready.
+	Succeed Outcome = iota
+	// Fail reports Reloading, then Failed, still running the revision it
+	// ran before.
+	Fail
+	// Silent reports nothing at all.
+	Silent
+)
+
+// FailMessage is the message of a Failed report.
+const FailMessage = "worker http-0 exited with status 1: SyntaxError"
+
+// Options say which pods the agents answer for and how. The zero value
+// answers at once for every pod of all namespaces with 2 workers.
+type Options struct {
+	// Namespace whose pods the agents answer for; "" for all.
+	Namespace string
+	// Selector narrows the pods; nil for all.
+	Selector labels.Selector
+	// Delay is how long an agent reloads: the time between its Reloading
+	// report and its last one.
+	Delay time.Duration
+	// Workers is the number of workers each agent reports (default 2).
+	Workers int32
+	// OnError is told of what goes wrong: a report the API server refused
+	// (other than for a pod that is gone), a watch that could not resume.
+	// Nil ignores them.
+	OnError func(error)
+}
+
+// Agents are the fake agents of the pods Options select.
+type Agents struct {
+	ctx  context.Context
+	c    client.WithWatch
+	opts Options
+
+	mu      sync.Mutex
+	behave  func(pod, rev string) Outcome
+	held    func(pod string) bool
+	release chan struct{}
+	pods    map[string]podState
+	sent    map[string][]string
+	wake    map[string]chan struct{}
+	// inFlight counts the pods in flight now, by pool; maxInFlight is the
+	// most since the last reset.
+	inFlight, maxInFlight map[string]int
+	total, maxTotal       int
+	writes                int64
+	perSecond             map[int64]int64
+	firstTold, lastDone   time.Time
+}
+
+// podState is what the agents know of one pod from their watch.
+type podState struct {
+	rollout.Pod
+	pool string
+}
+
+// Start starts the agents with cfg's credentials; they answer until ctx is
+// done. It returns once they watch.
+func Start(ctx context.Context, cfg *rest.Config, opts Options) (*Agents, error) {
+	if opts.Workers == 0 {
+		opts.Workers = 2
+	}
+	c, err := client.NewWithWatch(cfg, client.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("creating the fake agents' client: %w", err)
+	}
+	a := &Agents{
+		ctx: ctx, c: c, opts: opts,
+		behave:  func(string, string) Outcome { return Succeed },
+		held:    func(string) bool { return false },
+		release: make(chan struct{}),
+		pods:    map[string]podState{}, sent: map[string][]string{}, wake: map[string]chan struct{}{},
+		inFlight: map[string]int{}, maxInFlight: map[string]int{}, perSecond: map[int64]int64{},
+	}
+	w, err := a.watch("")
+	if err != nil {
+		return nil, err
+	}
+	go a.follow(w)
+	return a, nil
+}
+
+func (a *Agents) watch(resourceVersion string) (watch.Interface, error) {
+	opts := []client.ListOption{&client.ListOptions{Raw: &metav1.ListOptions{ResourceVersion: resourceVersion}}}
+	if a.opts.Namespace != "" {
+		opts = append(opts, client.InNamespace(a.opts.Namespace))
+	}
+	if a.opts.Selector != nil {
+		opts = append(opts, client.MatchingLabelsSelector{Selector: a.opts.Selector})
+	}
+	w, err := a.c.Watch(a.ctx, &corev1.PodList{}, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("watching the pods of namespace %q: %w", a.opts.Namespace, err)
+	}
+	return w, nil
+}
+
+// follow records every pod event and, when a watch ends (the API server
+// closes one that falls behind a burst), goes on from the last event seen.
+func (a *Agents) follow(w watch.Interface) {
+	var rv string
+	for {
+		for ev := range w.ResultChan() {
+			pod, ok := ev.Object.(*corev1.Pod)
+			if !ok {
+				continue
+			}
+			rv = pod.ResourceVersion
+			a.record(ev.Type, pod)
+		}
+		if a.ctx.Err() != nil {
+			return
+		}
+		var err error
+		if w, err = a.watch(rv); err != nil {
+			if a.ctx.Err() == nil {
+				a.fail(fmt.Errorf("resuming the pod watch at resourceVersion %s: %w", rv, err))
+			}
+			return
+		}
+	}
+}
+
+func (a *Agents) record(typ watch.EventType, pod *corev1.Pod) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	key := pod.Namespace + "/" + pod.Name
+	old, known := a.pods[key]
+	if known && rollout.InFlight(old.Pod) {
+		a.inFlight[old.pool]--
+		a.total--
+	}
+	if typ == watch.Deleted {
+		delete(a.pods, key)
+		return
+	}
+	st, _ := workersv1alpha1.ParseAgentStatus(pod.Annotations[workersv1alpha1.StatusAnnotation])
+	now := podState{
+		Pod:  rollout.Pod{Name: pod.Name, Desired: pod.Annotations[workersv1alpha1.DesiredRevisionAnnotation], Report: st},
+		pool: pod.Labels[workersv1alpha1.PoolLabel],
+	}
+	a.pods[key] = now
+	if rollout.InFlight(now.Pod) {
+		a.inFlight[now.pool]++
+		a.total++
+		a.maxInFlight[now.pool] = max(a.maxInFlight[now.pool], a.inFlight[now.pool])
+		a.maxTotal = max(a.maxTotal, a.total)
+	}
+	if rollout.Runs(now.Pod, now.Desired) && !rollout.Runs(old.Pod, now.Desired) {
+		a.lastDone = time.Now()
+	}
+	if now.Desired == "" || now.Desired == old.Desired {
+		return
+	}
+	if a.firstTold.IsZero() {
+		a.firstTold = time.Now()
+	}
+	a.sent[key] = append(a.sent[key], now.Desired)
+	wake, ok := a.wake[key]
+	if !ok {
+		wake = make(chan struct{}, 1)
+		a.wake[key] = wake
+		go a.run(pod.Namespace, pod.Name, wake)
+	}
+	select {
+	case wake <- struct{}{}:
+	default:
+	}
+}
+
+// run is the agent of one pod: it loads each revision it is told, one at a
+// time, and reports, as the agent in a pod does.
+func (a *Agents) run(ns, name string, wake <-chan struct{}) {
+	var handled, running string
+	for {
+		select {
+		case <-a.ctx.Done():
+			return
+		case <-wake:
+		}
+		a.mu.Lock()
+		rev, behave, held := a.pods[ns+"/"+name].Desired, a.behave, a.held(name)
+		a.mu.Unlock()
+		if rev == "" || rev == handled {
+			continue
+		}
+		handled = rev
+		what := behave(name, rev)
+		if what == Silent {
+			continue
+		}
+		n := a.opts.Workers
+		a.report(ns, name, workersv1alpha1.AgentStatus{Revision: rev, Running: running, State: workersv1alpha1.AgentReloading, Ready: n - 1, Total: n})
+		if held && !a.waitRelease() {
+			return
+		}
+		if a.opts.Delay > 0 && !a.sleep(a.opts.Delay) {
+			return
+		}
+		if what == Fail {
+			a.report(ns, name, workersv1alpha1.AgentStatus{Revision: rev, Running: running, State: workersv1alpha1.AgentFailed,
+				Ready: n, Total: n, Message: FailMessage})
+			continue
+		}
+		running = rev
+		a.report(ns, name, workersv1alpha1.AgentStatus{Revision: rev, Running: rev, State: workersv1alpha1.AgentReady, Ready: n, Total: n})
+	}
+}
+
+// waitRelease returns true once the held agents are released, false if
+// the agents stop first.
+func (a *Agents) waitRelease() bool {
+	select {
+	case <-a.ctx.Done():
+		return false
+	case <-a.release:
+		return true
+	}
+}
+
+// sleep returns true after d, false if the agents stop first.
+func (a *Agents) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-a.ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// report writes st into the pod's status annotation, as the agent does.
+func (a *Agents) report(ns, name string, st workersv1alpha1.AgentStatus) {
+	b, err := json.Marshal(st)
+	if err != nil {
+		a.fail(fmt.Errorf("encoding the report of pod %s/%s: %w", ns, name, err))
+		return
+	}
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{
+		workersv1alpha1.StatusAnnotation: string(b)}}})
+	if err != nil {
+		a.fail(fmt.Errorf("encoding the patch of pod %s/%s: %w", ns, name, err))
+		return
+	}
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+	err = a.c.Patch(a.ctx, pod, client.RawPatch(types.MergePatchType, patch))
+	a.mu.Lock()
+	a.writes++
+	a.perSecond[time.Now().Unix()]++
+	a.mu.Unlock()
+	if err != nil && !apierrors.IsNotFound(err) && a.ctx.Err() == nil {
+		a.fail(fmt.Errorf("agent of pod %s/%s: reporting %s for revision %s: %w", ns, name, st.State, st.Revision, err))
+	}
+}
+
+func (a *Agents) fail(err error) {
+	if a.opts.OnError != nil {
+		a.opts.OnError(err)
+	}
+}
+
+// SetBehaviour decides what the agents do with each revision from now on.
+func (a *Agents) SetBehaviour(f func(pod, rev string) Outcome) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.behave = f
+}
+
+// Hold makes the agents of the pods f picks stop after reporting
+// Reloading, until ReleaseHeld.
+func (a *Agents) Hold(f func(pod string) bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.held = f
+}
+
+// ReleaseHeld lets the held agents go on. It may be called once.
+func (a *Agents) ReleaseHeld() { close(a.release) }
+
+// ResetCounts starts counting anew: the most pods in flight from the pods
+// as they are now, the writes from zero, and the times of the first pod
+// told and the last pod updated from none.
+func (a *Agents) ResetCounts() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.maxInFlight = maps.Clone(a.inFlight)
+	a.maxTotal = a.total
+	a.writes, a.perSecond = 0, map[int64]int64{}
+	a.firstTold, a.lastDone = time.Time{}, time.Time{}
+}
+
+// MaxInFlight is the most pods in flight at once since the start or the
+// last ResetCounts, of all the pods watched.
+func (a *Agents) MaxInFlight() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.maxTotal
+}
+
+// MaxInFlightByPool is MaxInFlight for each pool, by the value of the
+// pods' softreload.dev/pool label ("" for pods without it).
+func (a *Agents) MaxInFlightByPool() map[string]int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return maps.Clone(a.maxInFlight)
+}
+
+// SentTo returns the revisions the pod (namespace/name) was told, in order.
+func (a *Agents) SentTo(pod string) []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]string(nil), a.sent[pod]...)
+}
+
+// Writes is the number of reports written since the start or the last
+// ResetCounts.
+func (a *Agents) Writes() int64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.writes
+}
+
+// WritesPerSecond counts the reports written since the start or the last
+// ResetCounts by the Unix second they were written in.
+func (a *Agents) WritesPerSecond() map[int64]int64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return maps.Clone(a.perSecond)
+}
+
+// Times returns when, since the start or the last ResetCounts, a pod was
+// first told a new revision and a pod last came to run its desired one;
+// zero times if none did.
+func (a *Agents) Times() (firstTold, lastDone time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.firstTold, a.lastDone
+}
