@@ -1,0 +1,19 @@
+package pod_test
+
+import (
+	"testing"
+
+	. "github.com/onsi/ginkgo/v2"
+
+	"github.com/softreload/softreload/internal/testing/envtest"
+	"github.com/softreload/softreload/internal/testing/suite"
+)
+
+// env is the suite's control plane; nil with go test -short.
+var env *envtest.Env
+
+func TestPod(t *testing.T) { suite.Run(t, "agent/pod") }
+
+var _ = BeforeSuite(func() { env = suite.StartControlPlane(envtest.Options{}) })
+
+var _ = AfterSuite(func() { suite.StopControlPlane(env) })

@@ -1,0 +1,19 @@
+package suite
+
+import (
+	"testing"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+)
+
+func TestSuite(t *testing.T) { Run(t, "suite") }
+
+var _ = DescribeTable("the label filter of go test -short",
+	func(given, want string) {
+		Expect(withoutControlPlane(given)).To(Equal(want))
+		Expect(Label(ControlPlane).MatchesLabelFilter(want)).To(BeFalse(), "a control-plane spec runs under %q", want)
+	},
+	Entry("with no filter given", "", "!controlplane"),
+	Entry("narrows the filter given", "e2e || chart", "(e2e || chart) && !controlplane"),
+)
