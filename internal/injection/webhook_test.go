@@ -2,12 +2,10 @@ package injection_test
 
 import (
 	"context"
-	"path/filepath"
-	"strings"
-	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -17,215 +15,177 @@ import (
 	workersv1alpha1 "github.com/softreload/softreload/api/v1alpha1"
 	"github.com/softreload/softreload/internal/injection"
 	"github.com/softreload/softreload/internal/revision"
-	"github.com/softreload/softreload/internal/testing/envtest"
+	"github.com/softreload/softreload/internal/testing/suite"
 )
 
 const agentImage = "registry.example/softreload/agent:v0.1.0"
 
-// TestWebhook serves the injector from its real webhook server to a real
-// API server, with the webhook configuration that config/ ships.
-func TestWebhook(t *testing.T) {
-	root, err := envtest.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	env, err := envtest.Start(envtest.Options{WebhookPaths: []string{filepath.Join(root, "config", "webhook", "manifests.yaml")}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	c := env.Client
+// The injector served from its real webhook server to a real API server,
+// with the webhook configuration that config/ ships.
+var _ = Describe("The injection webhook", Ordered, Label(suite.ControlPlane), func() {
+	var (
+		ctx  context.Context
+		c    client.Client
+		api  *workersv1alpha1.WorkerPool
+		good = &workersv1alpha1.ImageCodeSource{Reference: "registry.example/api-code:v7", Path: "/srv"}
+	)
 
-	wio := env.Environment().WebhookInstallOptions
-	server := webhook.NewServer(webhook.Options{Host: wio.LocalServingHost, Port: wio.LocalServingPort, CertDir: wio.LocalServingCertDir})
-	injection.NewInjector(c, admission.NewDecoder(env.Scheme), injection.Options{AgentImage: agentImage}).Register(server)
-	go func() { _ = server.Start(ctx) }()
-	waitForServer(t, server)
+	BeforeAll(func() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(context.Background())
+		DeferCleanup(cancel)
+		c = env.Client
 
-	web := pool("web", workersv1alpha1.CodeSource{ConfigMapRef: &workersv1alpha1.ConfigMapCodeSource{Name: "web-code"}})
-	must(t, c.Create(ctx, web))
-	web.Status.CurrentRevision, web.Status.UpdateRevision = "rev-1", "rev-2"
-	must(t, c.Status().Update(ctx, web))
-	api := pool("api", workersv1alpha1.CodeSource{Image: &workersv1alpha1.ImageCodeSource{Reference: "registry.example/api-code:v7", Path: "/srv"}})
-	api.Spec.Container = "app"
-	must(t, c.Create(ctx, api))
-	api.Status.CurrentRevision = "rev-9"
-	must(t, c.Status().Update(ctx, api))
-	good := &workersv1alpha1.ImageCodeSource{Reference: "registry.example/api-code:v7", Path: "/srv"}
-	snap, err := revision.NewSnapshot(api, "rev-9", revision.Spec{Groups: api.Spec.Groups, Image: good}, revision.Code{})
-	must(t, err)
-	must(t, c.Create(ctx, snap))
-	wrongContainer := pool("wrong", workersv1alpha1.CodeSource{ConfigMapRef: &workersv1alpha1.ConfigMapCodeSource{Name: "web-code"}})
-	wrongContainer.Spec.Container = "nope"
-	must(t, c.Create(ctx, wrongContainer))
+		wio := env.Environment().WebhookInstallOptions
+		server := webhook.NewServer(webhook.Options{Host: wio.LocalServingHost, Port: wio.LocalServingPort, CertDir: wio.LocalServingCertDir})
+		injection.NewInjector(c, admission.NewDecoder(env.Scheme), injection.Options{AgentImage: agentImage}).Register(server)
+		go func() { _ = server.Start(ctx) }()
+		started := server.StartedChecker()
+		Eventually(func() error { return started(nil) }).WithTimeout(time.Minute).WithPolling(50*time.Millisecond).
+			Should(Succeed(), "the webhook server never started")
 
-	t.Run("a governed pod gets the agent and starts at the revision being rolled out", func(t *testing.T) {
-		pod := newPod("web-1", "web", "app")
-		must(t, c.Create(ctx, pod))
-		if got := initNames(pod); !cmp.Equal(got, []string{injection.InstallContainer}) {
-			t.Errorf("init containers %v, want the install container", got)
-		}
-		if pod.Spec.InitContainers[0].Image != agentImage {
-			t.Errorf("install container image %q, want %q", pod.Spec.InitContainers[0].Image, agentImage)
-		}
-		app := pod.Spec.Containers[0]
-		if diff := cmp.Diff([]string{injection.AgentPath, "pod"}, app.Command); diff != "" {
-			t.Errorf("the container's command (-want +got):\n%s", diff)
-		}
-		env := envOf(app)
-		want := map[string]string{
-			"KEEP": "me", injection.EnvPodName: "fieldRef:metadata.name", injection.EnvPodNamespace: "fieldRef:metadata.namespace",
-			injection.EnvPool: "web", injection.EnvCodeRoot: injection.CodeRoot,
-		}
-		if diff := cmp.Diff(want, env); diff != "" {
-			t.Errorf("the container's environment (-want +got):\n%s", diff)
-		}
-		if got := pod.Annotations[workersv1alpha1.DesiredRevisionAnnotation]; got != "rev-2" {
-			t.Errorf("desired revision %q, want the update revision rev-2", got)
-		}
-		if len(pod.Spec.Containers) != 1 {
-			t.Errorf("a ConfigMap pool added containers: %v", pod.Spec.Containers)
-		}
+		web := pool("web", workersv1alpha1.CodeSource{ConfigMapRef: &workersv1alpha1.ConfigMapCodeSource{Name: "web-code"}})
+		Expect(c.Create(ctx, web)).To(Succeed())
+		web.Status.CurrentRevision, web.Status.UpdateRevision = "rev-1", "rev-2"
+		Expect(c.Status().Update(ctx, web)).To(Succeed())
+		api = pool("api", workersv1alpha1.CodeSource{Image: &workersv1alpha1.ImageCodeSource{Reference: "registry.example/api-code:v7", Path: "/srv"}})
+		api.Spec.Container = "app"
+		Expect(c.Create(ctx, api)).To(Succeed())
+		api.Status.CurrentRevision = "rev-9"
+		Expect(c.Status().Update(ctx, api)).To(Succeed())
+		snap, err := revision.NewSnapshot(api, "rev-9", revision.Spec{Groups: api.Spec.Groups, Image: good}, revision.Code{})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(c.Create(ctx, snap)).To(Succeed())
+		wrongContainer := pool("wrong", workersv1alpha1.CodeSource{ConfigMapRef: &workersv1alpha1.ConfigMapCodeSource{Name: "web-code"}})
+		wrongContainer.Spec.Container = "nope"
+		Expect(c.Create(ctx, wrongContainer)).To(Succeed())
 	})
 
-	t.Run("a code image pool gets a code container at its image, in the named container", func(t *testing.T) {
+	It("gives a governed pod the agent, starting at the revision being rolled out", func() {
+		pod := newPod("web-1", "web", "app")
+		Expect(c.Create(ctx, pod)).To(Succeed())
+		Expect(initNames(pod)).To(Equal([]string{injection.InstallContainer}), "init containers")
+		Expect(pod.Spec.InitContainers[0].Image).To(Equal(agentImage), "install container image")
+		app := pod.Spec.Containers[0]
+		Expect(app.Command).To(Equal([]string{injection.AgentPath, "pod"}), "the container's command")
+		Expect(envOf(app)).To(Equal(map[string]string{
+			"KEEP": "me", injection.EnvPodName: "fieldRef:metadata.name", injection.EnvPodNamespace: "fieldRef:metadata.namespace",
+			injection.EnvPool: "web", injection.EnvCodeRoot: injection.CodeRoot,
+		}), "the container's environment")
+		Expect(pod.Annotations).To(HaveKeyWithValue(workersv1alpha1.DesiredRevisionAnnotation, "rev-2"), "desired revision: the update revision")
+		Expect(pod.Spec.Containers).To(HaveLen(1), "a ConfigMap pool added containers")
+	})
+
+	It("gives a code image pool's pod a code container at its image, and the agent in the named container", func() {
 		pod := newPod("api-1", "api", "sidecar", "app")
-		must(t, c.Create(ctx, pod))
-		if pod.Spec.Containers[0].Command[0] == injection.AgentPath {
-			t.Errorf("the agent replaced the sidecar's command; want it in container app")
-		}
-		if got := pod.Spec.Containers[1].Command; !cmp.Equal(got, []string{injection.AgentPath, "pod"}) {
-			t.Errorf("container app's command %v, want the agent", got)
-		}
+		Expect(c.Create(ctx, pod)).To(Succeed())
+		Expect(pod.Spec.Containers[0].Command[0]).NotTo(Equal(injection.AgentPath), "the agent replaced the sidecar's command; want it in container app")
+		Expect(pod.Spec.Containers[1].Command).To(Equal([]string{injection.AgentPath, "pod"}), "container app's command")
 		code := pod.Spec.Containers[len(pod.Spec.Containers)-1]
-		if code.Name != injection.CodeContainer || code.Image != "registry.example/api-code:v7" {
-			t.Fatalf("last container %s at %s, want %s at the code image", code.Name, code.Image, injection.CodeContainer)
-		}
-		wantCmd := []string{injection.AgentPath, "code-sync", "--root", injection.CodeRoot}
-		if diff := cmp.Diff(wantCmd, code.Command); diff != "" {
-			t.Errorf("code container command (-want +got):\n%s", diff)
-		}
+		Expect(code.Name).To(Equal(injection.CodeContainer), "the last container")
+		Expect(code.Image).To(Equal("registry.example/api-code:v7"), "the code container's image")
+		Expect(code.Command).To(Equal([]string{injection.AgentPath, "code-sync", "--root", injection.CodeRoot}), "code container command")
 		// Its command cannot change while the pod runs, its image can: it
 		// reads which image and path it delivers from the annotations.
-		wantEnv := map[string]string{
+		Expect(envOf(code)).To(Equal(map[string]string{
 			"SOFTRELOAD_CODE_IMAGE": "fieldRef:metadata.annotations['softreload.dev/code-image']",
 			"SOFTRELOAD_CODE_PATH":  "fieldRef:metadata.annotations['softreload.dev/code-path']",
-		}
-		if diff := cmp.Diff(wantEnv, envOf(code)); diff != "" {
-			t.Errorf("code container environment (-want +got):\n%s", diff)
-		}
-		wantAnn := map[string]string{
+		}), "code container environment")
+		Expect(pod.Annotations).To(Equal(map[string]string{
 			workersv1alpha1.DesiredRevisionAnnotation: "rev-9",
 			workersv1alpha1.CodeImageAnnotation:       "registry.example/api-code:v7",
 			workersv1alpha1.CodePathAnnotation:        "/srv",
-		}
-		if diff := cmp.Diff(wantAnn, pod.Annotations); diff != "" {
-			t.Errorf("annotations (-want +got):\n%s", diff)
-		}
+		}), "annotations")
 	})
 
-	t.Run("after a rollback, a new pod gets the image of its revision, not the failed one of the spec", func(t *testing.T) {
-		must(t, c.Get(ctx, client.ObjectKeyFromObject(api), api))
+	It("gives a new pod after a rollback the image of its revision, not the failed one of the spec", func() {
+		Expect(c.Get(ctx, client.ObjectKeyFromObject(api), api)).To(Succeed())
 		api.Spec.Code.Image = &workersv1alpha1.ImageCodeSource{Reference: "registry.example/api-code:broken", Path: "/code"}
-		must(t, c.Update(ctx, api))
+		Expect(c.Update(ctx, api)).To(Succeed())
 		api.Status.UpdateRevision = "rev-10"
 		api.Status.Conditions = []metav1.Condition{{Type: workersv1alpha1.ConditionDegraded, Status: metav1.ConditionTrue,
 			Reason: workersv1alpha1.ReasonReloadFailed, Message: "rev-10 failed", LastTransitionTime: metav1.Now()}}
-		must(t, c.Status().Update(ctx, api))
+		Expect(c.Status().Update(ctx, api)).To(Succeed())
 
 		pod := newPod("api-2", "api", "app")
-		must(t, c.Create(ctx, pod))
+		Expect(c.Create(ctx, pod)).To(Succeed())
 		code := pod.Spec.Containers[len(pod.Spec.Containers)-1]
-		if code.Image != good.Reference || pod.Annotations[workersv1alpha1.CodeImageAnnotation] != good.Reference ||
-			pod.Annotations[workersv1alpha1.CodePathAnnotation] != good.Path || pod.Annotations[workersv1alpha1.DesiredRevisionAnnotation] != "rev-9" {
-			t.Errorf("new pod: code image %s, annotations %v; want rev-9 with %s at %s", code.Image, pod.Annotations, good.Reference, good.Path)
-		}
+		Expect(code.Image).To(Equal(good.Reference), "the new pod's code image")
+		Expect(pod.Annotations).To(SatisfyAll(
+			HaveKeyWithValue(workersv1alpha1.CodeImageAnnotation, good.Reference),
+			HaveKeyWithValue(workersv1alpha1.CodePathAnnotation, good.Path),
+			HaveKeyWithValue(workersv1alpha1.DesiredRevisionAnnotation, "rev-9"),
+		), "the new pod's annotations")
 	})
 
-	t.Run("a pod without the label is left alone", func(t *testing.T) {
+	It("leaves a pod without the label alone", func() {
 		pod := newPod("plain", "", "app")
-		must(t, c.Create(ctx, pod))
-		if len(pod.Spec.InitContainers) != 0 || !cmp.Equal(pod.Spec.Containers[0].Command, []string{"/bin/app"}) || len(pod.Annotations) != 0 {
-			t.Errorf("an unlabelled pod was changed: init %v, command %v, annotations %v", initNames(pod), pod.Spec.Containers[0].Command, pod.Annotations)
-		}
+		Expect(c.Create(ctx, pod)).To(Succeed())
+		Expect(pod.Spec.InitContainers).To(BeEmpty(), "an unlabelled pod got init containers")
+		Expect(pod.Spec.Containers[0].Command).To(Equal([]string{"/bin/app"}), "an unlabelled pod's command changed")
+		Expect(pod.Annotations).To(BeEmpty(), "an unlabelled pod got annotations")
 	})
 
-	refusals := map[string]struct {
-		pod  *corev1.Pod
-		want string
-	}{
-		"a label that names no pool":            {newPod("ghost-1", "ghost", "app"), `label softreload.dev/pool=ghost names no WorkerPool in namespace default`},
-		"a pool that names a missing container": {newPod("wrong-1", "wrong", "app"), `names container "nope" (spec.container), but the pod has only [app]`},
-	}
-	for name, tc := range refusals {
-		t.Run("refuses "+name, func(t *testing.T) {
-			err := c.Create(ctx, tc.pod)
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("got %v, want a refusal that says %q", err, tc.want)
-			}
-		})
-	}
-}
+	DescribeTable("refuses a pod, saying why",
+		func(pod *corev1.Pod, want string) {
+			Expect(c.Create(ctx, pod)).To(MatchError(ContainSubstring(want)))
+		},
+		Entry("a label that names no pool", newPod("ghost-1", "ghost", "app"),
+			`label softreload.dev/pool=ghost names no WorkerPool in namespace default`),
+		Entry("a pool that names a missing container", newPod("wrong-1", "wrong", "app"),
+			`names container "nope" (spec.container), but the pod has only [app]`),
+	)
+})
 
-func TestInjectIsIdempotent(t *testing.T) {
-	p := pool("api", workersv1alpha1.CodeSource{Image: &workersv1alpha1.ImageCodeSource{Reference: "registry.example/code:v1", Path: "/code"}})
-	pod := newPod("api-1", "api", "app")
-	changed, err := injection.Inject(pod, p, injection.Start{Image: p.Spec.Code.Image}, injection.Options{AgentImage: agentImage})
-	if err != nil || !changed {
-		t.Fatalf("first injection: changed=%v err=%v, want a change", changed, err)
-	}
-	once := pod.DeepCopy()
-	changed, err = injection.Inject(pod, p, injection.Start{Image: p.Spec.Code.Image}, injection.Options{AgentImage: agentImage})
-	if err != nil || changed {
-		t.Fatalf("second injection: changed=%v err=%v, want no change", changed, err)
-	}
-	if diff := cmp.Diff(once, pod); diff != "" {
-		t.Errorf("a second injection changed the pod (-once +twice):\n%s", diff)
-	}
-}
+var _ = Describe("Inject", func() {
+	It("is idempotent", func() {
+		p := pool("api", workersv1alpha1.CodeSource{Image: &workersv1alpha1.ImageCodeSource{Reference: "registry.example/code:v1", Path: "/code"}})
+		pod := newPod("api-1", "api", "app")
+		changed, err := injection.Inject(pod, p, injection.Start{Image: p.Spec.Code.Image}, injection.Options{AgentImage: agentImage})
+		Expect(err).NotTo(HaveOccurred(), "first injection")
+		Expect(changed).To(BeTrue(), "the first injection changed nothing")
+		once := pod.DeepCopy()
+		changed, err = injection.Inject(pod, p, injection.Start{Image: p.Spec.Code.Image}, injection.Options{AgentImage: agentImage})
+		Expect(err).NotTo(HaveOccurred(), "second injection")
+		Expect(changed).To(BeFalse(), "the second injection says it changed the pod")
+		Expect(pod).To(BeComparableTo(once), "a second injection changed the pod")
+	})
+})
 
 // A new pod starts at the revision being rolled out, unless that revision
 // failed on a pod: then at the one every pod runs.
-func TestNewPodsStartAtAWorkingRevision(t *testing.T) {
-	degraded := func(reason string) []metav1.Condition {
-		return []metav1.Condition{{Type: workersv1alpha1.ConditionDegraded, Status: metav1.ConditionTrue, Reason: reason}}
-	}
-	tests := map[string]struct {
-		status workersv1alpha1.WorkerPoolStatus
-		want   string
-	}{
-		"rolling out":        {workersv1alpha1.WorkerPoolStatus{CurrentRevision: "r1", UpdateRevision: "r2"}, "r2"},
-		"rolled out":         {workersv1alpha1.WorkerPoolStatus{CurrentRevision: "r2", UpdateRevision: "r2"}, "r2"},
-		"the first revision": {workersv1alpha1.WorkerPoolStatus{UpdateRevision: "r1"}, "r1"},
-		"failed, held (rollback: Manual)": {workersv1alpha1.WorkerPoolStatus{
-			CurrentRevision: "r1", UpdateRevision: "r2", Conditions: degraded(workersv1alpha1.ReasonReloadFailed)}, "r1"},
-		"the first revision failed": {workersv1alpha1.WorkerPoolStatus{
-			UpdateRevision: "r1", Conditions: degraded(workersv1alpha1.ReasonReloadFailed)}, "r1"},
-		"stalled, not failed": {workersv1alpha1.WorkerPoolStatus{
-			CurrentRevision: "r1", UpdateRevision: "r2", Conditions: degraded(workersv1alpha1.ReasonProgressDeadlineExceeded)}, "r2"},
-	}
-	for name, tc := range tests {
-		t.Run(name, func(t *testing.T) {
-			p := pool("web", workersv1alpha1.CodeSource{ConfigMapRef: &workersv1alpha1.ConfigMapCodeSource{Name: "web-code"}})
-			p.Status = tc.status
-			if got := injection.StartRevision(p); got != tc.want {
-				t.Errorf("the pod starts at %q, want %q", got, tc.want)
-			}
-		})
-	}
-}
+var _ = DescribeTable("The revision a new pod starts at",
+	func(status workersv1alpha1.WorkerPoolStatus, want string) {
+		p := pool("web", workersv1alpha1.CodeSource{ConfigMapRef: &workersv1alpha1.ConfigMapCodeSource{Name: "web-code"}})
+		p.Status = status
+		Expect(injection.StartRevision(p)).To(Equal(want))
+	},
+	Entry("rolling out", workersv1alpha1.WorkerPoolStatus{CurrentRevision: "r1", UpdateRevision: "r2"}, "r2"),
+	Entry("rolled out", workersv1alpha1.WorkerPoolStatus{CurrentRevision: "r2", UpdateRevision: "r2"}, "r2"),
+	Entry("the first revision", workersv1alpha1.WorkerPoolStatus{UpdateRevision: "r1"}, "r1"),
+	Entry("failed, held (rollback: Manual)", workersv1alpha1.WorkerPoolStatus{
+		CurrentRevision: "r1", UpdateRevision: "r2", Conditions: degraded(workersv1alpha1.ReasonReloadFailed)}, "r1"),
+	Entry("the first revision failed", workersv1alpha1.WorkerPoolStatus{
+		UpdateRevision: "r1", Conditions: degraded(workersv1alpha1.ReasonReloadFailed)}, "r1"),
+	Entry("stalled, not failed", workersv1alpha1.WorkerPoolStatus{
+		CurrentRevision: "r1", UpdateRevision: "r2", Conditions: degraded(workersv1alpha1.ReasonProgressDeadlineExceeded)}, "r2"),
+)
 
-func TestImageCodeDir(t *testing.T) {
-	dirs := map[string]bool{}
-	for _, img := range [][2]string{{"registry.example/code:v1", "/code"}, {"registry.example/code:v2", "/code"}, {"registry.example/code:v1", "/srv"}} {
-		d := injection.ImageCodeDir(img[0], img[1])
-		if dirs[d] || !strings.HasPrefix(d, injection.CodeRoot+"/") {
-			t.Errorf("%s at %s: directory %q is shared or not under %s", img[0], img[1], d, injection.CodeRoot)
+var _ = Describe("ImageCodeDir", func() {
+	It("gives every image and path a directory of its own under the code root", func() {
+		dirs := map[string]bool{}
+		for _, img := range [][2]string{{"registry.example/code:v1", "/code"}, {"registry.example/code:v2", "/code"}, {"registry.example/code:v1", "/srv"}} {
+			d := injection.ImageCodeDir(img[0], img[1])
+			Expect(dirs).NotTo(HaveKey(d), "%s at %s: directory %q is shared", img[0], img[1], d)
+			Expect(d).To(HavePrefix(injection.CodeRoot+"/"), "%s at %s", img[0], img[1])
+			dirs[d] = true
 		}
-		dirs[d] = true
-	}
+	})
+})
+
+// degraded is a Degraded condition for reason.
+func degraded(reason string) []metav1.Condition {
+	return []metav1.Condition{{Type: workersv1alpha1.ConditionDegraded, Status: metav1.ConditionTrue, Reason: reason}}
 }
 
 // envOf is a container's environment, a variable from the downward API as
@@ -274,23 +234,4 @@ func initNames(pod *corev1.Pod) []string {
 		names = append(names, c.Name)
 	}
 	return names
-}
-
-func waitForServer(t *testing.T, server webhook.Server) {
-	t.Helper()
-	started := server.StartedChecker()
-	deadline := time.Now().Add(time.Minute)
-	for err := started(nil); err != nil; err = started(nil) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the webhook server never started: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func must(t *testing.T, err error) {
-	t.Helper()
-	if err != nil {
-		t.Fatal(err)
-	}
 }
