@@ -197,8 +197,8 @@ func (c *Client) do(ctx context.Context, method, path string, out any) error {
 	return json.NewDecoder(resp.Body).Decode(out)
 }
 
-// WriteTable prints st as `agent status` does: the agent's state, then one
-// line per worker.
+// WriteTable prints st as `agent status` does: the agent's state, one line
+// per worker, then one line per group on how its stopped workers drained.
 func WriteTable(w io.Writer, st supervisor.Status, now time.Time) error {
 	a := st.Agent
 	fmt.Fprintf(w, "revision %s  state %s  ready %d/%d", a.Running, a.State, a.Ready, a.Total)
@@ -232,5 +232,34 @@ func WriteTable(w io.Writer, st supervisor.Status, now time.Time) error {
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%d\t%s\n", ws.Group, ws.Slot, pid, ws.Revision, state, uptime, ws.Restarts, mem)
 	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return writeDrains(w, st.Groups)
+}
+
+// writeDrains prints, per group, how many workers were stopped, how many of
+// them were killed by their stop timeout, and how long the last and the
+// slowest of the recent ones took to drain. An agent that does not report
+// drains prints nothing.
+func writeDrains(w io.Writer, groups []supervisor.GroupStatus) error {
+	if len(groups) == 0 {
+		return nil
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "GROUP\tSTOPPED\tKILLED\tLAST DRAIN\tSLOWEST DRAIN")
+	for _, g := range groups {
+		last, slowest := "-", "-"
+		if g.Stopped > 0 {
+			last, slowest = seconds(g.LastDrainSeconds), seconds(g.SlowestDrainSeconds)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\n", g.Name, g.Stopped, g.Killed, last, slowest)
+	}
 	return tw.Flush()
+}
+
+// seconds prints a number of seconds as a duration, to the millisecond.
+func seconds(s float64) string {
+	return time.Duration(s * float64(time.Second)).Round(time.Millisecond).String()
 }

@@ -55,6 +55,7 @@ func TestControlSocket(t *testing.T) {
 	b := &backend{status: supervisor.Status{
 		Agent:   v1alpha1.AgentStatus{Revision: "r1", Running: "r1", State: v1alpha1.AgentReady, Ready: 1, Total: 1},
 		Workers: []supervisor.WorkerStatus{{Group: "web", Slot: 0, PID: 42, Revision: "r1", State: supervisor.WorkerReady, Started: started, Since: started, Reloadable: true}},
+		Groups:  []supervisor.GroupStatus{{Name: "web", Stopped: 3, Killed: 1, LastDrainSeconds: 0.25, SlowestDrainSeconds: 30}},
 	}}
 	c := serve(t, b)
 	ctx := context.Background()
@@ -98,6 +99,10 @@ func TestWriteTable(t *testing.T) {
 			{Group: "web", Slot: 0, PID: 130, Revision: "r2", State: supervisor.WorkerStarting, Started: now.Add(-2 * time.Second), Reloadable: true, Next: true},
 			{Group: "gw", Slot: 0, Revision: "r1", State: supervisor.WorkerBackoff, Restarts: 5},
 		},
+		Groups: []supervisor.GroupStatus{
+			{Name: "web", Stopped: 4, Killed: 1, LastDrainSeconds: 0.1204, SlowestDrainSeconds: 30.0016},
+			{Name: "gw"},
+		},
 	}
 	var b strings.Builder
 	if err := control.WriteTable(&b, st, now); err != nil {
@@ -109,6 +114,10 @@ GROUP  SLOT  PID  REVISION  STATE                     UPTIME  RESTARTS  MEMORY
 web    0     101  r1        Ready                     1h0m0s  2         20.0M
 web    0     130  r2        Starting (new)            2s      0         -
 gw     0     -    r1        Backoff (not reloadable)  -       5         -
+
+GROUP  STOPPED  KILLED  LAST DRAIN  SLOWEST DRAIN
+web    4        1       120ms       30.002s
+gw     0        0       -           -
 `
 	if diff := cmp.Diff(want, b.String()); diff != "" {
 		t.Errorf("table (-want +got):\n%s", diff)

@@ -1,4 +1,5 @@
 // Package metrics exposes the agent's Prometheus metrics: reloads by result,
-// reload duration, worker restarts, and workers by group, state and
-// revision. It implements supervisor.Recorder.
+// reload duration, worker restarts, how long stopped workers took to drain
+// and how many were killed, and workers by group, state and revision. It
+// implements supervisor.Recorder.
 package metrics

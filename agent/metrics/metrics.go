@@ -17,6 +17,8 @@ type Metrics struct {
 	reloads  *prometheus.CounterVec
 	duration prometheus.Histogram
 	restarts *prometheus.CounterVec
+	drains   *prometheus.HistogramVec
+	kills    *prometheus.CounterVec
 }
 
 var _ supervisor.Recorder = (*Metrics)(nil)
@@ -42,11 +44,21 @@ func New(status func() supervisor.Status) *Metrics {
 			Name: "softreload_agent_worker_restarts_total",
 			Help: "Workers restarted after they exited unexpectedly, by group.",
 		}, []string{"group"}),
+		drains: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "softreload_agent_worker_drain_seconds",
+			Help: "How long stopped workers took from their stop signal to their exit, by group.",
+			// From a worker that exits at once to the longest stop timeout.
+			Buckets: []float64{0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600},
+		}, []string{"group"}),
+		kills: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "softreload_agent_worker_stop_kills_total",
+			Help: "Stopped workers killed because their stop timeout ran out, by group.",
+		}, []string{"group"}),
 	}
 	for _, r := range []supervisor.ReloadResult{supervisor.ReloadSucceeded, supervisor.ReloadFailed, supervisor.ReloadAborted} {
 		m.reloads.WithLabelValues(string(r))
 	}
-	m.registry.MustRegister(m.reloads, m.duration, m.restarts, workersCollector(status),
+	m.registry.MustRegister(m.reloads, m.duration, m.restarts, m.drains, m.kills, workersCollector(status),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -59,6 +71,17 @@ func (m *Metrics) ReloadFinished(r supervisor.ReloadResult, d time.Duration) {
 
 // WorkerRestarted counts a restart.
 func (m *Metrics) WorkerRestarted(group string) { m.restarts.WithLabelValues(group).Inc() }
+
+// WorkerStopped observes how long a stopped worker took to exit and counts
+// it if it was killed. A group's kill counter exists from its first stop, so
+// that a rate over it reads 0 rather than nothing.
+func (m *Metrics) WorkerStopped(group string, drain time.Duration, killed bool) {
+	m.drains.WithLabelValues(group).Observe(drain.Seconds())
+	kills := m.kills.WithLabelValues(group)
+	if killed {
+		kills.Inc()
+	}
+}
 
 // Handler serves the metrics in the Prometheus format.
 func (m *Metrics) Handler() http.Handler {

@@ -23,6 +23,9 @@ func TestMetrics(t *testing.T) {
 	m.ReloadFinished(supervisor.ReloadFailed, time.Second)
 	m.WorkerRestarted("gw")
 	m.WorkerRestarted("gw")
+	m.WorkerStopped("web", 200*time.Millisecond, false)
+	m.WorkerStopped("web", 300*time.Millisecond, false)
+	m.WorkerStopped("gw", 5*time.Second, true)
 
 	rec := httptest.NewRecorder()
 	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
@@ -33,6 +36,13 @@ func TestMetrics(t *testing.T) {
 		`softreload_agent_reloads_total{result="aborted"} 0`,
 		`softreload_agent_reload_duration_seconds_sum 3`,
 		`softreload_agent_worker_restarts_total{group="gw"} 2`,
+		`softreload_agent_worker_drain_seconds_count{group="web"} 2`,
+		`softreload_agent_worker_drain_seconds_sum{group="web"} 0.5`,
+		`softreload_agent_worker_drain_seconds_bucket{group="web",le="0.25"} 1`,
+		`softreload_agent_worker_drain_seconds_bucket{group="gw",le="2.5"} 0`,
+		`softreload_agent_worker_drain_seconds_bucket{group="gw",le="5"} 1`,
+		`softreload_agent_worker_stop_kills_total{group="web"} 0`,
+		`softreload_agent_worker_stop_kills_total{group="gw"} 1`,
 		`softreload_agent_workers{group="web",revision="r2",state="Ready"} 2`,
 		`softreload_agent_workers{group="web",revision="r3",state="Starting"} 1`,
 		`softreload_agent_workers{group="gw",revision="r1",state="Backoff"} 1`,

@@ -3,7 +3,9 @@ package supervisor_test
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -15,6 +17,7 @@ import (
 
 	"k8s.io/utils/ptr"
 
+	"github.com/softreload/softreload/agent/metrics"
 	"github.com/softreload/softreload/agent/process"
 	"github.com/softreload/softreload/agent/supervisor"
 	"github.com/softreload/softreload/agent/testworker"
@@ -135,6 +138,105 @@ func TestRunWaitsForAReplacedWorkerThatDrains(t *testing.T) {
 	}
 	if want := `msg="Worker stopped" worker=web/0 pid=` + strconv.Itoa(old) + ` exit="exit status 0"`; !strings.Contains(out.String(), want) {
 		t.Errorf("the supervisor did not log %s", want)
+	}
+}
+
+// With real processes: a reload replaces a worker that exits on SIGTERM and
+// one that ignores it. The status and the metrics say the first drained in
+// less than its stop timeout and was not killed, and the second was killed
+// once its stop timeout ran out.
+func TestDrainsOfRealWorkers(t *testing.T) {
+	group := func(name, script string, stopTimeout int32) v1alpha1.WorkerGroup {
+		return v1alpha1.WorkerGroup{
+			Name: name, Command: []string{"sh", "-c", script},
+			Readiness:          v1alpha1.Readiness{Type: v1alpha1.ReadinessDelay, DelaySeconds: ptr.To[int32](0)},
+			StopTimeoutSeconds: stopTimeout,
+		}
+	}
+	// A long stop timeout that the polite worker never needs, and the
+	// shortest one for the stubborn worker: SIGTERM is ignored by sh and by
+	// the program it execs.
+	const politeTimeout = 3600
+	groups := []v1alpha1.WorkerGroup{
+		group("polite", "exec sleep 1000", politeTimeout),
+		group("stubborn", `trap "" TERM; exec sleep 1000`, 1),
+	}
+	out := &testworker.Output{}
+	pos, err := process.New(process.Options{Stdout: out, Stderr: out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pos.Close()
+	var s *supervisor.Supervisor
+	m := metrics.New(func() supervisor.Status { return s.Status() })
+	s, err = supervisor.New(supervisor.Options{
+		Groups: groups, Revision: "r1", CodeDir: t.TempDir(),
+		OS: pos, Recorder: m, Logger: slog.New(slog.NewTextHandler(out, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if t.Failed() {
+			t.Logf("supervisor and worker output:\n%s", out.String())
+		}
+	}()
+	runs := make(chan error, 1)
+	go func() { runs <- s.Run(context.Background()) }()
+	defer func() {
+		s.Stop()
+		if err := <-runs; err != nil {
+			t.Errorf("Run = %v", err)
+		}
+	}()
+
+	st := waitFor(t, s, "the r1 workers", func(st supervisor.Status) bool {
+		return st.Agent.State == v1alpha1.AgentReady && st.Agent.Ready == 2
+	})
+	// The stubborn worker ignores SIGTERM once sh has exec'd sleep.
+	stubborn := st.PIDs("stubborn")[0]
+	for deadline := time.Now().Add(wait); comm(stubborn) != "sleep"; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("worker %d never exec'd sleep", stubborn)
+		}
+	}
+	if _, err := s.Reload(context.Background(), "r2", t.TempDir()); err != nil {
+		t.Fatalf("Reload: %v", err)
+	}
+
+	got := s.Status().Groups
+	if len(got) != 2 {
+		t.Fatalf("groups = %+v, want polite and stubborn", got)
+	}
+	polite, stub := got[0], got[1]
+	if polite.Name != "polite" || polite.Stopped != 1 || polite.Killed != 0 ||
+		polite.LastDrainSeconds >= politeTimeout || polite.SlowestDrainSeconds != polite.LastDrainSeconds {
+		t.Errorf("polite = %+v, want 1 stopped in less than its stop timeout, none killed", polite)
+	}
+	if stub.Name != "stubborn" || stub.Stopped != 1 || stub.Killed != 1 || stub.LastDrainSeconds < 1 {
+		t.Errorf("stubborn = %+v, want 1 stopped and killed after its 1s stop timeout", stub)
+	}
+	if k := s.Status().Killed(); k != 1 {
+		t.Errorf("Killed() = %d, want 1", k)
+	}
+	if want := `msg="Worker stopped" worker=stubborn/0 pid=` + strconv.Itoa(stubborn) + ` exit="killed by signal killed"`; !strings.Contains(out.String(), want) {
+		t.Errorf("the supervisor did not log %s", want)
+	}
+
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body, _ := io.ReadAll(rec.Body)
+	for _, want := range []string{
+		`softreload_agent_worker_stop_kills_total{group="polite"} 0`,
+		`softreload_agent_worker_stop_kills_total{group="stubborn"} 1`,
+		`softreload_agent_worker_drain_seconds_bucket{group="polite",le="3600"} 1`,
+		`softreload_agent_worker_drain_seconds_count{group="polite"} 1`,
+		`softreload_agent_worker_drain_seconds_bucket{group="stubborn",le="0.5"} 0`,
+		`softreload_agent_worker_drain_seconds_count{group="stubborn"} 1`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %s", want)
+		}
 	}
 }
 

@@ -64,6 +64,10 @@ type Options struct {
 type Recorder interface {
 	ReloadFinished(result ReloadResult, d time.Duration)
 	WorkerRestarted(group string)
+	// WorkerStopped is told about a worker that was sent its stop signal
+	// and exited: how long it took from the signal to its exit, and
+	// whether its stop timeout ran out and it was killed.
+	WorkerStopped(group string, drain time.Duration, killed bool)
 }
 
 // ReloadResult is how a reload ended.
@@ -114,12 +118,49 @@ type WorkerStatus struct {
 	MemoryBytes int64 `json:"memoryBytes,omitempty"`
 }
 
+// recentDrains is how many of a group's last drains GroupStatus's slowest
+// drain is taken from.
+const recentDrains = 10
+
+// GroupStatus says how a group's workers stopped since the agent started:
+// each worker told to stop (replaced by a reload, or drained at shutdown)
+// counts once it exited. A worker that honours the stop contract drains
+// in a short time and is never killed.
+type GroupStatus struct {
+	Name string `json:"name"`
+	// Stopped counts the workers that were sent their stop signal and
+	// exited.
+	Stopped int64 `json:"stopped"`
+	// Killed counts those of them that were still running when their stop
+	// timeout ran out, and were killed (SIGKILL).
+	Killed int64 `json:"killed"`
+	// LastDrainSeconds is how long the last of them took from its stop
+	// signal to its exit; SlowestDrainSeconds the longest of the last 10.
+	// Both are 0 while Stopped is 0.
+	LastDrainSeconds    float64 `json:"lastDrainSeconds"`
+	SlowestDrainSeconds float64 `json:"slowestDrainSeconds"`
+}
+
 // Status is a snapshot of the supervisor.
 type Status struct {
 	// Agent is the report a controller reads (revision, state, counts).
 	Agent v1alpha1.AgentStatus `json:"agent"`
 	// Workers lists every worker process, by group and slot.
 	Workers []WorkerStatus `json:"workers"`
+	// Groups says, per group in the config's order, how its workers
+	// drained when they were stopped. It is the agent's own and not part
+	// of the report a controller reads, which stays small.
+	Groups []GroupStatus `json:"groups"`
+}
+
+// Killed is how many workers of every group were killed because their stop
+// timeout ran out.
+func (s Status) Killed() int64 {
+	var n int64
+	for _, g := range s.Groups {
+		n += g.Killed
+	}
+	return n
 }
 
 // PIDs returns the pids of a group's serving workers, by slot.
@@ -206,6 +247,35 @@ type group struct {
 	names      []string
 	reloadable bool
 	slots      []*slot
+	drains     drains
+}
+
+// drains are the stops of a group's workers, for GroupStatus.
+type drains struct {
+	stopped, killed int64
+	recent          []time.Duration // the last recentDrains, oldest first
+}
+
+// add counts the drain of one worker.
+func (d *drains) add(took time.Duration, killed bool) {
+	d.stopped++
+	if killed {
+		d.killed++
+	}
+	if len(d.recent) == recentDrains {
+		d.recent = d.recent[1:]
+	}
+	d.recent = append(d.recent, took)
+}
+
+// status is d as the group's GroupStatus.
+func (d *drains) status(name string) GroupStatus {
+	gs := GroupStatus{Name: name, Stopped: d.stopped, Killed: d.killed}
+	if n := len(d.recent); n > 0 {
+		gs.LastDrainSeconds = d.recent[n-1].Seconds()
+		gs.SlowestDrainSeconds = slices.Max(d.recent).Seconds()
+	}
+	return gs
 }
 
 type slot struct {
@@ -227,6 +297,8 @@ type worker struct {
 	started   time.Time
 	since     time.Time
 	stopping  bool
+	stopSent  time.Time // when it was sent its stop signal
+	killed    bool      // its stop timeout ran out: it was sent SIGKILL
 	exited    bool
 	exitErr   error
 	failure   string // why it did not become ready
@@ -558,6 +630,7 @@ func (s *Supervisor) handle(ev event) {
 	case evKill:
 		if !e.w.exited {
 			s.log.Warn("Worker did not stop in time, killing it", "worker", e.w.name(), "pid", e.w.proc.Pid())
+			e.w.killed = true
 			_ = e.w.proc.Signal(syscall.SIGKILL)
 		}
 	case evExited:
@@ -601,7 +674,7 @@ func (s *Supervisor) exited(w *worker) {
 	w.state = WorkerExited
 	switch {
 	case w.stopping:
-		s.log.Info("Worker stopped", "worker", w.name(), "pid", w.proc.Pid(), "exit", exitString(w.exitErr))
+		s.stopped(w)
 	case w.candidate:
 		if w.failure == "" {
 			when := "before it was ready"
@@ -615,6 +688,17 @@ func (s *Supervisor) exited(w *worker) {
 		s.log.Error("Worker exited unexpectedly", "worker", w.name(), "pid", w.proc.Pid(), "exit", exitString(w.exitErr))
 		s.crashed(w)
 	}
+}
+
+// stopped records how long w, told to stop, took to exit, and whether it
+// had to be killed.
+func (s *Supervisor) stopped(w *worker) {
+	took := w.since.Sub(w.stopSent)
+	w.g.drains.add(took, w.killed)
+	if s.opts.Recorder != nil {
+		s.opts.Recorder.WorkerStopped(w.g.spec.Name, took, w.killed)
+	}
+	s.log.Info("Worker stopped", "worker", w.name(), "pid", w.proc.Pid(), "exit", exitString(w.exitErr), "drain", took, "killed", w.killed)
 }
 
 // crashed schedules the restart of the slot's current worker w, with
@@ -655,6 +739,7 @@ func (s *Supervisor) stopWorker(w *worker) {
 	}
 	w.state = WorkerStopping
 	w.since = s.clock.Now()
+	w.stopSent = w.since
 	sig := signalByName(w.spec.StopSignal)
 	s.log.Info("Stopping worker", "worker", w.name(), "pid", w.proc.Pid(), "signal", string(w.spec.StopSignal))
 	if err := w.proc.Signal(sig); err != nil {
@@ -716,6 +801,7 @@ func (s *Supervisor) allReady() bool {
 func (s *Supervisor) publish() {
 	st := &Status{Agent: s.agentStatus()}
 	for _, g := range s.groups {
+		st.Groups = append(st.Groups, g.drains.status(g.spec.Name))
 		for _, sl := range g.slots {
 			for _, w := range []*worker{sl.cur, sl.next} {
 				if w == nil {

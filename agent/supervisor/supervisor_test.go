@@ -161,6 +161,13 @@ type fakeRecorder struct {
 	mu       sync.Mutex
 	reloads  []ReloadResult
 	restarts map[string]int
+	stops    []string // "group drain killed"
+}
+
+func (r *fakeRecorder) WorkerStopped(g string, drain time.Duration, killed bool) {
+	r.mu.Lock()
+	r.stops = append(r.stops, fmt.Sprintf("%s %v %v", g, drain, killed))
+	r.mu.Unlock()
 }
 
 func (r *fakeRecorder) ReloadFinished(res ReloadResult, _ time.Duration) {
@@ -529,8 +536,84 @@ func TestStopDrainsEveryWorker(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("signals (-want +got):\n%s", diff)
 	}
+	wantGroups := []GroupStatus{
+		{Name: "web", Stopped: 2},
+		{Name: "gateway", Stopped: 1, Killed: 1, LastDrainSeconds: 5, SlowestDrainSeconds: 5},
+	}
+	if diff := cmp.Diff(wantGroups, h.s.Status().Groups); diff != "" {
+		t.Errorf("drains after the shutdown (-want +got):\n%s", diff)
+	}
 	if _, err := h.s.Reload(context.Background(), "r2", "/code/r2"); !errors.Is(err, ErrStopped) {
 		t.Errorf("Reload after stop = %v, want ErrStopped", err)
+	}
+}
+
+// TestDrainsAreReported: each worker told to stop counts, with the time from
+// its stop signal to its exit, and whether its stop timeout ran out and it
+// was killed, per group, in the status and to the recorder.
+func TestDrainsAreReported(t *testing.T) {
+	h := newHarness(t, v1alpha1.RolloutStrategy{}, groupSpec("web", 1, func(g *v1alpha1.WorkerGroup) {
+		g.StopTimeoutSeconds = 5
+	}), groupSpec("gateway", 1, notReloadable))
+	h.respond()
+	st := h.waitReady("r1")
+	if diff := cmp.Diff([]GroupStatus{{Name: "web"}, {Name: "gateway"}}, st.Groups); diff != "" {
+		t.Errorf("groups before any stop (-want +got):\n%s", diff)
+	}
+	// reload replaces web/0 with a worker of rev; old takes 2s to drain, or
+	// ignores its stop signal and is killed after its 5s stop timeout.
+	reload := func(rev string, old *fakeProc, drain time.Duration) {
+		t.Helper()
+		old.mu.Lock()
+		old.ignoreTerm = true
+		old.mu.Unlock()
+		reloaded := make(chan error, 1)
+		go func() { _, err := h.s.Reload(context.Background(), rev, "/code/"+rev); reloaded <- err }()
+		// The new worker takes the slot over when the old one is told to
+		// stop.
+		h.waitFor(rev+" serving web/0", func(st Status) bool {
+			return revisions(st)["web/0"] == rev && st.Workers[0].State == WorkerReady
+		})
+		h.clock.Step(drain)
+		if drain < 5*time.Second {
+			old.exit(nil)
+		}
+		if err := <-reloaded; err != nil {
+			t.Fatalf("Reload to %s: %v", rev, err)
+		}
+	}
+	proc := func(rev string) *fakeProc {
+		h.os.mu.Lock()
+		defer h.os.mu.Unlock()
+		for _, p := range h.os.procs {
+			if p.spec.Group == "web" && revisionOf(p.spec) == rev {
+				return p
+			}
+		}
+		t.Fatalf("no web worker of %s", rev)
+		return nil
+	}
+	reload("r2", proc("r1"), 2*time.Second)
+	reload("r3", proc("r2"), 5*time.Second)
+	want := []GroupStatus{
+		{Name: "web", Stopped: 2, Killed: 1, LastDrainSeconds: 5, SlowestDrainSeconds: 5},
+		{Name: "gateway"},
+	}
+	if diff := cmp.Diff(want, h.s.Status().Groups); diff != "" {
+		t.Errorf("groups after two reloads (-want +got):\n%s", diff)
+	}
+	if got := h.s.Status().Killed(); got != 1 {
+		t.Errorf("Killed() = %d, want 1", got)
+	}
+	reload("r4", proc("r3"), 2*time.Second)
+	want[0] = GroupStatus{Name: "web", Stopped: 3, Killed: 1, LastDrainSeconds: 2, SlowestDrainSeconds: 5}
+	if diff := cmp.Diff(want, h.s.Status().Groups); diff != "" {
+		t.Errorf("groups after three reloads (-want +got):\n%s", diff)
+	}
+	h.rec.mu.Lock()
+	defer h.rec.mu.Unlock()
+	if diff := cmp.Diff([]string{"web 2s false", "web 5s true", "web 2s false"}, h.rec.stops); diff != "" {
+		t.Errorf("stops recorded (-want +got):\n%s", diff)
 	}
 }
 

@@ -111,7 +111,7 @@ func newRoot() *cobra.Command {
 	var asJSON bool
 	status := &cobra.Command{
 		Use:   "status",
-		Short: "Print the workers: group, slot, pid, revision, state, uptime, restarts, memory",
+		Short: "Print the workers (group, slot, pid, revision, state, uptime, restarts, memory) and how stopped workers drained",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cl, err := client()

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -204,9 +205,19 @@ groups:
 	if err := a.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	a.waitFor("the reload asked by SIGHUP", func(st supervisor.Status) bool { return ready(st) && st.Agent.Running != second })
+	st = a.waitFor("the reload asked by SIGHUP", func(st supervisor.Status) bool { return ready(st) && st.Agent.Running != second })
 	if body := get(t, url); !strings.Contains(body, "version=3") {
 		t.Errorf("answer after SIGHUP: %q", body)
+	}
+
+	// Two reloads stopped four workers, which all honoured their stop
+	// signal: none killed.
+	if len(st.Groups) != 1 || st.Groups[0].Name != "web" || st.Groups[0].Stopped != 4 || st.Killed() != 0 {
+		t.Errorf("agent status --json groups = %+v, want web with 4 stopped, none killed", st.Groups)
+	}
+	table, err = a.cli("status")
+	if err != nil || !regexp.MustCompile(`(?m)^GROUP +STOPPED +KILLED +LAST DRAIN +SLOWEST DRAIN\nweb +4 +0 +[0-9.]+m?s +[0-9.]+m?s$`).MatchString(table) {
+		t.Errorf("agent status prints\n%s\nwithout the web group's 4 drains, none killed (%v)", table, err)
 	}
 
 	metrics := get(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort))
@@ -215,6 +226,8 @@ groups:
 		`softreload_agent_workers{group="web",revision=`,
 		"softreload_agent_reload_duration_seconds_count 2",
 		`softreload_agent_reloads_total{result="failed"} 0`,
+		`softreload_agent_worker_drain_seconds_count{group="web"} 4`,
+		`softreload_agent_worker_stop_kills_total{group="web"} 0`,
 	} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("metrics lack %q", want)
