@@ -12,4 +12,10 @@
 // take a revision name and the directory of its code, whether it comes from
 // a local command or from a controller, and Subscribe reports every change of
 // the agent's status.
+//
+// The code, by concern: supervisor.go holds the options and the types and
+// New; loop.go the event loop (Run, the requests it serves, its events, the
+// drain); worker.go a worker's life (start, ready, stop, exit, restart with
+// backoff); reload.go a reload and its rollback; status.go what the
+// supervisor reports (Status, Subscribe, the agent's report).
 package supervisor
