@@ -71,7 +71,7 @@ func (r *AgentAccessReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	})
 }
 
-// governed returns the pods that the pools of namespace ns select, and their
+// governed returns the pods that the pools of namespace ns govern, and their
 // service accounts.
 func (r *AgentAccessReconciler) governed(ctx context.Context, ns string) (accounts, pods []string, err error) {
 	pools := &workersv1alpha1.WorkerPoolList{}
@@ -89,6 +89,9 @@ func (r *AgentAccessReconciler) governed(ctx context.Context, ns string) (accoun
 			return nil, nil, fmt.Errorf("listing the pods of WorkerPool %s/%s: %w", ns, pool.Name, err)
 		}
 		for _, pod := range list.Items {
+			if !governs(&pool, &pod) {
+				continue // no agent of this pool runs in it
+			}
 			accounts = append(accounts, agentaccess.ServiceAccountOf(pod.Spec.ServiceAccountName))
 			pods = append(pods, pod.Name)
 		}

@@ -61,7 +61,7 @@ func TestAgentAccess(t *testing.T) {
 	mustDo(t, c.Create(ctx, pool))
 	pod := func(name, app, sa string) *corev1.Pod {
 		return &corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{"app": app}},
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{"app": app, workersv1alpha1.PoolLabel: app}},
 			Spec:       corev1.PodSpec{ServiceAccountName: sa, Containers: []corev1.Container{{Name: "c", Image: "registry.example/c:v1"}}},
 		}
 	}

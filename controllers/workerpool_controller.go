@@ -122,7 +122,7 @@ type scope struct {
 	// reconcile records in the status and then removes.
 	rollbackSeen bool
 
-	// pods are the selected pods that are not being deleted, by name.
+	// pods are the governed pods that are not being deleted, by name.
 	pods map[string]*corev1.Pod
 	// planned is set once plan holds the plan for the pods as they are.
 	planned bool
@@ -258,6 +258,7 @@ func (r *WorkerPoolReconciler) reconcilePods(ctx context.Context, s *scope) erro
 		return fmt.Errorf("listing the pods of WorkerPool %s: %w", s.pool.Name, err)
 	}
 	s.pods = map[string]*corev1.Pod{}
+	setSelectorOverlapCondition(&s.pool.Status.Conditions, notGovernedOf(s.pool, list.Items), s.pool.Generation, s.now)
 	in := rollout.Input{
 		Target:   s.target,
 		Stable:   s.pool.Status.CurrentRevision,
@@ -267,7 +268,7 @@ func (r *WorkerPoolReconciler) reconcilePods(ctx context.Context, s *scope) erro
 	}
 	for i := range list.Items {
 		pod := &list.Items[i]
-		if !pod.DeletionTimestamp.IsZero() {
+		if !pod.DeletionTimestamp.IsZero() || !governs(s.pool, pod) {
 			continue
 		}
 		s.pods[pod.Name] = pod

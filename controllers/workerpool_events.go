@@ -89,6 +89,7 @@ func (r *WorkerPoolReconciler) announce(before, after *workersv1alpha1.WorkerPoo
 		}
 	}
 
+	r.announceOverlap(before, after)
 	prev := meta.FindStatusCondition(before.Status.Conditions, workersv1alpha1.ConditionDegraded)
 	cur := meta.FindStatusCondition(after.Status.Conditions, workersv1alpha1.ConditionDegraded)
 	if cur != nil && (prev == nil || prev.Reason != cur.Reason) {

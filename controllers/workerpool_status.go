@@ -190,7 +190,7 @@ func setAvailableCondition(conds *[]metav1.Condition, c rollout.Counts, gen int6
 	cond := metav1.Condition{Type: workersv1alpha1.ConditionAvailable, ObservedGeneration: gen, LastTransitionTime: now}
 	switch {
 	case c.Pods == 0:
-		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, workersv1alpha1.ReasonNoPods, "No pod matches the selector"
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, workersv1alpha1.ReasonNoPods, "No pod is governed: none that the selector matches is labelled softreload.dev/pool with the pool's name"
 	case c.Ready == c.Pods:
 		cond.Status, cond.Reason = metav1.ConditionTrue, workersv1alpha1.ReasonAllPodsReady
 		cond.Message = fmt.Sprintf("All %d pods have every worker ready", c.Pods)

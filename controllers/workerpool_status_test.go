@@ -41,7 +41,7 @@ func TestSetAvailableCondition(t *testing.T) {
 		counts rollout.Counts
 		want   brief
 	}{
-		"no pods":        {rollout.Counts{}, brief{metav1.ConditionFalse, workersv1alpha1.ReasonNoPods, "No pod matches the selector"}},
+		"no pods":        {rollout.Counts{}, brief{metav1.ConditionFalse, workersv1alpha1.ReasonNoPods, "No pod is governed: none that the selector matches is labelled softreload.dev/pool with the pool's name"}},
 		"all ready":      {rollout.Counts{Pods: 3, Ready: 3}, brief{metav1.ConditionTrue, workersv1alpha1.ReasonAllPodsReady, "All 3 pods have every worker ready"}},
 		"some not ready": {rollout.Counts{Pods: 3, Ready: 2}, brief{metav1.ConditionFalse, workersv1alpha1.ReasonPodsNotReady, "2 of 3 pods have every worker ready"}},
 	}

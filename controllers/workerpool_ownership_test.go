@@ -1,0 +1,204 @@
+package controllers
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	workersv1alpha1 "github.com/softreload/softreload/api/v1alpha1"
+)
+
+func TestSetSelectorOverlapCondition(t *testing.T) {
+	now := metav1.NewTime(time.Date(2026, 12, 2, 8, 0, 0, 0, time.UTC))
+	tests := map[string]struct {
+		pods []corev1.Pod
+		want brief
+	}{
+		"every pod governed": {
+			pods: []corev1.Pod{labelled("web-0", "web"), labelled("web-1", "web")},
+			want: brief{metav1.ConditionFalse, workersv1alpha1.ReasonNoOverlap, "The pool governs every pod its selector matches"},
+		},
+		"a pod without the label": {
+			pods: []corev1.Pod{labelled("web-0", "web"), labelled("stray", "")},
+			want: brief{metav1.ConditionTrue, workersv1alpha1.ReasonPodsWithoutPoolLabel,
+				"spec.selector also matches pod stray without the softreload.dev/pool label (no agent): this pool never writes to them and they hold no slot of its budget; narrow spec.selector, or label the pods softreload.dev/pool=<pool>"},
+		},
+		"pods of two other pools and one without the label": {
+			pods: []corev1.Pod{
+				labelled("web-0", "web"), labelled("b-1", "b"), labelled("a-3", "a"), labelled("a-1", "a"), labelled("a-0", "a"),
+				labelled("a-2", "a"), labelled("stray", ""),
+			},
+			want: brief{metav1.ConditionTrue, workersv1alpha1.ReasonPodsOfOtherPools,
+				"spec.selector also matches pods a-0, a-1, a-2 and 1 more of WorkerPool a (softreload.dev/pool=a); pod b-1 of WorkerPool b (softreload.dev/pool=b); pod stray without the softreload.dev/pool label (no agent): this pool never writes to them and they hold no slot of its budget; narrow spec.selector, or label the pods softreload.dev/pool=<pool>"},
+		},
+		"a pod of another pool being deleted": {
+			pods: []corev1.Pod{labelled("web-0", "web"), deleting(labelled("a-0", "a"))},
+			want: brief{metav1.ConditionFalse, workersv1alpha1.ReasonNoOverlap, "The pool governs every pod its selector matches"},
+		},
+	}
+	pool := &workersv1alpha1.WorkerPool{ObjectMeta: metav1.ObjectMeta{Name: "web"}}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			var conds []metav1.Condition
+			setSelectorOverlapCondition(&conds, notGovernedOf(pool, tc.pods), 3, now)
+			c := meta.FindStatusCondition(conds, workersv1alpha1.ConditionSelectorOverlap)
+			if diff := cmp.Diff(tc.want, brief{c.Status, c.Reason, c.Message}); diff != "" {
+				t.Errorf("SelectorOverlap (-want +got):\n%s", diff)
+			}
+			if c.ObservedGeneration != 3 {
+				t.Errorf("observedGeneration %d, want 3", c.ObservedGeneration)
+			}
+		})
+	}
+}
+
+func labelled(name, pool string) corev1.Pod {
+	pod := corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"app": "web"}}}
+	if pool != "" {
+		pod.Labels[workersv1alpha1.PoolLabel] = pool
+	}
+	return pod
+}
+
+func deleting(pod corev1.Pod) corev1.Pod {
+	pod.DeletionTimestamp = &metav1.Time{Time: time.Now()}
+	return pod
+}
+
+// TestOnePodOnePool: a pool governs only the pods its selector matches that
+// carry its name. A selected pod without the label is never told a revision
+// and holds no slot of the budget (maxUnavailable 1: it would stall the
+// rollout); a second pool with the same selector sends the first pool's
+// pods nothing, counts none of them, and says so; the first pool rolls on,
+// and deleting the second leaves it as it was.
+func TestOnePodOnePool(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.startManager(clock.RealClock{})
+	f.createCode(map[string]string{"server.py": "print('v1')"})
+	f.createPods(podNames(3)...)
+	f.createPool()
+	v1 := f.waitComplete(3)
+	if c := f.condition(workersv1alpha1.ConditionSelectorOverlap); c == nil || c.Reason != workersv1alpha1.ReasonNoOverlap {
+		t.Errorf("SelectorOverlap = %+v, want False/NoOverlap", c)
+	}
+
+	stray := newPod(f.ns, "stray")
+	delete(stray.Labels, workersv1alpha1.PoolLabel)
+	must(t, f.c.Create(f.ctx, stray))
+	c := f.waitCondition(workersv1alpha1.ConditionSelectorOverlap, metav1.ConditionTrue, workersv1alpha1.ReasonPodsWithoutPoolLabel)
+	if !strings.Contains(c.Message, "pod stray without the softreload.dev/pool label") {
+		t.Errorf("SelectorOverlap message %q does not name pod stray", c.Message)
+	}
+	if got := f.waitEvent(EventSelectorOverlap); !strings.Contains(got[0], "Warning: ") || !strings.Contains(got[0], "pod stray") {
+		t.Errorf("SelectorOverlap events %q, want a Warning naming pod stray", got)
+	}
+	f.editCode(map[string]string{"server.py": "print('v2')"})
+	v2 := f.waitRollout(v1, 3)
+
+	intruderCode := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "intruder-code", Namespace: f.ns}, Data: map[string]string{"server.py": "print('intruder')"}}
+	must(t, f.c.Create(f.ctx, intruderCode))
+	intruder := newPool(f.ns, func(p *workersv1alpha1.WorkerPool) {
+		p.Name = "intruder"
+		p.Spec.Code.ConfigMapRef.Name = intruderCode.Name
+	})
+	must(t, f.c.Create(f.ctx, intruder))
+	// The condition is written in the reconcile that would have sent the
+	// pods a revision: once it shows, any such write has been made.
+	var st workersv1alpha1.WorkerPoolStatus
+	f.eventually("the intruder reports the pods it does not govern", func() error {
+		got := &workersv1alpha1.WorkerPool{}
+		if err := f.c.Get(f.ctx, client.ObjectKeyFromObject(intruder), got); err != nil {
+			return err
+		}
+		st = got.Status
+		c := meta.FindStatusCondition(st.Conditions, workersv1alpha1.ConditionSelectorOverlap)
+		if st.UpdateRevision == "" || c == nil || c.Reason != workersv1alpha1.ReasonPodsOfOtherPools {
+			return fmt.Errorf("status %+v", st)
+		}
+		return nil
+	})
+	c = meta.FindStatusCondition(st.Conditions, workersv1alpha1.ConditionSelectorOverlap)
+	for _, want := range []string{"pods web-0, web-1, web-2 of WorkerPool web (softreload.dev/pool=web)", "pod stray without"} {
+		if !strings.Contains(c.Message, want) {
+			t.Errorf("the intruder's SelectorOverlap message %q does not say %q", c.Message, want)
+		}
+	}
+	if a := meta.FindStatusCondition(st.Conditions, workersv1alpha1.ConditionAvailable); st.Pods != 0 || a == nil || a.Reason != workersv1alpha1.ReasonNoPods {
+		t.Errorf("the intruder counts %d pods, Available %+v; want 0 and NoPods", st.Pods, a)
+	}
+	f.eventually("a SelectorOverlap event of the intruder", func() error {
+		if got := poolEvents(f, "intruder", EventSelectorOverlap); len(got) == 0 {
+			return fmt.Errorf("none")
+		}
+		return nil
+	})
+	f.pods(func(pod *corev1.Pod) {
+		if got := pod.Annotations[workersv1alpha1.DesiredRevisionAnnotation]; pod.Name != "stray" && got != v2 {
+			t.Errorf("pod %s is told %q, want %s of its own pool", pod.Name, got, v2)
+		}
+	})
+
+	f.editCode(map[string]string{"server.py": "print('v3')"})
+	v3 := f.waitRollout(v2, 3)
+	must(t, f.c.Delete(f.ctx, intruder))
+	f.eventually("the intruder is gone", func() error {
+		err := f.c.Get(f.ctx, client.ObjectKeyFromObject(intruder), &workersv1alpha1.WorkerPool{})
+		if !apierrors.IsNotFound(err) {
+			return fmt.Errorf("get: %v", err)
+		}
+		return nil
+	})
+	f.waitComplete(3)
+	for _, name := range podNames(3) {
+		if got, want := f.agents.sentTo(name), []string{v1, v2, v3}; !slices.Equal(got, want) {
+			t.Errorf("pod %s was told %v, want %v: its own pool's revisions alone", name, got, want)
+		}
+	}
+	if got := f.agents.sentTo("stray"); len(got) != 0 {
+		t.Errorf("pod stray, without the pool label, was told %v, want nothing", got)
+	}
+	if p := f.pool(); p.Status.CurrentRevision != v3 || p.Status.Pods != 3 {
+		t.Errorf("after the intruder's deletion the pool runs %s on %d pods, want %s on 3", p.Status.CurrentRevision, p.Status.Pods, v3)
+	}
+
+	must(t, f.c.Delete(f.ctx, stray))
+	f.waitCondition(workersv1alpha1.ConditionSelectorOverlap, metav1.ConditionFalse, workersv1alpha1.ReasonNoOverlap)
+}
+
+// pods calls check with every pod of the fixture's namespace.
+func (f *fixture) pods(check func(*corev1.Pod)) {
+	f.t.Helper()
+	list := &corev1.PodList{}
+	must(f.t, f.c.List(f.ctx, list, client.InNamespace(f.ns)))
+	for i := range list.Items {
+		check(&list.Items[i])
+	}
+}
+
+// poolEvents returns the notes of the events with reason about the named
+// pool.
+func poolEvents(f *fixture, pool, reason string) []string {
+	f.t.Helper()
+	list := &eventsv1.EventList{}
+	must(f.t, f.c.List(f.ctx, list, client.InNamespace(f.ns)))
+	var out []string
+	for _, e := range list.Items {
+		if e.Reason == reason && e.Regarding.Kind == "WorkerPool" && e.Regarding.Name == pool {
+			out = append(out, e.Type+": "+e.Note)
+		}
+	}
+	return out
+}
+
