@@ -3,6 +3,7 @@ package supervisor_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http/httptest"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	. "github.com/onsi/gomega"
 	"k8s.io/utils/ptr"
 
 	"github.com/softreload/softreload/agent/metrics"
@@ -93,11 +95,7 @@ func TestRunWaitsForAReplacedWorkerThatDrains(t *testing.T) {
 	old := st.PIDs("web")[0]
 	oldPid.Store(int64(old))
 	// The old worker ignores SIGTERM once it waits at its gate.
-	for deadline := time.Now().Add(wait); comm(old) != "cat"; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("worker %d never reached its gate", old)
-		}
-	}
+	waitComm(t, old, "cat")
 
 	reloaded := make(chan error, 1)
 	go func() { _, err := s.Reload(context.Background(), "r2", t.TempDir()); reloaded <- err }()
@@ -105,19 +103,18 @@ func TestRunWaitsForAReplacedWorkerThatDrains(t *testing.T) {
 		return len(st.Workers) == 1 && st.Workers[0].Revision == "r2" && st.Workers[0].State == supervisor.WorkerReady
 	})
 	s.Stop()
-	for deadline := time.Now().Add(wait); !strings.Contains(out.String(), "Waiting for a replaced worker to stop"); {
+	NewWithT(t).Eventually(func() string {
 		select {
 		case r := <-runs:
 			if r.oldAlive {
-				t.Fatalf("Run returned while the replaced worker %d still runs", old)
+				StopTrying(fmt.Sprintf("Run returned while the replaced worker %d still runs", old)).Now()
 			}
-			t.Fatal("Run returned without saying it waited for the replaced worker")
-		case <-time.After(10 * time.Millisecond):
+			StopTrying("Run returned without saying it waited for the replaced worker").Now()
+		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("the drain never waited for the replaced worker")
-		}
-	}
+		return out.String()
+	}).WithTimeout(wait).WithPolling(10*time.Millisecond).Should(ContainSubstring("Waiting for a replaced worker to stop"),
+		"the drain never waited for the replaced worker")
 	// Let the old worker finish its drain.
 	gateOpened.Store(true)
 	gate, err := os.OpenFile(filepath.Join(gates, "r1"), os.O_WRONLY, 0)
@@ -195,11 +192,7 @@ func TestDrainsOfRealWorkers(t *testing.T) {
 	})
 	// The stubborn worker ignores SIGTERM once sh has exec'd sleep.
 	stubborn := st.PIDs("stubborn")[0]
-	for deadline := time.Now().Add(wait); comm(stubborn) != "sleep"; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("worker %d never exec'd sleep", stubborn)
-		}
-	}
+	waitComm(t, stubborn, "sleep")
 	if _, err := s.Reload(context.Background(), "r2", t.TempDir()); err != nil {
 		t.Fatalf("Reload: %v", err)
 	}
@@ -240,19 +233,23 @@ func TestDrainsOfRealWorkers(t *testing.T) {
 	}
 }
 
+// waitFor waits until cond holds for s's status, and returns that status.
 func waitFor(t *testing.T, s *supervisor.Supervisor, what string, cond func(supervisor.Status) bool) supervisor.Status {
 	t.Helper()
-	deadline := time.Now().Add(wait)
-	for {
-		st := s.Status()
-		if cond(st) {
-			return st
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s; status: %+v", what, st)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	var st supervisor.Status
+	NewWithT(t).Eventually(func() bool {
+		st = s.Status()
+		return cond(st)
+	}).WithTimeout(wait).WithPolling(10*time.Millisecond).Should(BeTrue(),
+		func() string { return fmt.Sprintf("waiting for %s; status: %+v", what, st) })
+	return st
+}
+
+// waitComm waits until process pid runs the program named name.
+func waitComm(t *testing.T, pid int, name string) {
+	t.Helper()
+	NewWithT(t).Eventually(func() string { return comm(pid) }).WithTimeout(wait).WithPolling(10*time.Millisecond).
+		Should(Equal(name), "worker %d never ran %s", pid, name)
 }
 
 // comm is the name of process pid's program.

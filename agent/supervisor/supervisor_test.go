@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	. "github.com/onsi/gomega"
 	testingclock "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
 
@@ -113,20 +114,17 @@ func (h *harness) setR2(behavior string) {
 	h.mu.Unlock()
 }
 
-// waitFor waits until cond holds for the supervisor's status.
+// waitFor waits until cond holds for the supervisor's status, and returns
+// that status.
 func (h *harness) waitFor(what string, cond func(Status) bool) Status {
 	h.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		st := h.s.Status()
-		if cond(st) {
-			return st
-		}
-		if time.Now().After(deadline) {
-			h.t.Fatalf("timed out waiting for %s; status: %+v", what, st)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	var st Status
+	NewWithT(h.t).Eventually(func() bool {
+		st = h.s.Status()
+		return cond(st)
+	}).WithTimeout(30*time.Second).WithPolling(time.Millisecond).Should(BeTrue(),
+		func() string { return fmt.Sprintf("waiting for %s; status: %+v", what, st) })
+	return st
 }
 
 func (h *harness) waitReady(rev string) Status {
@@ -188,7 +186,8 @@ func (r *fakeRecorder) WorkerRestarted(g string) {
 func TestStartGivesEveryWorkerTheContract(t *testing.T) {
 	files := []*os.File{os.Stdin}
 	h := &harness{t: t, os: newFakeOS()}
-	s, err := New(Options{
+	var err error
+	h.s, err = New(Options{
 		Groups: []v1alpha1.WorkerGroup{groupSpec("web", 2, func(g *v1alpha1.WorkerGroup) {
 			g.Env = []v1alpha1.EnvVar{{Name: "APP_ENV", Value: "prod"}}
 			g.Args = []string{"--port", "fd"}
@@ -200,8 +199,8 @@ func TestStartGivesEveryWorkerTheContract(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = s.Run(context.Background()) }()
-	defer func() { s.Stop(); <-s.Done() }()
+	go func() { _ = h.s.Run(context.Background()) }()
+	defer func() { h.s.Stop(); <-h.s.Done() }()
 	var got []ProcessSpec
 	for i := 0; i < 2; i++ {
 		p := h.os.next(t)
@@ -220,15 +219,9 @@ func TestStartGivesEveryWorkerTheContract(t *testing.T) {
 	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b *os.File) bool { return a == b })); diff != "" {
 		t.Errorf("process specs (-want +got):\n%s", diff)
 	}
-	for {
-		st := s.Status()
-		if st.Agent.State == v1alpha1.AgentReady {
-			if diff := cmp.Diff(v1alpha1.AgentStatus{Revision: "r1", Running: "r1", State: v1alpha1.AgentReady, Ready: 2, Total: 2}, st.Agent); diff != "" {
-				t.Errorf("agent status (-want +got):\n%s", diff)
-			}
-			break
-		}
-		time.Sleep(time.Millisecond)
+	st := h.waitFor("Ready", func(st Status) bool { return st.Agent.State == v1alpha1.AgentReady })
+	if diff := cmp.Diff(v1alpha1.AgentStatus{Revision: "r1", Running: "r1", State: v1alpha1.AgentReady, Ready: 2, Total: 2}, st.Agent); diff != "" {
+		t.Errorf("agent status (-want +got):\n%s", diff)
 	}
 }
 
@@ -318,22 +311,30 @@ func TestReloadFailureRollsBack(t *testing.T) {
 				h.setR2(tc.behavior)
 				return false
 			}
-			if tc.behavior == "hang" {
-				go func() {
-					h.waitFor("a hanging new worker", func(st Status) bool {
-						for _, w := range st.Workers {
-							if w.Revision == "r2" && w.State == WorkerStarting {
-								return true
-							}
-						}
-						return false
-					})
-					// Let the first r2 worker become ready first.
-					time.Sleep(0)
-					h.clock.Step(61 * time.Second)
-				}()
+			type result struct {
+				st  v1alpha1.AgentStatus
+				err error
 			}
-			st, err := h.s.Reload(context.Background(), "r2", "/code/r2")
+			reloaded := make(chan result, 1)
+			go func() {
+				st, err := h.s.Reload(context.Background(), "r2", "/code/r2")
+				reloaded <- result{st, err}
+			}()
+			if tc.behavior == "hang" {
+				// Slot 1's new worker starts once slot 0's is ready, so
+				// the readiness deadline fails slot 1's alone.
+				h.waitFor("slot 1's new worker hanging", func(st Status) bool {
+					for _, w := range st.Workers {
+						if w.Revision == "r2" && w.Slot == 1 && w.State == WorkerStarting {
+							return true
+						}
+					}
+					return false
+				})
+				h.clock.Step(61 * time.Second)
+			}
+			r := <-reloaded
+			st, err := r.st, r.err
 			var rerr *ReloadError
 			if !errors.As(err, &rerr) {
 				t.Fatalf("Reload error = %v, want a *ReloadError", err)
@@ -661,16 +662,15 @@ func TestStopWaitsForAReplacedWorker(t *testing.T) {
 		return len(st.Workers) == 1 && st.Workers[0].Revision == "r2" && st.Workers[0].State == WorkerReady
 	})
 	h.s.Stop()
-	deadline := time.After(30 * time.Second)
-	for !strings.Contains(h.log.String(), "Waiting for a replaced worker to stop") {
+	NewWithT(t).Eventually(func() string {
 		select {
 		case <-h.s.Done():
-			t.Fatalf("Run returned while the replaced worker (pid %d) still runs", old.pid)
-		case <-deadline:
-			t.Fatal("the drain never waited for the replaced worker")
-		case <-time.After(time.Millisecond):
+			StopTrying(fmt.Sprintf("Run returned while the replaced worker (pid %d) still runs", old.pid)).Now()
+		default:
 		}
-	}
+		return h.log.String()
+	}).WithTimeout(30*time.Second).WithPolling(time.Millisecond).Should(ContainSubstring("Waiting for a replaced worker to stop"),
+		"the drain never waited for the replaced worker")
 	select {
 	case <-h.s.Done():
 		t.Fatalf("Run returned while the replaced worker (pid %d) still runs", old.pid)
