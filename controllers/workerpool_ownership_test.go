@@ -201,4 +201,3 @@ func poolEvents(f *fixture, pool, reason string) []string {
 	}
 	return out
 }
-

@@ -196,11 +196,19 @@ func (b *poolBuilder) create(t *testing.T) {
 	must(t, env.Client.Status().Update(ctx, b.wp))
 }
 
-// pod creates a pod with the pool's label and the given annotations.
+// pod creates a pod of pool app (labelled app=APP, which the pool's
+// selector matches, and softreload.dev/pool=APP) with the given
+// annotations.
 func pod(t *testing.T, ns, name, app string, annotations map[string]string) {
 	t.Helper()
+	podLabelled(t, ns, name, map[string]string{"app": app, workersv1alpha1.PoolLabel: app}, annotations)
+}
+
+// podLabelled creates a pod with the given labels and annotations.
+func podLabelled(t *testing.T, ns, name string, labels, annotations map[string]string) {
+	t.Helper()
 	must(t, env.Client.Create(context.Background(), &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{"app": app}, Annotations: annotations},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels, Annotations: annotations},
 		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "registry.example/app:v1"}}},
 	}))
 }

@@ -30,8 +30,23 @@ type StatusReport struct {
 	RollbackTo string `json:"rollbackTo,omitempty"`
 	// Status is the pool's status as the controller wrote it.
 	Status workersv1alpha1.WorkerPoolStatus `json:"status"`
-	// Pods are the pods the selector matches, by name.
+	// Pods are the pods the pool governs, by name: those the selector
+	// matches that are labelled softreload.dev/pool with the pool's name.
 	Pods []PodReport `json:"pods"`
+	// NotGoverned are the other pods the selector matches, by name: the
+	// pool never writes to them and they hold no slot of its budget.
+	NotGoverned []NotGovernedPod `json:"notGoverned,omitempty"`
+}
+
+// NotGovernedPod is a pod a pool's selector matches that the pool does not
+// govern, and why.
+type NotGovernedPod struct {
+	Name string `json:"name"`
+	// Pool is the pool the pod's softreload.dev/pool label names; "" when
+	// the pod has no such label (and so no agent).
+	Pool string `json:"pool,omitempty"`
+	// Reason says why, in words.
+	Reason string `json:"reason"`
 }
 
 func newStatusCommand(r *runner) *cobra.Command {
@@ -40,9 +55,11 @@ func newStatusCommand(r *runner) *cobra.Command {
 		Use:   "status POOL",
 		Short: "Show a pool's rollout and what each of its pods runs",
 		Long: `status shows a WorkerPool's revisions, pod counts and conditions, then one row
-per selected pod: the revision the controller wants it to run (DESIRED), the
-revision its workers run (RUNNING), the agent's state and its ready/total
-workers. A pod whose agent has not reported yet shows as Pending.`,
+per pod the pool governs: the revision the controller wants it to run
+(DESIRED), the revision its workers run (RUNNING), the agent's state and its
+ready/total workers. A pod whose agent has not reported yet shows as Pending.
+Then the pods the selector matches that the pool does not govern (labelled
+softreload.dev/pool for another pool, or not at all), and why.`,
 		Example: `  kubectl softreload status web
   kubectl softreload status web -n shop -o yaml`,
 		Args:              poolArg,
@@ -85,9 +102,15 @@ func (s *session) status(ctx context.Context, name, output string) error {
 		Pods:       make([]PodReport, 0, len(pods.Items)),
 	}
 	for i := range pods.Items {
-		report.Pods = append(report.Pods, podReport(&pods.Items[i]))
+		pod := &pods.Items[i]
+		if ng, ok := notGoverned(wp, pod); ok {
+			report.NotGoverned = append(report.NotGoverned, ng)
+			continue
+		}
+		report.Pods = append(report.Pods, podReport(pod))
 	}
 	sort.Slice(report.Pods, func(i, j int) bool { return report.Pods[i].Name < report.Pods[j].Name })
+	sort.Slice(report.NotGoverned, func(i, j int) bool { return report.NotGoverned[i].Name < report.NotGoverned[j].Name })
 	if output != "" {
 		return printStructured(s.streams.Out, output, report)
 	}
@@ -143,13 +166,55 @@ func writeStatus(w io.Writer, r StatusReport, selector string, now time.Time) er
 	if _, err := fmt.Fprintln(w); err != nil {
 		return err
 	}
-	if len(r.Pods) == 0 {
+	switch {
+	case len(r.Pods) > 0:
+		rows := make([][]string, 0, len(r.Pods))
+		for _, p := range r.Pods {
+			rows = append(rows, podRow(p, now))
+		}
+		if err := table(w, "", []string{"POD", "DESIRED", "RUNNING", "STATE", "WORKERS", "AGE", "MESSAGE"}, rows); err != nil {
+			return err
+		}
+	case len(r.NotGoverned) > 0:
+		if _, err := fmt.Fprintf(w, "No pod that the selector %s matches is labelled %s=%s.\n", selector, workersv1alpha1.PoolLabel, r.Name); err != nil {
+			return err
+		}
+	default:
 		_, err := fmt.Fprintf(w, "No pods in namespace %s match the selector %s.\n", r.Namespace, selector)
 		return err
 	}
-	rows := make([][]string, 0, len(r.Pods))
-	for _, p := range r.Pods {
-		rows = append(rows, podRow(p, now))
+	return writeNotGoverned(w, r.NotGoverned)
+}
+
+// notGoverned says whether pod, which the pool's selector matches, is not
+// the pool's, and why: a pod belongs to the pool its softreload.dev/pool
+// label names, as the controller decides.
+func notGoverned(wp *workersv1alpha1.WorkerPool, pod *corev1.Pod) (NotGovernedPod, bool) {
+	owner, labelled := pod.Labels[workersv1alpha1.PoolLabel]
+	switch {
+	case owner == wp.Name:
+		return NotGovernedPod{}, false
+	case labelled:
+		return NotGovernedPod{Name: pod.Name, Pool: owner,
+			Reason: fmt.Sprintf("belongs to WorkerPool %s (%s=%s)", owner, workersv1alpha1.PoolLabel, owner)}, true
+	default:
+		return NotGovernedPod{Name: pod.Name,
+			Reason: fmt.Sprintf("no %s label: no agent", workersv1alpha1.PoolLabel)}, true
 	}
-	return table(w, "", []string{"POD", "DESIRED", "RUNNING", "STATE", "WORKERS", "AGE", "MESSAGE"}, rows)
+}
+
+// writeNotGoverned writes the pods the selector matches that the pool does
+// not govern, if any.
+func writeNotGoverned(w io.Writer, pods []NotGovernedPod) error {
+	if len(pods) == 0 {
+		return nil
+	}
+	if _, err := fmt.Fprintf(w, "\nSelected but not governed (the pool never writes to them; they hold no slot of its budget):\n"); err != nil {
+		return err
+	}
+	rows := make([][]string, 0, len(pods))
+	for _, p := range pods {
+		rows = append(rows, []string{p.Name, p.Reason})
+	}
+	return table(w, "  ", []string{"POD", "WHY"}, rows)
 }

@@ -39,6 +39,10 @@ func TestStatus(t *testing.T) {
 		workersv1alpha1.StatusAnnotation:          "{not json",
 	})
 	pod(t, ns, "api-1", "api", map[string]string{workersv1alpha1.DesiredRevisionAnnotation: "rev-9"})
+	// Matched by web's selector, but not web's.
+	podLabelled(t, ns, "web-stray", map[string]string{"app": "web"}, nil)
+	podLabelled(t, ns, "web-api", map[string]string{"app": "web", workersv1alpha1.PoolLabel: "api"},
+		map[string]string{workersv1alpha1.DesiredRevisionAnnotation: "rev-9"})
 
 	t.Run("a summary of the pool, then a row per selected pod", func(t *testing.T) {
 		out := run(t, "status", "web", "-n", ns)
@@ -89,6 +93,21 @@ func TestStatus(t *testing.T) {
 		}
 	})
 
+	t.Run("the pods the selector matches that the pool does not govern, and why", func(t *testing.T) {
+		out := run(t, "status", "web", "-n", ns)
+		_, rest, ok := strings.Cut(out, "Selected but not governed (the pool never writes to them; they hold no slot of its budget):\n")
+		if !ok {
+			t.Fatalf("no section of pods not governed in:\n%s", out)
+		}
+		want := [][]string{
+			{"web-api", "belongs to WorkerPool api (softreload.dev/pool=api)"},
+			{"web-stray", "no softreload.dev/pool label: no agent"},
+		}
+		if diff := cmp.Diff(want, tableRows(t, rest, "POD")); diff != "" {
+			t.Errorf("pods not governed (-want +got):\n%s", diff)
+		}
+	})
+
 	t.Run("-o json carries the pool status and every pod's report", func(t *testing.T) {
 		var report plugin.StatusReport
 		must(t, json.Unmarshal([]byte(run(t, "status", "web", "-n", ns, "-o", "json")), &report))
@@ -99,6 +118,16 @@ func TestStatus(t *testing.T) {
 		var report plugin.StatusReport
 		must(t, yaml.Unmarshal([]byte(run(t, "status", "web", "-n", ns, "-o", "yaml")), &report))
 		checkReport(t, report, failure)
+	})
+
+	t.Run("a pool whose selector matches none of its own pods says so", func(t *testing.T) {
+		newPool(ns, "lonely").create(t)
+		podLabelled(t, ns, "lonely-x", map[string]string{"app": "lonely", workersv1alpha1.PoolLabel: "web"}, nil)
+		out := run(t, "status", "lonely", "-n", ns)
+		wantContains(t, out,
+			"No pod that the selector app=lonely matches is labelled softreload.dev/pool=lonely.",
+			"lonely-x  belongs to WorkerPool web (softreload.dev/pool=web)",
+		)
 	})
 
 	t.Run("a pool without pods says so", func(t *testing.T) {
@@ -139,5 +168,12 @@ func checkReport(t *testing.T, report plugin.StatusReport, failure string) {
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("pods in the report (-want +got):\n%s", diff)
+	}
+	wantNotGoverned := []plugin.NotGovernedPod{
+		{Name: "web-api", Pool: "api", Reason: "belongs to WorkerPool api (softreload.dev/pool=api)"},
+		{Name: "web-stray", Reason: "no softreload.dev/pool label: no agent"},
+	}
+	if diff := cmp.Diff(wantNotGoverned, report.NotGoverned); diff != "" {
+		t.Errorf("pods not governed in the report (-want +got):\n%s", diff)
 	}
 }
