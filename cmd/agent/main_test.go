@@ -331,12 +331,13 @@ func TestExamples(t *testing.T) {
 		"go":     {dir: "examples/go", command: `["./go-worker"]`, build: true},
 		"python": {dir: "examples/python", command: `["python3", "worker.py"]`, needs: "python3"},
 		"php":    {dir: "examples/php", command: `["php", "worker.php"]`, needs: "php"},
+		"node":   {dir: "examples/node", command: `["node", "worker.js"]`, needs: "node"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			if tc.needs != "" {
 				if _, err := exec.LookPath(tc.needs); err != nil {
-					t.Fatalf("%s is not installed: the examples need it (apt-get install php-cli python3; .ci/run does)", tc.needs)
+					t.Fatalf("%s is not installed: the examples need it (apt-get install php-cli python3 nodejs; .ci/run does)", tc.needs)
 				}
 			}
 			dir := t.TempDir()
