@@ -6,10 +6,9 @@ import (
 	"slices"
 	"sort"
 	"strconv"
-	"strings"
-	"testing"
 
-	"github.com/google/go-cmp/cmp"
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
@@ -121,351 +120,243 @@ var selfCertIDs = []string{
 	"ClusterRoleBinding/softreload-webhook-configuration",
 }
 
-func TestHelmLint(t *testing.T) {
-	for name, values := range map[string]string{
-		"defaults": "", "cert-manager": certManagerValues, "monitoring": monitoringValues,
-		"no policy": noPolicyValues, "custom": customValues,
-	} {
-		t.Run(name, func(t *testing.T) {
-			args := []string{"lint", "--strict", chartDir, "--namespace", namespace}
-			if values != "" {
-				args = append(args, "--values", valuesFile(t, values))
-			}
-			if out, err := helm(t, args...); err != nil {
-				t.Errorf("%v\n%s", err, out)
-			}
-		})
-	}
-}
+var _ = DescribeTable("helm lint --strict passes",
+	func(values string) {
+		args := []string{"lint", "--strict", chartDir, "--namespace", namespace}
+		if values != "" {
+			args = append(args, "--values", valuesFile(values))
+		}
+		out, err := helm(args...)
+		Expect(err).NotTo(HaveOccurred(), "%s", out)
+	},
+	Entry("defaults", ""),
+	Entry("cert-manager", certManagerValues),
+	Entry("monitoring", monitoringValues),
+	Entry("no policy", noPolicyValues),
+	Entry("custom", customValues),
+)
 
-func TestTemplateRendersTheObjectsOfEachValueSet(t *testing.T) {
-	tests := map[string]struct {
-		values string
-		want   []string
-	}{
-		"defaults": {want: defaultIDs},
-		"cert-manager issues the certificate": {
-			values: certManagerValues,
-			want: edit(defaultIDs, selfCertIDs, []string{
-				"Issuer/softreload-selfsigned", "Certificate/softreload-serving-cert",
-			}),
-		},
-		"cert-manager with the user's issuer": {
-			values: certManagerIssuerValues,
-			want:   edit(defaultIDs, selfCertIDs, []string{"Certificate/softreload-serving-cert"}),
-		},
-		"metrics and ServiceMonitor": {
-			values: monitoringValues,
-			want:   edit(defaultIDs, nil, []string{"ServiceMonitor/softreload-manager-metrics"}),
-		},
-		"no metrics": {
-			values: noMetricsValues,
-			want:   edit(defaultIDs, []string{"Service/softreload-manager-metrics"}, nil),
-		},
-		"admission policy off": {
-			values: noPolicyValues,
-			want: edit(defaultIDs, []string{
-				"ValidatingAdmissionPolicy/softreload-agent-own-pod",
-				"ValidatingAdmissionPolicyBinding/softreload-agent-own-pod",
-			}, nil),
-		},
-		"no leader election": {
-			values: noLeaderElectionValues,
-			want: edit(defaultIDs, []string{
-				"Role/softreload-leader-election", "RoleBinding/softreload-leader-election",
-			}, nil),
-		},
-		"custom images, replicas and resources": {values: customValues, want: defaultIDs},
-	}
-	for name, tc := range tests {
-		t.Run(name, func(t *testing.T) {
-			objs := mustTemplate(t, tc.values)
-			if diff := cmp.Diff(tc.want, objs.ids()); diff != "" {
-				t.Errorf("rendered objects (-want +got):\n%s", diff)
+var _ = DescribeTable("helm template renders the objects of each value set, each in its namespace",
+	func(values string, want []string) {
+		objs := mustTemplate(values)
+		Expect(objs.ids()).To(Equal(want), "rendered objects")
+		for _, o := range objs {
+			switch o.GetKind() {
+			case "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding",
+				"MutatingWebhookConfiguration", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding":
+				Expect(o.GetNamespace()).To(BeEmpty(), "cluster-scoped %s/%s has a namespace", o.GetKind(), o.GetName())
+			default:
+				Expect(o.GetNamespace()).To(Equal(namespace), "%s/%s is not in the release's namespace", o.GetKind(), o.GetName())
 			}
-			for _, o := range objs {
-				switch o.GetKind() {
-				case "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding",
-					"MutatingWebhookConfiguration", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding":
-					if o.GetNamespace() != "" {
-						t.Errorf("cluster-scoped %s/%s has namespace %q", o.GetKind(), o.GetName(), o.GetNamespace())
-					}
-				default:
-					if o.GetNamespace() != namespace {
-						t.Errorf("%s/%s is in namespace %q, want the release's %q", o.GetKind(), o.GetName(), o.GetNamespace(), namespace)
-					}
-				}
-			}
-		})
-	}
-}
+		}
+	},
+	Entry("defaults", "", defaultIDs),
+	Entry("cert-manager issues the certificate", certManagerValues, edit(defaultIDs, selfCertIDs, []string{
+		"Issuer/softreload-selfsigned", "Certificate/softreload-serving-cert",
+	})),
+	Entry("cert-manager with the user's issuer", certManagerIssuerValues,
+		edit(defaultIDs, selfCertIDs, []string{"Certificate/softreload-serving-cert"})),
+	Entry("metrics and ServiceMonitor", monitoringValues,
+		edit(defaultIDs, nil, []string{"ServiceMonitor/softreload-manager-metrics"})),
+	Entry("no metrics", noMetricsValues,
+		edit(defaultIDs, []string{"Service/softreload-manager-metrics"}, nil)),
+	Entry("admission policy off", noPolicyValues, edit(defaultIDs, []string{
+		"ValidatingAdmissionPolicy/softreload-agent-own-pod",
+		"ValidatingAdmissionPolicyBinding/softreload-agent-own-pod",
+	}, nil)),
+	Entry("no leader election", noLeaderElectionValues, edit(defaultIDs, []string{
+		"Role/softreload-leader-election", "RoleBinding/softreload-leader-election",
+	}, nil)),
+	Entry("custom images, replicas and resources", customValues, defaultIDs),
+)
 
-func TestTemplateRefusesBadValues(t *testing.T) {
-	tests := map[string]struct {
-		values, wantErr string
-	}{
-		"unknown cert mode":      {values: "webhook:\n  certMode: vault\n", wantErr: "certMode"},
-		"unknown failure policy": {values: "webhook:\n  failurePolicy: Retry\n", wantErr: "failurePolicy"},
-		"replicas without leader election": {
-			values:  "replicas: 2\nleaderElection:\n  enabled: false\n",
-			wantErr: "leaderElection",
-		},
-		"ServiceMonitor without metrics": {
-			values:  "metrics:\n  enabled: false\n  serviceMonitor:\n    enabled: true\n",
-			wantErr: "metrics.enabled",
-		},
-		"no replicas": {values: "replicas: 0\n", wantErr: "replicas"},
-		// A misspelt value would otherwise be ignored without a word.
-		"misspelt value":        {values: "replica: 3\n", wantErr: "replica"},
-		"misspelt nested value": {values: "webhook:\n  certmode: cert-manager\n", wantErr: "certmode"},
-	}
-	for name, tc := range tests {
-		t.Run(name, func(t *testing.T) {
-			_, err := template(t, tc.values)
-			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-				t.Errorf("err = %v, want one that names %q", err, tc.wantErr)
-			}
-		})
-	}
-}
+var _ = DescribeTable("helm template refuses bad values, naming them",
+	func(values, wantErr string) {
+		_, err := template(values)
+		Expect(err).To(MatchError(ContainSubstring(wantErr)))
+	},
+	Entry("unknown cert mode", "webhook:\n  certMode: vault\n", "certMode"),
+	Entry("unknown failure policy", "webhook:\n  failurePolicy: Retry\n", "failurePolicy"),
+	Entry("replicas without leader election", "replicas: 2\nleaderElection:\n  enabled: false\n", "leaderElection"),
+	Entry("ServiceMonitor without metrics", "metrics:\n  enabled: false\n  serviceMonitor:\n    enabled: true\n", "metrics.enabled"),
+	Entry("no replicas", "replicas: 0\n", "replicas"),
+	// A misspelt value would otherwise be ignored without a word.
+	Entry("misspelt value", "replica: 3\n", "replica"),
+	Entry("misspelt nested value", "webhook:\n  certmode: cert-manager\n", "certmode"),
+)
 
-func TestWebhookConfiguration(t *testing.T) {
-	generated := webhook(t, renamedGenerated(t))
-	tests := map[string]struct {
-		values            string
-		wantFailurePolicy string
-		wantCAInjection   string // the cert-manager annotation, "" for none
-		wantPort          int64
-	}{
-		"defaults": {wantFailurePolicy: "Fail", wantPort: 9443},
-		"cert-manager": {
-			values: certManagerValues, wantFailurePolicy: "Fail", wantPort: 9443,
-			wantCAInjection: namespace + "/softreload-serving-cert",
-		},
-		"custom": {values: customValues, wantFailurePolicy: "Ignore", wantPort: 10443},
-	}
-	for name, tc := range tests {
-		t.Run(name, func(t *testing.T) {
-			objs := mustTemplate(t, tc.values)
-			hook := webhook(t, objs)
+// wantCAInjection is the cert-manager annotation, "" for none.
+var _ = DescribeTable("The webhook configuration",
+	func(values, wantFailurePolicy, wantCAInjection string, wantPort int64) {
+		generated := webhook(renamedGenerated())
+		objs := mustTemplate(values)
+		hook := webhook(objs)
 
-			// What the +kubebuilder:webhook marker says is what the chart says.
-			for _, key := range []string{"name", "rules", "sideEffects", "admissionReviewVersions", "reinvocationPolicy"} {
-				if diff := cmp.Diff(generated[key], hook[key]); diff != "" {
-					t.Errorf("webhook %s differs from config/webhook/manifests.yaml (-generated +chart):\n%s", key, diff)
-				}
-			}
-			wantClient := map[string]any{"service": map[string]any{
-				"name": "softreload-webhook", "namespace": namespace, "path": "/mutate-v1-pod", "port": int64(443),
-			}}
-			if diff := cmp.Diff(wantClient, hook["clientConfig"]); diff != "" {
-				t.Errorf("clientConfig (-want +got); a caBundle must not be rendered, the manager or cert-manager writes it:\n%s", diff)
-			}
-			wantSelector := map[string]any{"matchExpressions": []any{
-				map[string]any{"key": "softreload.dev/pool", "operator": "Exists"},
-			}}
-			if diff := cmp.Diff(wantSelector, hook["objectSelector"]); diff != "" {
-				t.Errorf("objectSelector (-want +got):\n%s", diff)
-			}
-			if hook["failurePolicy"] != tc.wantFailurePolicy {
-				t.Errorf("failurePolicy = %v, want %s", hook["failurePolicy"], tc.wantFailurePolicy)
-			}
+		// What the +kubebuilder:webhook marker says is what the chart says.
+		for _, key := range []string{"name", "rules", "sideEffects", "admissionReviewVersions", "reinvocationPolicy"} {
+			Expect(hook[key]).To(BeComparableTo(generated[key]), "webhook %s, against config/webhook/manifests.yaml", key)
+		}
+		Expect(hook["clientConfig"]).To(BeComparableTo(map[string]any{"service": map[string]any{
+			"name": "softreload-webhook", "namespace": namespace, "path": "/mutate-v1-pod", "port": int64(443),
+		}}), "clientConfig; a caBundle must not be rendered, the manager or cert-manager writes it")
+		Expect(hook["objectSelector"]).To(BeComparableTo(map[string]any{"matchExpressions": []any{
+			map[string]any{"key": "softreload.dev/pool", "operator": "Exists"},
+		}}), "objectSelector")
+		Expect(hook["failurePolicy"]).To(Equal(wantFailurePolicy), "failurePolicy")
 
-			annotations := objs.get(t, "MutatingWebhookConfiguration", "softreload-injector").GetAnnotations()
-			if got := annotations["cert-manager.io/inject-ca-from"]; got != tc.wantCAInjection {
-				t.Errorf("cert-manager.io/inject-ca-from = %q, want %q", got, tc.wantCAInjection)
-			}
+		annotations := objs.get("MutatingWebhookConfiguration", "softreload-injector").GetAnnotations()
+		Expect(annotations["cert-manager.io/inject-ca-from"]).To(Equal(wantCAInjection), "cert-manager.io/inject-ca-from")
 
-			// The Service reaches the manager's webhook port.
-			svc := objs.get(t, "Service", "softreload-webhook")
-			ports := field(t, svc, "spec", "ports").([]any)
-			wantPorts := []any{map[string]any{"name": "https", "port": int64(443), "targetPort": "webhook", "protocol": "TCP"}}
-			if diff := cmp.Diff(wantPorts, ports); diff != "" {
-				t.Errorf("webhook Service ports (-want +got):\n%s", diff)
-			}
-			if got := containerPort(t, objs, "webhook"); got != tc.wantPort {
-				t.Errorf("container port webhook = %d, want %d", got, tc.wantPort)
-			}
-			if !slices.Contains(args(t, objs), "--webhook-port="+strconv.FormatInt(tc.wantPort, 10)) {
-				t.Errorf("args %v do not serve the webhook on %d", args(t, objs), tc.wantPort)
-			}
-			checkSelects(t, objs, svc)
-		})
-	}
-}
+		By("reaching the manager's webhook port through the Service")
+		svc := objs.get("Service", "softreload-webhook")
+		Expect(field(svc, "spec", "ports")).To(BeComparableTo([]any{
+			map[string]any{"name": "https", "port": int64(443), "targetPort": "webhook", "protocol": "TCP"},
+		}), "webhook Service ports")
+		Expect(containerPort(objs, "webhook")).To(Equal(wantPort), "container port webhook")
+		Expect(args(objs)).To(ContainElement("--webhook-port="+strconv.FormatInt(wantPort, 10)), "the manager's args serve the webhook")
+		checkSelects(objs, svc)
+	},
+	Entry("defaults", "", "Fail", "", int64(9443)),
+	Entry("cert-manager", certManagerValues, "Fail", namespace+"/softreload-serving-cert", int64(9443)),
+	Entry("custom", customValues, "Ignore", "", int64(10443)),
+)
 
 // renamedGenerated is controller-gen's webhook configuration.
-func renamedGenerated(t *testing.T) objects {
-	t.Helper()
-	objs := readObjects(t, "config/webhook/manifests.yaml")
+func renamedGenerated() objects {
+	GinkgoHelper()
+	objs := readObjects("config/webhook/manifests.yaml")
 	for _, o := range objs {
 		o.SetName("softreload-injector")
 	}
 	return objs
 }
 
-func TestCertManagerCertificate(t *testing.T) {
-	for name, tc := range map[string]struct {
-		values     string
-		wantIssuer map[string]any
-	}{
-		"self-signed issuer": {values: certManagerValues, wantIssuer: map[string]any{"kind": "Issuer", "name": "softreload-selfsigned"}},
-		"user's issuer":      {values: certManagerIssuerValues, wantIssuer: map[string]any{"kind": "ClusterIssuer", "name": "corp-ca"}},
-	} {
-		t.Run(name, func(t *testing.T) {
-			objs := mustTemplate(t, tc.values)
-			cert := objs.get(t, "Certificate", "softreload-serving-cert")
-			want := map[string]any{
-				"dnsNames": []any{
-					"softreload-webhook." + namespace + ".svc",
-					"softreload-webhook." + namespace + ".svc.cluster.local",
-				},
-				"issuerRef":  tc.wantIssuer,
-				"secretName": "softreload-webhook-cert",
-			}
-			if diff := cmp.Diff(want, cert.Object["spec"]); diff != "" {
-				t.Errorf("Certificate spec (-want +got):\n%s", diff)
-			}
-			if !slices.Contains(args(t, objs), "--webhook-cert-mode=cert-manager") {
-				t.Errorf("args %v lack --webhook-cert-mode=cert-manager", args(t, objs))
-			}
-		})
-	}
+var _ = DescribeTable("The cert-manager Certificate",
+	func(values string, wantIssuer map[string]any) {
+		objs := mustTemplate(values)
+		cert := objs.get("Certificate", "softreload-serving-cert")
+		Expect(cert.Object["spec"]).To(BeComparableTo(map[string]any{
+			"dnsNames": []any{
+				"softreload-webhook." + namespace + ".svc",
+				"softreload-webhook." + namespace + ".svc.cluster.local",
+			},
+			"issuerRef":  wantIssuer,
+			"secretName": "softreload-webhook-cert",
+		}), "Certificate spec")
+		Expect(args(objs)).To(ContainElement("--webhook-cert-mode=cert-manager"), "the manager's args")
+	},
+	Entry("self-signed issuer", certManagerValues, map[string]any{"kind": "Issuer", "name": "softreload-selfsigned"}),
+	Entry("user's issuer", certManagerIssuerValues, map[string]any{"kind": "ClusterIssuer", "name": "corp-ca"}),
+)
+
+// deployment is what a value set must make of the manager's Deployment.
+type deployment struct {
+	values        string
+	wantImage     string
+	wantPull      string
+	wantArgs      []string
+	wantReplicas  int64
+	wantResources map[string]any
 }
 
-func TestDeployment(t *testing.T) {
-	tests := map[string]struct {
-		values        string
-		wantImage     string
-		wantPull      string
-		wantArgs      []string
-		wantReplicas  int64
-		wantResources map[string]any
-	}{
-		"defaults": {
-			wantImage: "ghcr.io/softreload/manager:0.1.0",
-			wantPull:  "IfNotPresent",
-			wantArgs: []string{
-				"--metrics-bind-address=:8080",
-				"--health-probe-bind-address=:8081",
-				"--leader-elect",
-				"--webhook-port=9443",
-				"--webhook-cert-dir=/tmp/k8s-webhook-server/serving-certs",
-				"--webhook-cert-mode=self",
-				"--agent-image=ghcr.io/softreload/agent:0.1.0",
-			},
-			wantReplicas: 1,
-			wantResources: map[string]any{
-				"requests": map[string]any{"cpu": "10m", "memory": "64Mi"},
-				"limits":   map[string]any{"cpu": "500m", "memory": "256Mi"},
-			},
+var _ = DescribeTable("The manager's Deployment",
+	func(tc deployment) {
+		objs := mustTemplate(tc.values)
+		d := objs.get("Deployment", "softreload-manager")
+		c := managerContainer(objs)
+		Expect(c["image"]).To(Equal(tc.wantImage), "image")
+		Expect(c["imagePullPolicy"]).To(Equal(tc.wantPull), "imagePullPolicy")
+		Expect(c["command"]).To(Equal([]any{"/manager"}), "command")
+		Expect(args(objs)).To(Equal(tc.wantArgs), "args")
+		Expect(field(d, "spec", "replicas")).To(Equal(tc.wantReplicas), "replicas")
+		Expect(c["resources"]).To(BeComparableTo(tc.wantResources), "resources")
+		Expect(field(d, "spec", "template", "spec", "serviceAccountName")).To(Equal("softreload-manager"), "serviceAccountName")
+		Expect(c["env"]).To(BeComparableTo([]any{map[string]any{
+			"name":      "POD_NAMESPACE",
+			"valueFrom": map[string]any{"fieldRef": map[string]any{"fieldPath": "metadata.namespace"}},
+		}}), "env; the manager finds its certificate Secret by POD_NAMESPACE")
+		checkRestricted(d, c)
+		checkProbesAndCert(d, c)
+	},
+	Entry("defaults", deployment{
+		wantImage: "ghcr.io/softreload/manager:0.1.0",
+		wantPull:  "IfNotPresent",
+		wantArgs: []string{
+			"--metrics-bind-address=:8080",
+			"--health-probe-bind-address=:8081",
+			"--leader-elect",
+			"--webhook-port=9443",
+			"--webhook-cert-dir=/tmp/k8s-webhook-server/serving-certs",
+			"--webhook-cert-mode=self",
+			"--agent-image=ghcr.io/softreload/agent:0.1.0",
 		},
-		"custom": {
-			values:    customValues,
-			wantImage: "registry.example/team/softreload-manager:v1.2.3",
-			wantPull:  "Always",
-			wantArgs: []string{
-				"--metrics-bind-address=:8080",
-				"--health-probe-bind-address=:8081",
-				"--leader-elect",
-				"--webhook-port=10443",
-				"--webhook-cert-dir=/tmp/k8s-webhook-server/serving-certs",
-				"--webhook-cert-mode=self",
-				"--agent-image=registry.example/team/softreload-agent@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
-				"--v=2",
-			},
-			wantReplicas: 3,
-			wantResources: map[string]any{
-				"requests": map[string]any{"cpu": "100m", "memory": "128Mi"},
-				"limits":   map[string]any{"memory": "1Gi"},
-			},
+		wantReplicas: 1,
+		wantResources: map[string]any{
+			"requests": map[string]any{"cpu": "10m", "memory": "64Mi"},
+			"limits":   map[string]any{"cpu": "500m", "memory": "256Mi"},
 		},
-		"no metrics, no leader election": {
-			values:    noMetricsValues + noLeaderElectionValues,
-			wantImage: "ghcr.io/softreload/manager:0.1.0",
-			wantPull:  "IfNotPresent",
-			wantArgs: []string{
-				"--metrics-bind-address=0",
-				"--health-probe-bind-address=:8081",
-				"--webhook-port=9443",
-				"--webhook-cert-dir=/tmp/k8s-webhook-server/serving-certs",
-				"--webhook-cert-mode=self",
-				"--agent-image=ghcr.io/softreload/agent:0.1.0",
-			},
-			wantReplicas: 1,
-			wantResources: map[string]any{
-				"requests": map[string]any{"cpu": "10m", "memory": "64Mi"},
-				"limits":   map[string]any{"cpu": "500m", "memory": "256Mi"},
-			},
+	}),
+	Entry("custom", deployment{
+		values:    customValues,
+		wantImage: "registry.example/team/softreload-manager:v1.2.3",
+		wantPull:  "Always",
+		wantArgs: []string{
+			"--metrics-bind-address=:8080",
+			"--health-probe-bind-address=:8081",
+			"--leader-elect",
+			"--webhook-port=10443",
+			"--webhook-cert-dir=/tmp/k8s-webhook-server/serving-certs",
+			"--webhook-cert-mode=self",
+			"--agent-image=registry.example/team/softreload-agent@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+			"--v=2",
 		},
-	}
-	for name, tc := range tests {
-		t.Run(name, func(t *testing.T) {
-			objs := mustTemplate(t, tc.values)
-			d := objs.get(t, "Deployment", "softreload-manager")
-			c := managerContainer(t, objs)
-			if c["image"] != tc.wantImage || c["imagePullPolicy"] != tc.wantPull {
-				t.Errorf("image %v (%v), want %s (%s)", c["image"], c["imagePullPolicy"], tc.wantImage, tc.wantPull)
-			}
-			if diff := cmp.Diff([]any{"/manager"}, c["command"]); diff != "" {
-				t.Errorf("command (-want +got):\n%s", diff)
-			}
-			if diff := cmp.Diff(tc.wantArgs, args(t, objs)); diff != "" {
-				t.Errorf("args (-want +got):\n%s", diff)
-			}
-			if got := field(t, d, "spec", "replicas"); got != tc.wantReplicas {
-				t.Errorf("replicas = %v, want %d", got, tc.wantReplicas)
-			}
-			if diff := cmp.Diff(tc.wantResources, c["resources"]); diff != "" {
-				t.Errorf("resources (-want +got):\n%s", diff)
-			}
-			if got := field(t, d, "spec", "template", "spec", "serviceAccountName"); got != "softreload-manager" {
-				t.Errorf("serviceAccountName = %v", got)
-			}
-			wantEnv := []any{map[string]any{
-				"name":      "POD_NAMESPACE",
-				"valueFrom": map[string]any{"fieldRef": map[string]any{"fieldPath": "metadata.namespace"}},
-			}}
-			if diff := cmp.Diff(wantEnv, c["env"]); diff != "" {
-				t.Errorf("env (-want +got); the manager finds its certificate Secret by POD_NAMESPACE:\n%s", diff)
-			}
-			checkRestricted(t, d, c)
-			checkProbesAndCert(t, d, c)
-		})
-	}
-}
+		wantReplicas: 3,
+		wantResources: map[string]any{
+			"requests": map[string]any{"cpu": "100m", "memory": "128Mi"},
+			"limits":   map[string]any{"memory": "1Gi"},
+		},
+	}),
+	Entry("no metrics, no leader election", deployment{
+		values:    noMetricsValues + noLeaderElectionValues,
+		wantImage: "ghcr.io/softreload/manager:0.1.0",
+		wantPull:  "IfNotPresent",
+		wantArgs: []string{
+			"--metrics-bind-address=0",
+			"--health-probe-bind-address=:8081",
+			"--webhook-port=9443",
+			"--webhook-cert-dir=/tmp/k8s-webhook-server/serving-certs",
+			"--webhook-cert-mode=self",
+			"--agent-image=ghcr.io/softreload/agent:0.1.0",
+		},
+		wantReplicas: 1,
+		wantResources: map[string]any{
+			"requests": map[string]any{"cpu": "10m", "memory": "64Mi"},
+			"limits":   map[string]any{"cpu": "500m", "memory": "256Mi"},
+		},
+	}),
+)
 
 // checkRestricted checks that the manager passes the restricted Pod
 // Security Standard, as the softreload-system namespace enforces it.
-func checkRestricted(t *testing.T, d *unstructured.Unstructured, c map[string]any) {
-	t.Helper()
-	pod := field(t, d, "spec", "template", "spec", "securityContext").(map[string]any)
-	if pod["runAsNonRoot"] != true {
-		t.Errorf("pod runAsNonRoot = %v", pod["runAsNonRoot"])
-	}
-	if diff := cmp.Diff(map[string]any{"type": "RuntimeDefault"}, pod["seccompProfile"]); diff != "" {
-		t.Errorf("seccompProfile (-want +got):\n%s", diff)
-	}
-	want := map[string]any{
+func checkRestricted(d *unstructured.Unstructured, c map[string]any) {
+	GinkgoHelper()
+	pod := field(d, "spec", "template", "spec", "securityContext").(map[string]any)
+	Expect(pod).To(HaveKeyWithValue("runAsNonRoot", true), "the pod's securityContext")
+	Expect(pod["seccompProfile"]).To(BeComparableTo(map[string]any{"type": "RuntimeDefault"}), "seccompProfile")
+	Expect(c["securityContext"]).To(BeComparableTo(map[string]any{
 		"allowPrivilegeEscalation": false,
 		"readOnlyRootFilesystem":   true,
 		"capabilities":             map[string]any{"drop": []any{"ALL"}},
-	}
-	if diff := cmp.Diff(want, c["securityContext"]); diff != "" {
-		t.Errorf("container securityContext (-want +got):\n%s", diff)
-	}
+	}), "container securityContext")
 }
 
 // checkProbesAndCert checks the health probes and that the webhook's
 // certificate Secret is mounted where --webhook-cert-dir points.
-func checkProbesAndCert(t *testing.T, d *unstructured.Unstructured, c map[string]any) {
-	t.Helper()
+func checkProbesAndCert(d *unstructured.Unstructured, c map[string]any) {
+	GinkgoHelper()
 	for probe, path := range map[string]string{"livenessProbe": "/healthz", "readinessProbe": "/readyz"} {
 		p, _ := c[probe].(map[string]any)
-		want := map[string]any{"path": path, "port": "health"}
-		if diff := cmp.Diff(want, p["httpGet"]); diff != "" {
-			t.Errorf("%s (-want +got):\n%s", probe, diff)
-		}
+		Expect(p["httpGet"]).To(BeComparableTo(map[string]any{"path": path, "port": "health"}), probe)
 	}
 	var certVolume string
 	for _, m := range c["volumeMounts"].([]any) {
@@ -475,164 +366,125 @@ func checkProbesAndCert(t *testing.T, d *unstructured.Unstructured, c map[string
 		}
 	}
 	var secret any
-	for _, v := range field(t, d, "spec", "template", "spec", "volumes").([]any) {
+	for _, v := range field(d, "spec", "template", "spec", "volumes").([]any) {
 		v := v.(map[string]any)
 		if v["name"] == certVolume {
 			secret = v["secret"]
 		}
 	}
-	if diff := cmp.Diff(map[string]any{"secretName": "softreload-webhook-cert"}, secret); diff != "" {
-		t.Errorf("the volume at the cert dir (-want +got):\n%s", diff)
-	}
+	Expect(secret).To(BeComparableTo(map[string]any{"secretName": "softreload-webhook-cert"}), "the volume at the cert dir")
 }
 
-func containerPort(t *testing.T, objs objects, name string) int64 {
-	t.Helper()
-	for _, p := range managerContainer(t, objs)["ports"].([]any) {
+// containerPort is the manager container's port of that name.
+func containerPort(objs objects, name string) int64 {
+	GinkgoHelper()
+	for _, p := range managerContainer(objs)["ports"].([]any) {
 		p := p.(map[string]any)
 		if p["name"] == name {
 			return p["containerPort"].(int64)
 		}
 	}
-	t.Fatalf("the manager container has no port %q", name)
+	Fail("the manager container has no port " + name)
 	return 0
 }
 
 // checkSelects checks that svc selects the manager's pods.
-func checkSelects(t *testing.T, objs objects, svc *unstructured.Unstructured) {
-	t.Helper()
-	d := objs.get(t, "Deployment", "softreload-manager")
+func checkSelects(objs objects, svc *unstructured.Unstructured) {
+	GinkgoHelper()
+	d := objs.get("Deployment", "softreload-manager")
 	podLabels := d.Object["spec"].(map[string]any)["template"].(map[string]any)["metadata"].(map[string]any)["labels"].(map[string]any)
-	selector := field(t, svc, "spec", "selector").(map[string]any)
-	if len(selector) == 0 {
-		t.Fatalf("Service %s selects every pod", svc.GetName())
-	}
+	selector := field(svc, "spec", "selector").(map[string]any)
+	Expect(selector).NotTo(BeEmpty(), "Service %s selects every pod", svc.GetName())
 	for k, v := range selector {
-		if podLabels[k] != v {
-			t.Errorf("Service %s selects %s=%v; the manager's pods have %v", svc.GetName(), k, v, podLabels[k])
-		}
+		Expect(podLabels).To(HaveKeyWithValue(k, v), "Service %s selects %s=%v; the manager's pods' labels", svc.GetName(), k, v)
 	}
 }
 
-func TestMetrics(t *testing.T) {
-	objs := mustTemplate(t, monitoringValues)
-	svc := objs.get(t, "Service", "softreload-manager-metrics")
-	checkSelects(t, objs, svc)
-	wantPorts := []any{map[string]any{"name": "metrics", "port": int64(9090), "targetPort": "metrics", "protocol": "TCP"}}
-	if diff := cmp.Diff(wantPorts, field(t, svc, "spec", "ports")); diff != "" {
-		t.Errorf("metrics Service ports (-want +got):\n%s", diff)
-	}
-	if got := containerPort(t, objs, "metrics"); got != 9090 {
-		t.Errorf("container port metrics = %d, want 9090", got)
-	}
-	if !slices.Contains(args(t, objs), "--metrics-bind-address=:9090") {
-		t.Errorf("args %v do not serve metrics on 9090", args(t, objs))
-	}
-	sm := objs.get(t, "ServiceMonitor", "softreload-manager-metrics")
-	if got := sm.GetLabels()["release"]; got != "prometheus" {
-		t.Errorf("ServiceMonitor label release = %q, want the value's prometheus", got)
-	}
-	wantSelector := field(t, svc, "metadata", "labels").(map[string]any)
-	for k, v := range field(t, sm, "spec", "selector", "matchLabels").(map[string]any) {
-		if wantSelector[k] != v {
-			t.Errorf("ServiceMonitor selects %s=%v; the metrics Service has %v", k, v, wantSelector[k])
+var _ = Describe("Metrics", func() {
+	It("are served on the port the values say, and a ServiceMonitor scrapes them", func() {
+		objs := mustTemplate(monitoringValues)
+		svc := objs.get("Service", "softreload-manager-metrics")
+		checkSelects(objs, svc)
+		Expect(field(svc, "spec", "ports")).To(BeComparableTo([]any{
+			map[string]any{"name": "metrics", "port": int64(9090), "targetPort": "metrics", "protocol": "TCP"},
+		}), "metrics Service ports")
+		Expect(containerPort(objs, "metrics")).To(Equal(int64(9090)), "container port metrics")
+		Expect(args(objs)).To(ContainElement("--metrics-bind-address=:9090"), "the manager's args serve metrics on 9090")
+		sm := objs.get("ServiceMonitor", "softreload-manager-metrics")
+		Expect(sm.GetLabels()).To(HaveKeyWithValue("release", "prometheus"), "ServiceMonitor labels: the value's release")
+		svcLabels := field(svc, "metadata", "labels").(map[string]any)
+		for k, v := range field(sm, "spec", "selector", "matchLabels").(map[string]any) {
+			Expect(svcLabels).To(HaveKeyWithValue(k, v), "ServiceMonitor selects %s=%v; the metrics Service's labels", k, v)
 		}
-	}
-	wantEndpoints := []any{map[string]any{"port": "metrics", "path": "/metrics", "scheme": "http", "interval": "15s"}}
-	if diff := cmp.Diff(wantEndpoints, field(t, sm, "spec", "endpoints")); diff != "" {
-		t.Errorf("ServiceMonitor endpoints (-want +got):\n%s", diff)
-	}
-}
+		Expect(field(sm, "spec", "endpoints")).To(BeComparableTo([]any{
+			map[string]any{"port": "metrics", "path": "/metrics", "scheme": "http", "interval": "15s"},
+		}), "ServiceMonitor endpoints")
+	})
+})
 
-// The chart's CRDs are config/crd/bases, byte for byte.
-func TestChartCRDsAreConfigCRDs(t *testing.T) {
-	base := filepath.Join(root, "config", "crd", "bases")
-	want, err := filepath.Glob(filepath.Join(base, "*.yaml"))
-	if err != nil || len(want) == 0 {
-		t.Fatalf("no CRDs in %s (%v)", base, err)
-	}
-	got, err := filepath.Glob(filepath.Join(root, chartDir, "crds", "*.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	names := func(paths []string) []string {
-		var out []string
-		for _, p := range paths {
-			out = append(out, filepath.Base(p))
+var _ = Describe("What controller-gen generates", func() {
+	// The chart's CRDs are config/crd/bases, byte for byte.
+	It("is the chart's CRDs, byte for byte, and helm installs exactly that CRD", func() {
+		base := filepath.Join(root, "config", "crd", "bases")
+		want, err := filepath.Glob(filepath.Join(base, "*.yaml"))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(want).NotTo(BeEmpty(), "no CRDs in %s", base)
+		got, err := filepath.Glob(filepath.Join(root, chartDir, "crds", "*.yaml"))
+		Expect(err).NotTo(HaveOccurred())
+		names := func(paths []string) []string {
+			var out []string
+			for _, p := range paths {
+				out = append(out, filepath.Base(p))
+			}
+			return out
 		}
-		return out
-	}
-	if diff := cmp.Diff(names(want), names(got)); diff != "" {
-		t.Fatalf("chart crds/ files differ from config/crd/bases (-config +chart); run make manifests:\n%s", diff)
-	}
-	for _, p := range want {
-		a, _ := os.ReadFile(p)
-		b, err := os.ReadFile(filepath.Join(root, chartDir, "crds", filepath.Base(p)))
-		if err != nil {
-			t.Fatal(err)
+		Expect(names(got)).To(Equal(names(want)), "chart crds/ files, against config/crd/bases; run make manifests")
+		for _, p := range want {
+			a, _ := os.ReadFile(p)
+			b, err := os.ReadFile(filepath.Join(root, chartDir, "crds", filepath.Base(p)))
+			Expect(err).NotTo(HaveOccurred())
+			Expect(string(b)).To(Equal(string(a)), "%s in the chart differs from config/crd/bases; run make manifests", filepath.Base(p))
 		}
-		if string(a) != string(b) {
-			t.Errorf("%s in the chart differs from config/crd/bases; run make manifests", filepath.Base(p))
-		}
-	}
 
-	// And helm installs exactly that CRD.
-	crd := mustTemplate(t, "").get(t, "CustomResourceDefinition", "workerpools.workers.softreload.dev")
-	wantCRD := readObjects(t, "config/crd/bases/workers.softreload.dev_workerpools.yaml")
-	if diff := cmp.Diff(wantCRD[0].Object, crd.Object); diff != "" {
-		t.Errorf("rendered CRD (-config +chart):\n%s", diff)
-	}
-}
+		crd := mustTemplate("").get("CustomResourceDefinition", "workerpools.workers.softreload.dev")
+		wantCRD := readObjects("config/crd/bases/workers.softreload.dev_workerpools.yaml")
+		Expect(crd.Object).To(BeComparableTo(wantCRD[0].Object), "rendered CRD, against config's")
+	})
 
-// The manager's ClusterRole has exactly the rules controller-gen generated.
-func TestManagerRulesAreGenerated(t *testing.T) {
-	want := readObjects(t, "config/rbac/role.yaml")
-	if len(want) != 1 {
-		t.Fatalf("config/rbac/role.yaml has %d objects, want 1", len(want))
-	}
-	got := mustTemplate(t, "").get(t, "ClusterRole", "softreload-manager-role")
-	if diff := cmp.Diff(want[0].Object["rules"], got.Object["rules"]); diff != "" {
-		t.Errorf("softreload-manager-role rules (-config/rbac/role.yaml +chart); run make manifests:\n%s", diff)
-	}
-	binding := mustTemplate(t, "").get(t, "ClusterRoleBinding", "softreload-manager-rolebinding")
-	wantSubjects := []any{map[string]any{"kind": "ServiceAccount", "name": "softreload-manager", "namespace": namespace}}
-	if diff := cmp.Diff(wantSubjects, binding.Object["subjects"]); diff != "" {
-		t.Errorf("softreload-manager-rolebinding subjects (-want +got):\n%s", diff)
-	}
-}
+	// The manager's ClusterRole has exactly the rules controller-gen
+	// generated.
+	It("is the manager's ClusterRole's rules, bound to its account", func() {
+		want := readObjects("config/rbac/role.yaml")
+		Expect(want).To(HaveLen(1), "config/rbac/role.yaml's objects")
+		got := mustTemplate("").get("ClusterRole", "softreload-manager-role")
+		Expect(got.Object["rules"]).To(BeComparableTo(want[0].Object["rules"]), "softreload-manager-role rules, against config/rbac/role.yaml; run make manifests")
+		binding := mustTemplate("").get("ClusterRoleBinding", "softreload-manager-rolebinding")
+		Expect(binding.Object["subjects"]).To(BeComparableTo([]any{
+			map[string]any{"kind": "ServiceAccount", "name": "softreload-manager", "namespace": namespace},
+		}), "softreload-manager-rolebinding subjects")
+	})
 
-// The agents' admission policy is config/policy's.
-func TestAdmissionPolicyIsConfigPolicy(t *testing.T) {
-	want := readObjects(t, "config/policy/agent-pod-policy.yaml")
-	objs := mustTemplate(t, "")
-	for _, w := range want {
-		got := objs.get(t, w.GetKind(), w.GetName())
-		if diff := cmp.Diff(w.Object, got.Object); diff != "" {
-			t.Errorf("%s/%s (-config/policy +chart):\n%s", w.GetKind(), w.GetName(), diff)
+	// The agents' admission policy is config/policy's.
+	It("is the agents' admission policy", func() {
+		objs := mustTemplate("")
+		for _, w := range readObjects("config/policy/agent-pod-policy.yaml") {
+			got := objs.get(w.GetKind(), w.GetName())
+			Expect(got.Object).To(BeComparableTo(w.Object), "%s/%s, against config/policy", w.GetKind(), w.GetName())
 		}
-	}
-}
+	})
+})
 
 // Installed into another namespace, nothing points at softreload-system:
 // the webhook's Service, the bindings' subjects and the certificate's
 // names follow the release.
-func TestChartFollowsTheReleaseNamespace(t *testing.T) {
-	for name, values := range map[string]string{
-		"defaults":     "",
-		"cert-manager": certManagerValues + "metrics:\n  serviceMonitor:\n    enabled: true\n",
-	} {
-		t.Run(name, func(t *testing.T) {
-			out, err := helm(t, "template", "softreload", chartDir, "--namespace", "ops", "--include-crds", "--values", valuesFile(t, values))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if strings.Contains(out, namespace) {
-				t.Errorf("rendered into namespace ops, the chart still names %s", namespace)
-			}
-			objs := decode(t, out)
-			if got := webhook(t, objs)["clientConfig"].(map[string]any)["service"].(map[string]any)["namespace"]; got != "ops" {
-				t.Errorf("the webhook calls a Service in %v, want ops", got)
-			}
-		})
-	}
-}
+var _ = DescribeTable("The chart follows the release's namespace",
+	func(values string) {
+		out, err := helm("template", "softreload", chartDir, "--namespace", "ops", "--include-crds", "--values", valuesFile(values))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(out).NotTo(ContainSubstring(namespace), "rendered into namespace ops, the chart still names %s", namespace)
+		objs := decode(out)
+		Expect(webhook(objs)["clientConfig"].(map[string]any)["service"].(map[string]any)["namespace"]).To(Equal("ops"), "the namespace of the Service the webhook calls")
+	},
+	Entry("defaults", ""),
+	Entry("cert-manager", certManagerValues+"metrics:\n  serviceMonitor:\n    enabled: true\n"),
+)

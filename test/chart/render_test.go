@@ -13,8 +13,9 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"testing"
 
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
@@ -53,13 +54,10 @@ func toolPath(tool string) (string, error) {
 
 // helm runs the pinned helm in the repository's root with its state in
 // temporary directories, and returns its standard output.
-func helm(t *testing.T, args ...string) (string, error) {
-	t.Helper()
+func helm(args ...string) (string, error) {
 	bin, err := helmOnce()
-	if err != nil {
-		t.Fatal(err)
-	}
-	home := t.TempDir()
+	Expect(err).NotTo(HaveOccurred())
+	home := GinkgoT().TempDir()
 	var stdout, stderr bytes.Buffer
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = root
@@ -78,78 +76,63 @@ func helm(t *testing.T, args ...string) (string, error) {
 // softreload-system` would, CRDs included, with values given as YAML. The
 // install's objects only: hooks (Helm's steps at install time, which
 // kustomize has no counterpart of) are rendered by templateHooks.
-func template(t *testing.T, values string) (objects, error) {
-	t.Helper()
-	return render(t, values, "--include-crds", "--no-hooks")
+func template(values string) (objects, error) {
+	return render(values, "--include-crds", "--no-hooks")
 }
 
 // render runs helm template with the values and extra flags.
-func render(t *testing.T, values string, flags ...string) (objects, error) {
-	t.Helper()
+func render(values string, flags ...string) (objects, error) {
 	args := append([]string{"template", "softreload", chartDir, "--namespace", namespace}, flags...)
 	if values != "" {
-		args = append(args, "--values", valuesFile(t, values))
+		args = append(args, "--values", valuesFile(values))
 	}
-	out, err := helm(t, args...)
+	out, err := helm(args...)
 	if err != nil {
 		return nil, err
 	}
-	return decode(t, out), nil
+	return decode(out), nil
 }
 
-// valuesFile writes values into a file for --values. Not in t.TempDir():
-// helm splits --values at commas, which subtest names may hold.
-func valuesFile(t *testing.T, values string) string {
-	t.Helper()
+// valuesFile writes values into a file for --values. Not in
+// GinkgoT().TempDir(): helm splits --values at commas, which spec names
+// may hold.
+func valuesFile(values string) string {
 	dir, err := os.MkdirTemp("", "softreload-chart-test-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(os.RemoveAll, dir)
 	f := filepath.Join(dir, "values.yaml")
-	if err := os.WriteFile(f, []byte(values), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	Expect(os.WriteFile(f, []byte(values), 0o644)).To(Succeed())
 	return f
 }
 
-func mustTemplate(t *testing.T, values string) objects {
-	t.Helper()
-	objs, err := template(t, values)
-	if err != nil {
-		t.Fatal(err)
-	}
+func mustTemplate(values string) objects {
+	GinkgoHelper()
+	objs, err := template(values)
+	Expect(err).NotTo(HaveOccurred())
 	return objs
 }
 
 // kustomize renders a kustomization directory with the kubectl of the test
 // control plane.
-func kustomize(t *testing.T, dir string) objects {
-	t.Helper()
+func kustomize(dir string) objects {
+	GinkgoHelper()
 	assets, err := envtest.Assets(root)
-	if err != nil {
-		t.Fatal(err)
-	}
+	Expect(err).NotTo(HaveOccurred())
 	var stdout, stderr bytes.Buffer
 	cmd := exec.Command(filepath.Join(assets, "kubectl"), "kustomize", dir)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("kubectl kustomize %s: %v\n%s", dir, err, stderr.String())
-	}
-	return decode(t, stdout.String())
+	Expect(cmd.Run()).To(Succeed(), "kubectl kustomize %s: %s", dir, &stderr)
+	return decode(stdout.String())
 }
 
 // overlay writes a kustomization that builds on the repository's config/
 // directories (resources and components, relative to config/) and returns
 // its directory. kustomize refuses absolute paths, so they are relative.
-func overlay(t *testing.T, resources, components []string) string {
-	t.Helper()
-	dir := t.TempDir()
+func overlay(resources, components []string) string {
+	dir := GinkgoT().TempDir()
 	rel := func(p string) string {
 		r, err := filepath.Rel(dir, filepath.Join(root, "config", p))
-		if err != nil {
-			t.Fatal(err)
-		}
+		Expect(err).NotTo(HaveOccurred())
 		return r
 	}
 	var b strings.Builder
@@ -163,17 +146,15 @@ func overlay(t *testing.T, resources, components []string) string {
 			fmt.Fprintf(&b, "  - %s\n", rel(c))
 		}
 	}
-	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(b.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	Expect(os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(b.String()), 0o644)).To(Succeed())
 	return dir
 }
 
 // objects are rendered Kubernetes objects, in the order they came.
 type objects []*unstructured.Unstructured
 
-func decode(t *testing.T, manifests string) objects {
-	t.Helper()
+func decode(manifests string) objects {
+	GinkgoHelper()
 	var out objects
 	r := utilyaml.NewYAMLReader(bufio.NewReader(strings.NewReader(manifests)))
 	for {
@@ -181,33 +162,25 @@ func decode(t *testing.T, manifests string) objects {
 		if errors.Is(err, io.EOF) {
 			return out
 		}
-		if err != nil {
-			t.Fatal(err)
-		}
+		Expect(err).NotTo(HaveOccurred())
 		js, err := yaml.YAMLToJSON(doc)
-		if err != nil {
-			t.Fatalf("%v in\n%s", err, doc)
-		}
+		Expect(err).NotTo(HaveOccurred(), "in\n%s", doc)
 		if string(js) == "null" {
 			continue // a document of comments only
 		}
 		// Unstructured keeps integers as int64, as the API server does.
 		o := &unstructured.Unstructured{}
-		if err := o.UnmarshalJSON(js); err != nil {
-			t.Fatalf("%v in\n%s", err, doc)
-		}
+		Expect(o.UnmarshalJSON(js)).To(Succeed(), "in\n%s", doc)
 		out = append(out, o)
 	}
 }
 
 // readObjects decodes the YAML file at path (relative to the root).
-func readObjects(t *testing.T, path string) objects {
-	t.Helper()
+func readObjects(path string) objects {
+	GinkgoHelper()
 	data, err := os.ReadFile(filepath.Join(root, path))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return decode(t, string(data))
+	Expect(err).NotTo(HaveOccurred())
+	return decode(string(data))
 }
 
 // ids are "Kind/name" of every object, sorted.
@@ -220,19 +193,17 @@ func (objs objects) ids() []string {
 	return out
 }
 
-// get returns the object of that kind and name, failing the test if there
+// get returns the object of that kind and name, failing the spec if there
 // is not exactly one.
-func (objs objects) get(t *testing.T, kind, name string) *unstructured.Unstructured {
-	t.Helper()
+func (objs objects) get(kind, name string) *unstructured.Unstructured {
+	GinkgoHelper()
 	var found []*unstructured.Unstructured
 	for _, o := range objs {
 		if o.GetKind() == kind && o.GetName() == name {
 			found = append(found, o)
 		}
 	}
-	if len(found) != 1 {
-		t.Fatalf("%d objects %s/%s rendered, want 1; rendered: %v", len(found), kind, name, objs.ids())
-	}
+	Expect(found).To(HaveLen(1), "objects %s/%s rendered; rendered: %v", kind, name, objs.ids())
 	return found[0]
 }
 
@@ -240,43 +211,39 @@ func (objs objects) has(kind, name string) bool {
 	return slices.Contains(objs.ids(), kind+"/"+name)
 }
 
-// field reads a nested field, failing the test if it is missing.
-func field(t *testing.T, o *unstructured.Unstructured, path ...string) any {
-	t.Helper()
+// field reads a nested field, failing the spec if it is missing.
+func field(o *unstructured.Unstructured, path ...string) any {
+	GinkgoHelper()
 	v, ok, err := unstructured.NestedFieldNoCopy(o.Object, path...)
-	if err != nil || !ok {
-		t.Fatalf("%s/%s has no %s (err %v)", o.GetKind(), o.GetName(), strings.Join(path, "."), err)
-	}
+	Expect(err).NotTo(HaveOccurred(), "%s/%s: %s", o.GetKind(), o.GetName(), strings.Join(path, "."))
+	Expect(ok).To(BeTrue(), "%s/%s has no %s", o.GetKind(), o.GetName(), strings.Join(path, "."))
 	return v
 }
 
 // container returns the manager container of the Deployment.
-func managerContainer(t *testing.T, objs objects) map[string]any {
-	t.Helper()
-	d := objs.get(t, "Deployment", "softreload-manager")
-	cs := field(t, d, "spec", "template", "spec", "containers").([]any)
-	if len(cs) != 1 {
-		t.Fatalf("the Deployment has %d containers, want 1", len(cs))
-	}
+func managerContainer(objs objects) map[string]any {
+	GinkgoHelper()
+	d := objs.get("Deployment", "softreload-manager")
+	cs := field(d, "spec", "template", "spec", "containers").([]any)
+	Expect(cs).To(HaveLen(1), "the Deployment's containers")
 	return cs[0].(map[string]any)
 }
 
-func args(t *testing.T, objs objects) []string {
-	t.Helper()
+// args are the manager container's arguments.
+func args(objs objects) []string {
+	GinkgoHelper()
 	var out []string
-	for _, a := range managerContainer(t, objs)["args"].([]any) {
+	for _, a := range managerContainer(objs)["args"].([]any) {
 		out = append(out, a.(string))
 	}
 	return out
 }
 
 // webhook returns the only webhook of softreload-injector.
-func webhook(t *testing.T, objs objects) map[string]any {
-	t.Helper()
-	cfg := objs.get(t, "MutatingWebhookConfiguration", "softreload-injector")
-	hooks := field(t, cfg, "webhooks").([]any)
-	if len(hooks) != 1 {
-		t.Fatalf("softreload-injector has %d webhooks, want 1", len(hooks))
-	}
+func webhook(objs objects) map[string]any {
+	GinkgoHelper()
+	cfg := objs.get("MutatingWebhookConfiguration", "softreload-injector")
+	hooks := field(cfg, "webhooks").([]any)
+	Expect(hooks).To(HaveLen(1), "softreload-injector's webhooks")
 	return hooks[0].(map[string]any)
 }
