@@ -5,7 +5,7 @@ export interface ServeOptions {
   names?: string[];
   /** The group's stopSignal; default SIGTERM. */
   stopSignal?: NodeJS.Signals;
-  /** During a drain, how long a kept-alive connection must stay idle before it is closed; default 1000. */
+  /** During a drain, how long a kept-alive connection must stay idle before it is closed; default 500. */
   idleGraceMs?: number;
   /** Where to listen when no socket was passed (running without the agent). */
   alone?: { port: number; host?: string };

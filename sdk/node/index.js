@@ -17,7 +17,7 @@ const { spawn } = require('node:child_process');
 const FIRST_FD = 3;
 
 /** How long a kept-alive connection must stay idle during a drain before it is closed. */
-const DEFAULT_IDLE_GRACE_MS = 1000;
+const DEFAULT_IDLE_GRACE_MS = 500;
 
 /**
  * The worker's identity, from the variables the agent sets.
@@ -126,7 +126,7 @@ function run(command, args, env) {
  * @param {object} [options]
  * @param {string[]} [options.names] serve only the sockets of these names (LISTEN_FDNAMES, e.g. "web-0")
  * @param {string} [options.stopSignal] the group's stopSignal (default SIGTERM)
- * @param {number} [options.idleGraceMs] during a drain, how long a kept-alive connection must stay idle before it is closed (default 1000)
+ * @param {number} [options.idleGraceMs] during a drain, how long a kept-alive connection must stay idle before it is closed (default 500)
  * @param {{port: number, host?: string}} [options.alone] where to listen when no socket was passed (running without the agent, in development)
  * @param {() => void} [options.onDrained] called once every connection is closed; default: process.exit(0)
  * @returns {Promise<{servers: http.Server[], drain: () => Promise<void>}>} once listening and READY=1 was sent

@@ -39,7 +39,7 @@ final class Server
      */
     public function __construct(
         callable $handler,
-        private float $idleGrace = 1.0,
+        private float $idleGrace = 0.5,
         private float $idleTimeout = 5.0,
         private float $readTimeout = 10.0,
         private int $stopSignal = SIGTERM,
