@@ -156,7 +156,7 @@ func TestOnePodOnePool(t *testing.T) {
 	f.eventually("the intruder is gone", func() error {
 		err := f.c.Get(f.ctx, client.ObjectKeyFromObject(intruder), &workersv1alpha1.WorkerPool{})
 		if !apierrors.IsNotFound(err) {
-			return fmt.Errorf("get: %v", err)
+			return fmt.Errorf("get: %w", err)
 		}
 		return nil
 	})
