@@ -36,6 +36,7 @@ func TestAgentAccess(t *testing.T) {
 
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
 		Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
+		Cache: controllers.CacheOptions(),
 		// -count=2 builds the controller a second time in this process.
 		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
 	})

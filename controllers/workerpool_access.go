@@ -6,6 +6,8 @@ import (
 	"time"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -39,15 +41,29 @@ type accessKey struct{ serviceAccount, revision string }
 // snapshot of the revision it is to be told, and records in s.accessWait
 // what the others wait for.
 func (r *WorkerPoolReconciler) readableActions(ctx context.Context, s *scope) ([]rollout.Action, error) {
+	if len(s.plan.Actions) == 0 {
+		return nil, nil
+	}
+	// The authorizer's yes is remembered while the Role and RoleBinding
+	// stay the same; a no is asked again.
+	version, err := r.accessVersion(ctx, s.pool.Namespace)
+	if err != nil {
+		return nil, err
+	}
+	poolKey := client.ObjectKeyFromObject(s.pool)
 	allowed := map[accessKey]bool{}
 	out := make([]rollout.Action, 0, len(s.plan.Actions))
 	for _, a := range s.plan.Actions {
 		key := accessKey{agentaccess.ServiceAccountOf(s.pods[a.Pod].Spec.ServiceAccountName), a.Revision}
 		ok, known := allowed[key]
 		if !known {
-			var err error
-			if ok, err = r.mayRead(ctx, s.pool, key); err != nil {
-				return nil, err
+			if ok = r.mem.mayRead(poolKey, version, key); !ok {
+				if ok, err = r.mayRead(ctx, s.pool, key); err != nil {
+					return nil, err
+				}
+				if ok {
+					r.mem.allowRead(poolKey, version, key)
+				}
 			}
 			allowed[key] = ok
 		}
@@ -65,6 +81,20 @@ func (r *WorkerPoolReconciler) readableActions(ctx context.Context, s *scope) ([
 func accessWaitMessage(pool string, key accessKey, pod string) string {
 	return fmt.Sprintf("pod %s waits to be told revision %s until service account %s may read its snapshot %s (Role %s, kept by the manager)",
 		pod, key.revision, key.serviceAccount, revision.SnapshotName(pool, key.revision), agentaccess.Name)
+}
+
+// accessVersion names the versions of the namespace's agent Role and
+// RoleBinding in the cache ("" for one that does not exist).
+func (r *WorkerPoolReconciler) accessVersion(ctx context.Context, ns string) (string, error) {
+	versions := ""
+	for _, obj := range []client.Object{&rbacv1.Role{}, &rbacv1.RoleBinding{}} {
+		err := r.client.Get(ctx, types.NamespacedName{Namespace: ns, Name: agentaccess.Name}, obj)
+		if client.IgnoreNotFound(err) != nil {
+			return "", fmt.Errorf("reading %T %s/%s: %w", obj, ns, agentaccess.Name, err)
+		}
+		versions += string(obj.GetUID()) + "/" + obj.GetResourceVersion() + ";"
+	}
+	return versions, nil
 }
 
 // mayRead asks the API server whether the agents running as key's service

@@ -12,7 +12,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
@@ -36,15 +35,20 @@ type WorkerPoolReconciler struct {
 	client   client.Client
 	recorder events.EventRecorder
 	clock    clock.PassiveClock
+	// codeMeta holds the code ConfigMaps' metadata and reader reads from
+	// the API server (SetupWithManager sets both; without them, client).
+	codeMeta, reader client.Reader
+	// mem is what the reconciler remembers between reconciles; see memory.
+	mem *memory
 }
 
 var _ reconcile.Reconciler = (*WorkerPoolReconciler)(nil)
 
 // NewWorkerPoolReconciler returns a reconciler that reads and writes through
-// c (a cached client: it waits for the cache to see its own writes), records
-// events with recorder and tells time with clk.
+// c (a cached client: it remembers its own writes until the cache shows
+// them), records events with recorder and tells time with clk.
 func NewWorkerPoolReconciler(c client.Client, recorder events.EventRecorder, clk clock.PassiveClock) *WorkerPoolReconciler {
-	return &WorkerPoolReconciler{client: c, recorder: recorder, clock: clk}
+	return &WorkerPoolReconciler{client: c, codeMeta: c, reader: c, recorder: recorder, clock: clk, mem: newMemory()}
 }
 
 // +kubebuilder:rbac:groups=workers.softreload.dev,resources=workerpools,verbs=get;list;watch;patch
@@ -60,10 +64,12 @@ func (r *WorkerPoolReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	if err := r.client.Get(ctx, req.NamespacedName, pool); err != nil {
 		if apierrors.IsNotFound(err) {
 			forgetPoolMetrics(req.Namespace, req.Name)
+			r.mem.forget(req.NamespacedName)
 			return ctrl.Result{}, nil
 		}
 		return ctrl.Result{}, fmt.Errorf("getting WorkerPool %s: %w", req.NamespacedName, err)
 	}
+	pool = r.mem.latest(pool)
 	if !pool.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, nil
 	}
@@ -145,6 +151,9 @@ func (s *scope) result() ctrl.Result {
 	if s.accessWait != "" && (res.RequeueAfter == 0 || res.RequeueAfter > accessRetry) {
 		res.RequeueAfter = accessRetry
 	}
+	if res.RequeueAfter == 0 || res.RequeueAfter > strayCheckPeriod {
+		res.RequeueAfter = strayCheckPeriod // the pods without a pool label are not watched
+	}
 	return res
 }
 
@@ -152,28 +161,20 @@ func (s *scope) result() ctrl.Result {
 // makes sure its snapshot exists.
 func (r *WorkerPoolReconciler) reconcileRevision(ctx context.Context, s *scope) error {
 	s.spec = revision.SpecOf(s.pool)
-	var code revision.Code
+	// code is nil when the revision is remembered and its snapshot exists.
+	code := &revision.Code{}
 	switch {
 	case s.pool.Spec.Code.ConfigMapRef != nil:
-		name := s.pool.Spec.Code.ConfigMapRef.Name
-		cm := &corev1.ConfigMap{}
-		if err := r.client.Get(ctx, types.NamespacedName{Namespace: s.pool.Namespace, Name: name}, cm); err != nil {
-			if apierrors.IsNotFound(err) {
-				s.blocked = codeNotFound(name)
-				return nil
-			}
-			return fmt.Errorf("getting code ConfigMap %s: %w", name, err)
+		var err error
+		if code, err = r.reconcileCode(ctx, s); err != nil || s.blocked != nil {
+			return err
 		}
-		code = revision.CodeOf(cm)
-		if size := codeSize(code); size > maxSnapshotBytes {
-			s.blocked = codeTooLarge(name, size)
-			return nil
-		}
-		s.source = fmt.Sprintf("ConfigMap %s (resourceVersion %s)", name, cm.ResourceVersion)
 	case s.pool.Spec.Code.Image != nil:
 		s.source = "image " + s.pool.Spec.Code.Image.Reference
+		s.target = revision.Hash(s.spec, *code)
+	default:
+		s.target = revision.Hash(s.spec, *code)
 	}
-	s.target = revision.Hash(s.spec, code)
 
 	if err := r.ensureSnapshot(ctx, s, code); err != nil {
 		if s.blocked != nil {
@@ -189,30 +190,50 @@ func (r *WorkerPoolReconciler) reconcileRevision(ctx context.Context, s *scope) 
 
 // ensureSnapshot creates the snapshot of the target revision unless it
 // exists. What the user must fix (a ConfigMap in the snapshot's place, a
-// snapshot the API server refuses) is also recorded in s.blocked.
-func (r *WorkerPoolReconciler) ensureSnapshot(ctx context.Context, s *scope, code revision.Code) error {
+// snapshot the API server refuses) is also recorded in s.blocked. code is
+// nil only when the snapshot was just seen in the cache.
+func (r *WorkerPoolReconciler) ensureSnapshot(ctx context.Context, s *scope, code *revision.Code) error {
 	name := revision.SnapshotName(s.pool.Name, s.target)
+	key := types.NamespacedName{Namespace: s.pool.Namespace, Name: name}
 	existing := &corev1.ConfigMap{}
-	err := r.client.Get(ctx, types.NamespacedName{Namespace: s.pool.Namespace, Name: name}, existing)
+	err := r.client.Get(ctx, key, existing)
 	if err == nil {
-		if existing.Labels[workersv1alpha1.PoolNameLabel] != s.pool.Name || existing.Labels[workersv1alpha1.RevisionLabel] != s.target {
-			s.blocked = snapshotNameTaken(name, s.pool.Name, s.target)
-			return errors.New(s.blocked.message)
-		}
-		return nil
+		return r.checkSnapshot(s, existing)
 	}
 	if !apierrors.IsNotFound(err) {
 		return fmt.Errorf("getting snapshot %s: %w", name, err)
 	}
-	snapshot, err := revision.NewSnapshot(s.pool, s.target, s.spec, code)
+	if code == nil {
+		return fmt.Errorf("snapshot %s of revision %s is gone from the cache: making it again", name, s.target)
+	}
+	snapshot, err := revision.NewSnapshot(s.pool, s.target, s.spec, *code)
 	if err != nil {
 		return err
 	}
-	if err := r.client.Create(ctx, snapshot); err != nil && !apierrors.IsAlreadyExists(err) {
+	err = r.client.Create(ctx, snapshot)
+	if apierrors.IsAlreadyExists(err) {
+		// The cache holds snapshots alone, and may lag: ask the API server
+		// what holds the name.
+		if err := r.reader.Get(ctx, key, existing); err != nil {
+			return fmt.Errorf("getting ConfigMap %s, in the place of the snapshot of revision %s: %w", name, s.target, err)
+		}
+		return r.checkSnapshot(s, existing)
+	}
+	if err != nil {
 		s.blocked = snapshotRefused(name, s.target, s.pool.Spec.Code.ConfigMapRef, err)
 		return fmt.Errorf("creating snapshot %s of revision %s: %w", name, s.target, err)
 	}
 	ctrl.LoggerFrom(ctx).Info("Created revision snapshot", "revision", s.target, "snapshot", klog.KObj(snapshot))
+	return nil
+}
+
+// checkSnapshot says whether cm, which has the name of the target's
+// snapshot, is that snapshot.
+func (r *WorkerPoolReconciler) checkSnapshot(s *scope, cm *corev1.ConfigMap) error {
+	if cm.Labels[workersv1alpha1.PoolNameLabel] != s.pool.Name || cm.Labels[workersv1alpha1.RevisionLabel] != s.target {
+		s.blocked = snapshotNameTaken(cm.Name, s.pool.Name, s.target)
+		return errors.New(s.blocked.message)
+	}
 	return nil
 }
 
@@ -257,8 +278,13 @@ func (r *WorkerPoolReconciler) reconcilePods(ctx context.Context, s *scope) erro
 	if err := r.client.List(ctx, list, client.InNamespace(s.pool.Namespace), client.MatchingLabelsSelector{Selector: selector}); err != nil {
 		return fmt.Errorf("listing the pods of WorkerPool %s: %w", s.pool.Name, err)
 	}
+	r.mem.applyExpectations(client.ObjectKeyFromObject(s.pool), list.Items)
 	s.pods = map[string]*corev1.Pod{}
-	setSelectorOverlapCondition(&s.pool.Status.Conditions, notGovernedOf(s.pool, list.Items), s.pool.Generation, s.now)
+	unlabeled, err := r.podsWithoutPoolLabel(ctx, s, selector)
+	if err != nil {
+		return err
+	}
+	setSelectorOverlapCondition(&s.pool.Status.Conditions, notGovernedOf(s.pool, append(list.Items, unlabeled...)), s.pool.Generation, s.now)
 	in := rollout.Input{
 		Target:   s.target,
 		Stable:   s.pool.Status.CurrentRevision,
@@ -298,16 +324,15 @@ func (r *WorkerPoolReconciler) reconcilePods(ctx context.Context, s *scope) erro
 		}
 	}
 	// The pods are independent: patch a few at a time.
+	// Each pod told is remembered until the cache shows it (see memory).
 	var (
 		wg   sync.WaitGroup
 		mu   sync.Mutex
 		errs []error
 		sem  = make(chan struct{}, maxParallelPatches)
-		sent = make([]*corev1.Pod, 0, len(s.plan.Actions))
 	)
 	for _, a := range s.plan.Actions {
 		pod := s.pods[a.Pod]
-		sent = append(sent, pod)
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
@@ -316,14 +341,13 @@ func (r *WorkerPoolReconciler) reconcilePods(ctx context.Context, s *scope) erro
 				mu.Lock()
 				errs = append(errs, err)
 				mu.Unlock()
+				return
 			}
+			r.mem.expect(client.ObjectKeyFromObject(s.pool), pod, a.Revision)
 		}()
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return err
-	}
-	return r.waitForCache(ctx, sent)
+	return errors.Join(errs...)
 }
 
 // maxParallelPatches is how many pods one reconcile patches at once.
@@ -360,27 +384,6 @@ func (r *WorkerPoolReconciler) sendRevision(ctx context.Context, pod *corev1.Pod
 		return fmt.Errorf("sending revision %s to pod %s: %w", rev, pod.Name, err)
 	}
 	ctrl.LoggerFrom(ctx).V(1).Info("Sent revision", "pod", klog.KObj(pod), "revision", rev)
-	return nil
-}
-
-// waitForCache returns once the cache holds the given objects' latest
-// versions (or knows them gone), so that the next reconcile never plans
-// from a view older than its own writes: that would overrun the budget.
-func (r *WorkerPoolReconciler) waitForCache(ctx context.Context, objs []*corev1.Pod) error {
-	for _, obj := range objs {
-		key := client.ObjectKeyFromObject(obj)
-		err := wait.PollUntilContextTimeout(ctx, 5*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-			cached := &corev1.Pod{}
-			if err := r.client.Get(ctx, key, cached); err != nil {
-				return apierrors.IsNotFound(err), client.IgnoreNotFound(err)
-			}
-			return cached.ResourceVersion == obj.ResourceVersion ||
-				cached.Annotations[workersv1alpha1.DesiredRevisionAnnotation] == obj.Annotations[workersv1alpha1.DesiredRevisionAnnotation], nil
-		})
-		if err != nil {
-			return fmt.Errorf("waiting for the cache to see pod %s: %w", key.Name, err)
-		}
-	}
 	return nil
 }
 
@@ -457,16 +460,8 @@ func (r *WorkerPoolReconciler) patchStatus(ctx context.Context, s *scope) error 
 	if err := r.client.Status().Patch(ctx, s.pool, client.MergeFromWithOptions(s.before, client.MergeFromWithOptimisticLock{})); err != nil {
 		return fmt.Errorf("patching the status of WorkerPool %s: %w", s.pool.Name, err)
 	}
+	// The next reconcile plans from this status until the cache shows it.
+	r.mem.wrote(s.pool, s.before.ResourceVersion)
 	r.announce(s.before, s.pool, s.now.Time)
-	err := wait.PollUntilContextTimeout(ctx, 5*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-		cached := &workersv1alpha1.WorkerPool{}
-		if err := r.client.Get(ctx, client.ObjectKeyFromObject(s.pool), cached); err != nil {
-			return apierrors.IsNotFound(err), client.IgnoreNotFound(err)
-		}
-		return cached.ResourceVersion != s.before.ResourceVersion, nil
-	})
-	if err != nil {
-		return fmt.Errorf("waiting for the cache to see the status of WorkerPool %s: %w", s.pool.Name, err)
-	}
 	return nil
 }

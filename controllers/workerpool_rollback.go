@@ -72,5 +72,6 @@ func (r *WorkerPoolReconciler) clearRollbackRequest(ctx context.Context, pool *w
 	if err := r.client.Patch(ctx, cleared, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
 		return fmt.Errorf("removing the %s annotation of WorkerPool %s: %w", workersv1alpha1.RollbackToAnnotation, pool.Name, err)
 	}
+	r.mem.wrote(cleared, base.ResourceVersion)
 	return nil
 }

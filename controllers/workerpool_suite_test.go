@@ -108,7 +108,7 @@ func (f *fixture) startControllers(cfg *rest.Config, clk clock.PassiveClock, acc
 		Scheme:                 poolEnv.Scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
-		Cache:                  cache.Options{DefaultNamespaces: map[string]cache.Config{f.ns: {}}},
+		Cache:                  testCacheOptions(f.ns),
 		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
 	})
 	if err != nil {
@@ -139,6 +139,14 @@ func (f *fixture) startControllers(cfg *rest.Config, clk clock.PassiveClock, acc
 }
 
 func (f *fixture) stopManager() { f.stopMgr() }
+
+// testCacheOptions are the manager's cache options (CacheOptions), limited
+// to the test's namespace.
+func testCacheOptions(ns string) cache.Options {
+	opts := CacheOptions()
+	opts.DefaultNamespaces = map[string]cache.Config{ns: {}}
+	return opts
+}
 
 // Builders.
 

@@ -17,7 +17,6 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -82,17 +81,7 @@ func run(o options) error {
 	if err != nil {
 		return fmt.Errorf("reading the kubeconfig: %w", err)
 	}
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                 scheme,
-		Metrics:                metricsserver.Options{BindAddress: o.metricsAddr},
-		HealthProbeBindAddress: o.probeAddr,
-		LeaderElection:         o.leaderElect,
-		LeaderElectionID:       leaderElectionID,
-		WebhookServer:          webhook.NewServer(webhook.Options{Port: o.webhookPort, CertDir: o.certDir}),
-		// Pods and ConfigMaps are cached cluster-wide; their managed fields
-		// are never read.
-		Cache: cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
-	})
+	mgr, err := ctrl.NewManager(cfg, managerOptions(o))
 	if err != nil {
 		return fmt.Errorf("creating the manager: %w", err)
 	}
@@ -125,6 +114,22 @@ func run(o options) error {
 	}
 	klog.InfoS("Starting the manager", "leaderElection", o.leaderElect, "metrics", o.metricsAddr, "webhook", o.webhook, "webhookCertMode", o.certMode)
 	return mgr.Start(ctrl.SetupSignalHandler())
+}
+
+// managerOptions are the manager's options for the flags o. The cache holds
+// only what softreload governs (controllers.CacheOptions): the pods labelled
+// for a pool, the revision snapshots without their files, the agents' Role
+// and RoleBinding, and every WorkerPool.
+func managerOptions(o options) ctrl.Options {
+	return ctrl.Options{
+		Scheme:                 scheme,
+		Metrics:                metricsserver.Options{BindAddress: o.metricsAddr},
+		HealthProbeBindAddress: o.probeAddr,
+		LeaderElection:         o.leaderElect,
+		LeaderElectionID:       leaderElectionID,
+		WebhookServer:          webhook.NewServer(webhook.Options{Port: o.webhookPort, CertDir: o.certDir}),
+		Cache:                  controllers.CacheOptions(),
+	}
 }
 
 // runWaitForWebhook is --wait-for-webhook.

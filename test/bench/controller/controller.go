@@ -25,7 +25,6 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	crenvtest "sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -117,7 +116,8 @@ func resourceOf(path string) string {
 	return path
 }
 
-// runController runs the WorkerPool reconciler alone, as the manager would,
+// runController runs the WorkerPool and agent-access reconcilers with the
+// manager's cache options, as the manager does (without the webhook),
 // and answers "stats" on stdin with its counters on stdout.
 func runController(kubeconfig string) error {
 	logger := logr.Discard()
@@ -136,7 +136,7 @@ func runController(kubeconfig string) error {
 		Scheme:                 envtest.NewScheme(),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
-		Cache:                  cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
+		Cache:                  controllers.CacheOptions(),
 	})
 	if err != nil {
 		return err

@@ -1,0 +1,103 @@
+package controllers
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
+	toolscache "k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	workersv1alpha1 "github.com/softreload/softreload/api/v1alpha1"
+	"github.com/softreload/softreload/internal/agentaccess"
+)
+
+// The manager caches only what softreload governs, so that its memory grows
+// with its pools and not with the cluster:
+//
+//   - Pods carrying the softreload.dev/pool label (the pods the injection
+//     webhook put an agent into), trimmed to what the controllers read:
+//     metadata, the service account, and the name and image of each
+//     container.
+//   - ConfigMaps carrying the softreload.dev/pool-name label (the revision
+//     snapshots), without their files: the agents read those from the API
+//     server; the manager reads a snapshot's labels and spec annotation.
+//   - The agents' Role and RoleBinding (softreload-agent) alone.
+//
+// The users' code ConfigMaps are followed by a metadata-only watch of their
+// own (see codeMetadataCache), and their files read from the API server
+// when their resourceVersion changes.
+//
+// A read through the manager's cached client of an object outside these
+// filters answers NotFound: whatever must see such an object (a ConfigMap in
+// a snapshot's place) reads it through the manager's API reader.
+
+// CacheOptions returns the cache options the manager must run the
+// controllers with (ctrl.Options.Cache). Namespaces, a sync period and the
+// like may be added to them.
+func CacheOptions() cache.Options {
+	return cache.Options{
+		DefaultTransform: cache.TransformStripManagedFields(),
+		ByObject: map[client.Object]cache.ByObject{
+			&corev1.Pod{}:       {Label: hasLabel(workersv1alpha1.PoolLabel), Transform: trimPod},
+			&corev1.ConfigMap{}: {Label: hasLabel(workersv1alpha1.PoolNameLabel), Transform: trimSnapshot},
+			&rbacv1.Role{}:      {Field: fields.OneTermEqualSelector("metadata.name", agentaccess.Name)},
+			&rbacv1.RoleBinding{}: {
+				Field: fields.OneTermEqualSelector("metadata.name", agentaccess.Name),
+			},
+		},
+	}
+}
+
+// hasLabel selects the objects that carry the label key, whatever its value.
+func hasLabel(key string) labels.Selector {
+	req, err := labels.NewRequirement(key, selection.Exists, nil)
+	if err != nil {
+		panic(err) // the keys are constants of the API
+	}
+	return labels.NewSelector().Add(*req)
+}
+
+// trimPod keeps of a pod what the controllers read.
+var trimPod toolscache.TransformFunc = func(in any) (any, error) {
+	pod, ok := in.(*corev1.Pod)
+	if !ok {
+		return in, nil
+	}
+	out := &corev1.Pod{TypeMeta: pod.TypeMeta, ObjectMeta: pod.ObjectMeta}
+	out.ManagedFields = nil
+	out.Spec.ServiceAccountName = pod.Spec.ServiceAccountName
+	out.Spec.Containers = make([]corev1.Container, len(pod.Spec.Containers))
+	for i, c := range pod.Spec.Containers {
+		out.Spec.Containers[i] = corev1.Container{Name: c.Name, Image: c.Image}
+	}
+	return out, nil
+}
+
+// trimSnapshot keeps of a snapshot its metadata.
+var trimSnapshot toolscache.TransformFunc = func(in any) (any, error) {
+	cm, ok := in.(*corev1.ConfigMap)
+	if !ok {
+		return in, nil
+	}
+	out := &corev1.ConfigMap{TypeMeta: cm.TypeMeta, ObjectMeta: cm.ObjectMeta, Immutable: cm.Immutable}
+	out.ManagedFields = nil
+	return out, nil
+}
+
+// keepIdentity keeps of an object's metadata what tells one version from
+// another: namespace, name, UID and resourceVersion (and deletion, for the
+// watch's delete events).
+var keepIdentity toolscache.TransformFunc = func(in any) (any, error) {
+	m, ok := in.(*metav1.PartialObjectMetadata)
+	if !ok {
+		return in, nil
+	}
+	return &metav1.PartialObjectMetadata{TypeMeta: m.TypeMeta, ObjectMeta: metav1.ObjectMeta{
+		Namespace: m.Namespace, Name: m.Name, UID: m.UID, ResourceVersion: m.ResourceVersion,
+		DeletionTimestamp: m.DeletionTimestamp,
+	}}, nil
+}
