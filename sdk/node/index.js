@@ -160,7 +160,7 @@ async function serve(target, options = {}) {
   const signal = options.stopSignal || 'SIGTERM';
   const onDrained = options.onDrained || (() => process.exit(0));
   const drain = () => drainer.drain().then(onDrained);
-  process.once(signal, drain);
+  process.on(signal, drain); // on, not once: a second signal must not end the drain
   await notify('READY=1');
   return { servers, drain };
 }
