@@ -164,7 +164,10 @@ var _ = Describe("Server's drain", func() {
 
 	It("closes a connection that stays idle through the grace, cleanly", func() {
 		w := serve(l, hello, 50*time.Millisecond)
-		kept, fresh := dial(l.Addr()), dial(l.Addr())
+		// fresh first: the accept queue is FIFO, so kept's answer means the
+		// worker accepted fresh too (else it would wait in the queue for
+		// another worker, as it should).
+		fresh, kept := dial(l.Addr()), dial(l.Addr())
 		_, err := kept.get()
 		Expect(err).NotTo(HaveOccurred())
 		w.drain()
@@ -175,7 +178,10 @@ var _ = Describe("Server's drain", func() {
 
 	It("never closes a connection whose request is half read", func() {
 		w := serve(l, hello, 10*time.Millisecond)
-		kept, fresh := dial(l.Addr()), dial(l.Addr())
+		// fresh first: the accept queue is FIFO, so kept's answer means the
+		// worker accepted fresh too (else it would wait in the queue for
+		// another worker, as it should).
+		fresh, kept := dial(l.Addr()), dial(l.Addr())
 		_, err := kept.get()
 		Expect(err).NotTo(HaveOccurred())
 		for _, c := range []*rawClient{kept, fresh} {

@@ -1,0 +1,45 @@
+// Package sdk_test runs the unit tests of every worker library in sdk/
+// with its own language's tools, so `make test` (go test ./...) covers them.
+package sdk_test
+
+import (
+	"os/exec"
+	"testing"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"github.com/onsi/gomega/gexec"
+)
+
+func TestSDK(t *testing.T) {
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "sdk")
+}
+
+// library is one worker library and how to run its tests.
+type library struct {
+	dir     string   // under sdk/, where the command runs
+	command []string // the test command; command[0] is the interpreter
+	install string   // what to install when the interpreter is missing
+}
+
+// One line per language. A machine without the interpreter fails the
+// language's spec at once, naming what to install: never a skip.
+var libraries = map[string]library{
+	"python": {dir: "python", command: []string{"python3", "-m", "unittest", "discover", "-s", "tests"}, install: "python3 (apt-get install python3)"},
+}
+
+var _ = Describe("Worker libraries", func() {
+	for lang, lib := range libraries {
+		It("pass their own tests: "+lang, func() {
+			if _, err := exec.LookPath(lib.command[0]); err != nil {
+				Fail(lib.command[0] + " is not installed: the " + lang + " library's tests need " + lib.install)
+			}
+			cmd := exec.Command(lib.command[0], lib.command[1:]...)
+			cmd.Dir = lib.dir
+			s, err := gexec.Start(cmd, GinkgoWriter, GinkgoWriter)
+			Expect(err).NotTo(HaveOccurred())
+			Eventually(s, "5m").Should(gexec.Exit(0), "%v in sdk/%s failed; its output is above", lib.command, lib.dir)
+		})
+	}
+})
