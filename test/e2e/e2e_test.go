@@ -11,11 +11,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -108,7 +105,7 @@ func start(t *testing.T) *suite {
 			t.Errorf("stopping the cluster: %v", err)
 		}
 		if t.Failed() {
-			dumpLogs(t, filepath.Join(dir, "logs"))
+			t.Log(local.LogTails(dir, 60))
 		}
 	})
 	s := &suite{
@@ -447,21 +444,5 @@ func (s *suite) must(err error) {
 	s.t.Helper()
 	if err != nil {
 		s.t.Fatal(err)
-	}
-}
-
-// dumpLogs prints the last lines of every process's log.
-func dumpLogs(t *testing.T, dir string) {
-	entries, _ := os.ReadDir(dir)
-	for _, e := range entries {
-		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
-		if err != nil {
-			continue
-		}
-		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-		if len(lines) > 60 {
-			lines = lines[len(lines)-60:]
-		}
-		t.Logf("--- %s (last %d lines)\n%s", e.Name(), len(lines), strings.Join(lines, "\n"))
 	}
 }
