@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"log"
 	"os"
@@ -38,7 +39,19 @@ import (
 
 var poolEnv *envtest.Env
 
+// pureTests are the tests that need no control plane: go test -short runs
+// them alone, in seconds.
+const pureTests = "^(TestCacheTransforms|TestSetSelectorOverlapCondition|TestCodeSize|TestSnapshotRefused|" +
+	"TestSetAvailableCondition|TestSetProgressingAndDegradedConditions|TestComputeBlockedStatus|TestUpdateHistory|TestCauseBetween)$"
+
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		if err := flag.Set("test.run", pureTests); err != nil {
+			panic(err)
+		}
+		os.Exit(m.Run())
+	}
 	logger := logr.Discard()
 	if os.Getenv("SOFTRELOAD_TEST_LOG") != "" {
 		logger = funcr.New(func(prefix, args string) { log.Println(prefix, args) }, funcr.Options{Verbosity: 1})
