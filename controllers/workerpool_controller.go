@@ -275,7 +275,10 @@ func (r *WorkerPoolReconciler) reconcilePods(ctx context.Context, s *scope) erro
 		return nil
 	}
 	list := &corev1.PodList{}
-	if err := r.client.List(ctx, list, client.InNamespace(s.pool.Namespace), client.MatchingLabelsSelector{Selector: selector}); err != nil {
+	// The pods are the cache's own (no deep copy): read them, never change
+	// them (applyExpectations replaces a pod's annotations, not their map).
+	if err := r.client.List(ctx, list, client.InNamespace(s.pool.Namespace), client.MatchingLabelsSelector{Selector: selector},
+		client.UnsafeDisableDeepCopy); err != nil {
 		return fmt.Errorf("listing the pods of WorkerPool %s: %w", s.pool.Name, err)
 	}
 	r.mem.applyExpectations(client.ObjectKeyFromObject(s.pool), list.Items)
@@ -337,13 +340,16 @@ func (r *WorkerPoolReconciler) reconcilePods(ctx context.Context, s *scope) erro
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			if err := r.sendRevision(ctx, pod, a.Revision, images[a.Revision]); err != nil {
+			version, err := r.sendRevision(ctx, pod, a.Revision, images[a.Revision])
+			if err != nil {
 				mu.Lock()
 				errs = append(errs, err)
 				mu.Unlock()
 				return
 			}
-			r.mem.expect(client.ObjectKeyFromObject(s.pool), pod, a.Revision)
+			if version != "" {
+				r.mem.expect(client.ObjectKeyFromObject(s.pool), pod.UID, version, a.Revision)
+			}
 		}()
 	}
 	wg.Wait()
@@ -351,14 +357,15 @@ func (r *WorkerPoolReconciler) reconcilePods(ctx context.Context, s *scope) erro
 }
 
 // maxParallelPatches is how many pods one reconcile patches at once.
-const maxParallelPatches = 16
+const maxParallelPatches = 64
 
-// sendRevision tells pod to run rev: one patch that sets the desired-revision
+// sendRevision tells pod to run rev, and returns the pod's resourceVersion
+// after the write ("" if the pod is gone): one patch that sets the desired-revision
 // annotation and, in image mode, the image of the code container with the
 // annotations that tell that container which image and path it delivers.
 // One write, so that the kubelet, which starts the container again for its
 // new image, reads the annotations of that same image.
-func (r *WorkerPoolReconciler) sendRevision(ctx context.Context, pod *corev1.Pod, rev string, image *workersv1alpha1.ImageCodeSource) error {
+func (r *WorkerPoolReconciler) sendRevision(ctx context.Context, pod *corev1.Pod, rev string, image *workersv1alpha1.ImageCodeSource) (string, error) {
 	annotations := map[string]string{workersv1alpha1.DesiredRevisionAnnotation: rev}
 	patch := map[string]any{"metadata": map[string]any{"annotations": annotations}}
 	if image != nil {
@@ -375,16 +382,20 @@ func (r *WorkerPoolReconciler) sendRevision(ctx context.Context, pod *corev1.Pod
 	}
 	body, err := json.Marshal(patch)
 	if err != nil {
-		return fmt.Errorf("encoding the patch of pod %s: %w", pod.Name, err)
+		return "", fmt.Errorf("encoding the patch of pod %s: %w", pod.Name, err)
 	}
-	if err := r.client.Patch(ctx, pod, client.RawPatch(types.StrategicMergePatchType, body)); err != nil {
+	// The pod is the cache's: patch a copy of its name, and read back its
+	// metadata alone.
+	patched := &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Namespace: pod.Namespace, Name: pod.Name}}
+	patched.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Pod"))
+	if err := r.client.Patch(ctx, patched, client.RawPatch(types.StrategicMergePatchType, body)); err != nil {
 		if apierrors.IsNotFound(err) {
-			return nil // gone: it no longer counts
+			return "", nil // gone: it no longer counts
 		}
-		return fmt.Errorf("sending revision %s to pod %s: %w", rev, pod.Name, err)
+		return "", fmt.Errorf("sending revision %s to pod %s: %w", rev, pod.Name, err)
 	}
 	ctrl.LoggerFrom(ctx).V(1).Info("Sent revision", "pod", klog.KObj(pod), "revision", rev)
-	return nil
+	return patched.ResourceVersion, nil
 }
 
 // reconcileSnapshots deletes the snapshots beyond revisionHistoryLimit that
@@ -433,13 +444,10 @@ func (r *WorkerPoolReconciler) reconcileSnapshots(ctx context.Context, s *scope)
 }
 
 // reportOf reads a pod's agent report; nil when there is none or it does not
-// parse (the pod then counts as not reported).
+// parse (the pod then counts as not reported). The report is shared: it
+// must not be changed.
 func reportOf(pod *corev1.Pod) *workersv1alpha1.AgentStatus {
-	st, err := workersv1alpha1.ParseAgentStatus(pod.Annotations[workersv1alpha1.StatusAnnotation])
-	if err != nil {
-		return nil
-	}
-	return st
+	return reports.parse(pod.Annotations[workersv1alpha1.StatusAnnotation])
 }
 
 // patchStatus writes the status computed from the scope, if it changed,

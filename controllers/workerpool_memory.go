@@ -97,12 +97,12 @@ func (m *memory) forget(pool types.NamespacedName) {
 	delete(m.pools, pool)
 }
 
-// expect records that pod was told rev by a write that left it at
-// resourceVersion.
-func (m *memory) expect(pool types.NamespacedName, pod *corev1.Pod, rev string) {
+// expect records that the pod of uid was told rev by a write that left it
+// at resourceVersion.
+func (m *memory) expect(pool types.NamespacedName, uid types.UID, resourceVersion, rev string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.of(pool).expected[pod.UID] = expectedPod{revision: rev, resourceVersion: pod.ResourceVersion}
+	m.of(pool).expected[uid] = expectedPod{revision: rev, resourceVersion: resourceVersion}
 }
 
 // applyExpectations sets, on the pods as the cache lists them, the desired
@@ -228,4 +228,43 @@ func (m *memory) allowRead(pool types.NamespacedName, accessVersion string, key 
 		pm.readers, pm.accessVersion = map[accessKey]bool{}, accessVersion
 	}
 	pm.readers[key] = true
+}
+
+// reports remembers the agents' reports as parsed, by their text: in a
+// rollout most pods carry one of a few reports, and every reconcile reads
+// them all.
+var reports = &reportCache{m: map[string]*workersv1alpha1.AgentStatus{}}
+
+// maxReports bounds reportCache; it starts afresh when full.
+const maxReports = 4096
+
+// reportCache is a bounded map from a report's text to the report.
+type reportCache struct {
+	mu sync.Mutex
+	m  map[string]*workersv1alpha1.AgentStatus
+}
+
+// parse returns the report raw holds, nil when it holds none or an invalid
+// one.
+func (c *reportCache) parse(raw string) *workersv1alpha1.AgentStatus {
+	if raw == "" {
+		return nil
+	}
+	c.mu.Lock()
+	st, ok := c.m[raw]
+	c.mu.Unlock()
+	if ok {
+		return st
+	}
+	st, err := workersv1alpha1.ParseAgentStatus(raw)
+	if err != nil {
+		st = nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) >= maxReports {
+		c.m = make(map[string]*workersv1alpha1.AgentStatus, maxReports)
+	}
+	c.m[raw] = st
+	return st
 }

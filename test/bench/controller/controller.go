@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -154,7 +155,9 @@ func runController(kubeconfig string) error {
 	defer cancel()
 	go func() {
 		in := bufio.NewScanner(os.Stdin)
+		profile := newProfile(os.Getenv("SOFTRELOAD_BENCH_CPUPROFILE"))
 		for in.Scan() {
+			profile.toggle()
 			runtime.GC()
 			var mem runtime.MemStats
 			runtime.ReadMemStats(&mem)
@@ -168,6 +171,34 @@ func runController(kubeconfig string) error {
 		cancel() // stdin closed: the benchmark is over
 	}()
 	return mgr.Start(ctx)
+}
+
+// profile writes a CPU profile of the measured rollout, from the first
+// stats request to the second, to a file (SOFTRELOAD_BENCH_CPUPROFILE).
+type profile struct {
+	path string
+	f    *os.File
+	done bool
+}
+
+func newProfile(path string) *profile { return &profile{path: path} }
+
+func (p *profile) toggle() {
+	switch {
+	case p.path == "" || p.done:
+	case p.f == nil:
+		f, err := os.Create(p.path)
+		if err == nil && pprof.StartCPUProfile(f) == nil {
+			p.f = f
+			return
+		}
+		fmt.Fprintf(os.Stderr, "bench: no CPU profile: %v\n", err)
+		p.done = true
+	default:
+		pprof.StopCPUProfile()
+		_ = p.f.Close()
+		p.done = true
+	}
 }
 
 // reconciles reads controller-runtime's reconcile counter of the
