@@ -3,6 +3,7 @@
 package sdk_test
 
 import (
+	"os"
 	"os/exec"
 	"testing"
 
@@ -37,6 +38,7 @@ var _ = Describe("Worker libraries", func() {
 			}
 			cmd := exec.Command(lib.command[0], lib.command[1:]...)
 			cmd.Dir = lib.dir
+			cmd.Env = append(os.Environ(), "PYTHONDONTWRITEBYTECODE=1") // leave no __pycache__ in the tree
 			s, err := gexec.Start(cmd, GinkgoWriter, GinkgoWriter)
 			Expect(err).NotTo(HaveOccurred())
 			Eventually(s, "5m").Should(gexec.Exit(0), "%v in sdk/%s failed; its output is above", lib.command, lib.dir)

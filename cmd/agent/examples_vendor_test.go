@@ -25,8 +25,9 @@ func TestExamplesVendorTheLibraries(t *testing.T) {
 		runtime  []string // what a worker loads: files, or directories taken whole
 		vendored string
 	}{
-		"php":  {sdk: "sdk/php", runtime: []string{"autoload.php", "composer.json", "src"}, vendored: "examples/php/vendor/softreload/worker"},
-		"node": {sdk: "sdk/node", runtime: []string{"index.js", "package.json"}, vendored: "examples/node/node_modules/@softreload/worker"},
+		"php":    {sdk: "sdk/php", runtime: []string{"autoload.php", "composer.json", "src"}, vendored: "examples/php/vendor/softreload/worker"},
+		"node":   {sdk: "sdk/node", runtime: []string{"index.js", "package.json"}, vendored: "examples/node/node_modules/@softreload/worker"},
+		"python": {sdk: "sdk/python/softreload_worker", runtime: []string{"__init__.py"}, vendored: "examples/python/softreload_worker"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
