@@ -1,7 +1,9 @@
 // Package load is the load generator of the end-to-end tests and the demo:
 // it sends HTTP requests to a set of targets without pause, each on a new
 // connection (so every request goes through the accept queue a reload must
-// keep open), and counts every answer and every failure.
+// keep open) or, with KeepAlive, each client on a connection it keeps (as
+// ingress controllers and client pools do), and counts every answer and
+// every failure.
 package load
 
 import (
@@ -9,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptrace"
 	"slices"
 	"strings"
 	"sync"
@@ -23,14 +26,42 @@ type Options struct {
 	Pause time.Duration
 	// Timeout bounds one request (10s): a request that takes longer fails.
 	Timeout time.Duration
+	// KeepAlive gives each worker a connection of its own that it keeps
+	// from one request to the next (HTTP/1.1 keep-alive); it opens a new
+	// one only when the server closed it (after "Connection: close"). Off,
+	// every request opens a new connection.
+	KeepAlive bool
+	// Observe, when set, is called after every request with what happened
+	// to it, from the worker's goroutine.
+	Observe func(Answer)
+}
+
+// Answer is one request as Observe sees it.
+type Answer struct {
+	Target string
+	// Client is the worker that sent it, 0..Workers-1 per target.
+	Client       int
+	Began, Ended time.Time
+	// Body is the answer (trimmed) when Err is nil.
+	Body string
+	Err  error
+	// Retried: see Stats.Retried.
+	Retried bool
 }
 
 // Stats counts what one target answered.
 type Stats struct {
 	OK, Failed int64
+	// Retried counts the successful requests that Go's HTTP client sent a
+	// second time, on a new connection, because the server closed their
+	// kept-alive connection without an answer. Go retries such a request
+	// when it is idempotent; a client that does not (Python's http.client,
+	// a POST) fails it. A worker that drains as the contract asks never
+	// causes one.
+	Retried int64
 	// Answers counts the bodies of successful answers (trimmed).
 	Answers map[string]int64
-	// Errors are the first failures, for the report.
+	// Errors are the first failures (and retries), for the report.
 	Errors []string
 	// Last is the body of the newest successful answer.
 	Last string
@@ -63,7 +94,7 @@ func Start(targets []string, opts Options) *Generator {
 	if opts.Timeout <= 0 {
 		opts.Timeout = 10 * time.Second
 	}
-	client := &http.Client{
+	shared := &http.Client{
 		Timeout:   opts.Timeout,
 		Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil},
 	}
@@ -76,17 +107,27 @@ func Start(targets []string, opts Options) *Generator {
 	// Every target's Stats exist before the first worker runs: the workers
 	// read g.stats under mu, and this loop must not write it beside them.
 	for _, target := range targets {
-		for range opts.Workers {
+		for i := range opts.Workers {
 			g.wg.Add(1)
 			go func() {
 				defer g.wg.Done()
+				client := shared
+				if opts.KeepAlive {
+					client = keepAliveClient(opts.Timeout)
+					defer client.CloseIdleConnections()
+				}
 				for g.begin(ctx, target) {
-					body, err := get(ctx, client, target)
+					a := Answer{Target: target, Client: i, Began: time.Now()}
+					a.Body, a.Retried, a.Err = get(ctx, client, target)
+					a.Ended = time.Now()
 					if ctx.Err() != nil {
 						g.end(target)
 						return // stopping: this request does not count
 					}
-					g.record(target, body, err)
+					g.record(target, a)
+					if opts.Observe != nil {
+						opts.Observe(a)
+					}
 					select {
 					case <-ctx.Done():
 					case <-time.After(opts.Pause):
@@ -98,24 +139,38 @@ func Start(targets []string, opts Options) *Generator {
 	return g
 }
 
-func get(ctx context.Context, client *http.Client, url string) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+// keepAliveClient is one worker's client in KeepAlive mode: one connection,
+// kept.
+func keepAliveClient(timeout time.Duration) *http.Client {
+	return &http.Client{
+		Timeout:   timeout,
+		Transport: &http.Transport{Proxy: nil, MaxIdleConns: 1, MaxIdleConnsPerHost: 1, MaxConnsPerHost: 1},
+	}
+}
+
+// get sends one request; retried says the client had to send it again on
+// a new connection.
+func get(ctx context.Context, client *http.Client, url string) (body string, retried bool, err error) {
+	conns := 0
+	trace := &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { conns++ }}
+	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), http.MethodGet, url, nil)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	resp, err := client.Do(req)
+	retried = conns > 1
 	if err != nil {
-		return "", err
+		return "", retried, err
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
+	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return "", fmt.Errorf("reading the answer: %w", err)
+		return "", retried, fmt.Errorf("reading the answer: %w", err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("status %d: %s", resp.StatusCode, strings.TrimSpace(string(body)))
+		return "", retried, fmt.Errorf("status %d: %s", resp.StatusCode, strings.TrimSpace(string(b)))
 	}
-	return strings.TrimSpace(string(body)), nil
+	return strings.TrimSpace(string(b)), retried, nil
 }
 
 // begin waits while target is paused and counts a request in flight; it
@@ -162,22 +217,28 @@ func (g *Generator) Resume(target string) {
 }
 
 // record counts the answer of one request of target and ends it.
-func (g *Generator) record(target, body string, err error) {
+func (g *Generator) record(target string, a Answer) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	defer g.cond.Broadcast()
 	g.inFlight[target]--
 	s := g.stats[target]
-	if err != nil {
+	if a.Err != nil {
 		s.Failed++
 		if len(s.Errors) < maxErrors {
-			s.Errors = append(s.Errors, fmt.Sprintf("%s %s: %v", time.Now().Format("15:04:05.000"), target, err))
+			s.Errors = append(s.Errors, fmt.Sprintf("%s %s: %v", a.Ended.Format("15:04:05.000"), target, a.Err))
 		}
 		return
 	}
 	s.OK++
-	s.Answers[body]++
-	s.Last = body
+	if a.Retried {
+		s.Retried++
+		if len(s.Errors) < maxErrors {
+			s.Errors = append(s.Errors, fmt.Sprintf("%s %s: sent again on a new connection: the server closed its kept-alive connection without an answer", a.Ended.Format("15:04:05.000"), target))
+		}
+	}
+	s.Answers[a.Body]++
+	s.Last = a.Body
 }
 
 // Snapshot returns the counts so far, by target.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -101,4 +102,60 @@ func TestPauseHoldsOneTarget(t *testing.T) {
 
 	g.Resume(a.URL)
 	waitUntil("requests to the resumed target", func() bool { return paused.Load() > before+5 })
+}
+
+// TestKeepAliveKeepsOneConnectionPerWorker runs the keep-alive mode against
+// a server that counts connections and twice closes one, at its third
+// request, without an answer, as a worker that breaks the contract does:
+// each worker keeps its connection, and each request the server dropped
+// counts as Retried.
+func TestKeepAliveKeepsOneConnectionPerWorker(t *testing.T) {
+	var mu sync.Mutex
+	requests := map[string]int{} // by client address: one per connection
+	drops := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		requests[r.RemoteAddr]++
+		drop := requests[r.RemoteAddr] == 3 && drops < 2
+		if drop {
+			drops++
+		}
+		mu.Unlock()
+		if drop {
+			c, _, err := http.NewResponseController(w).Hijack()
+			if err == nil {
+				c.Close()
+			}
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	}))
+	defer srv.Close()
+
+	var observed sync.Map // client -> true
+	g := load.Start([]string{srv.URL}, load.Options{Workers: 2, Pause: time.Millisecond, KeepAlive: true,
+		Observe: func(a load.Answer) { observed.Store(a.Client, a.Retried) }})
+	deadline := time.Now().Add(30 * time.Second)
+	for g.Snapshot()[srv.URL].OK < 40 {
+		if time.Now().After(deadline) {
+			t.Fatalf("not enough requests went out in 30s: %+v", g.Snapshot())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	s := g.Stop()[srv.URL]
+	mu.Lock()
+	defer mu.Unlock()
+	// 2 connections, and one more after each drop, whatever the count of
+	// requests.
+	if len(requests) != 4 {
+		t.Errorf("the server saw %d connections, want 4 (2 workers, 2 reconnections): %v", len(requests), requests)
+	}
+	if s.Failed != 0 || s.Retried != 2 {
+		t.Errorf("failed %d, retried %d; want 0 and 2 (the drops): %v", s.Failed, s.Retried, s.Errors)
+	}
+	for _, c := range []int{0, 1} {
+		if _, ok := observed.Load(c); !ok {
+			t.Errorf("Observe never saw client %d", c)
+		}
+	}
 }
