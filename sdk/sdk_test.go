@@ -28,6 +28,8 @@ type library struct {
 // language's spec at once, naming what to install: never a skip.
 var libraries = map[string]library{
 	"python": {dir: "python", command: []string{"python3", "-m", "unittest", "discover", "-s", "tests"}, install: "python3 (apt-get install python3)"},
+	"php":    {dir: "php", command: []string{"php", "tests/run.php"}, install: "php (apt-get install php-cli)"},
+	"node":   {dir: "node", command: []string{"node", "--test"}, install: "node (apt-get install nodejs)"},
 }
 
 var _ = Describe("Worker libraries", func() {
