@@ -11,19 +11,26 @@ import (
 	"github.com/softreload/softreload/internal/testing/envtest"
 )
 
-// ControlPlane labels the specs that need a control plane. go test -short
-// leaves them out; go test -ginkgo.label-filter=controlplane runs them alone.
-const ControlPlane = "controlplane"
+// Labels of the specs that go test -short leaves out. go test
+// -ginkgo.label-filter=controlplane (or slow) runs them alone.
+const (
+	// ControlPlane labels the specs that need a control plane.
+	ControlPlane = "controlplane"
+	// Slow labels the specs that run real processes under load through
+	// reloads, for tens of seconds each: short mode is for what answers in
+	// seconds.
+	Slow = "slow"
+)
 
 // Run runs the Ginkgo specs of the test binary, described by description.
-// With go test -short, the specs labelled ControlPlane are left out, on top
-// of any label filter given.
+// With go test -short, the specs labelled ControlPlane or Slow are left
+// out, on top of any label filter given.
 func Run(t *testing.T, description string) bool {
 	gomega.RegisterFailHandler(ginkgo.Fail)
 	ctrllog.SetLogger(ginkgo.GinkgoLogr)
 	cfg, reporter := ginkgo.GinkgoConfiguration()
 	if testing.Short() {
-		cfg.LabelFilter = withoutControlPlane(cfg.LabelFilter)
+		cfg.LabelFilter = short(cfg.LabelFilter)
 	}
 	// Colours are for a terminal; a log (make test in CI) reads better
 	// without escape codes.
@@ -33,13 +40,14 @@ func Run(t *testing.T, description string) bool {
 	return ginkgo.RunSpecs(t, description, cfg, reporter)
 }
 
-// withoutControlPlane narrows a label filter to the specs that need no
-// control plane.
-func withoutControlPlane(filter string) string {
+// short narrows a label filter to the specs that need no control plane
+// and are not slow.
+func short(filter string) string {
+	const quick = "!" + ControlPlane + " && !" + Slow
 	if filter == "" {
-		return "!" + ControlPlane
+		return quick
 	}
-	return "(" + filter + ") && !" + ControlPlane
+	return "(" + filter + ") && " + quick
 }
 
 // StartControlPlane starts a control plane for the suite; call it from
