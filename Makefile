@@ -68,6 +68,10 @@ verify: ## Regenerate everything and fail on any difference; run lint.
 test: ## Run every test (unit, envtest, end-to-end) with -race.
 	$(WITH_ASSETS) go test $(GO_TEST_FLAGS) ./...
 
+.PHONY: test-short
+test-short: ## Run the tests that need no control plane, in seconds (go test -short).
+	go test -short ./...
+
 .PHONY: test-node
 test-node: images ## Run the real-node test as root: softreload on a one-node cluster (containerd, kubelet) in namespaces of its own.
 	# The sandbox image: its name is nodeimage.PauseRef.
