@@ -85,7 +85,9 @@ func (r *AgentAccessReconciler) governed(ctx context.Context, ns string) (accoun
 			continue
 		}
 		list := &corev1.PodList{}
-		if err := r.client.List(ctx, list, client.InNamespace(ns), client.MatchingLabelsSelector{Selector: selector}); err != nil {
+		// Read only: the cache's own pods, without deep copies.
+		if err := r.client.List(ctx, list, client.InNamespace(ns), client.MatchingLabelsSelector{Selector: selector},
+			client.UnsafeDisableDeepCopy); err != nil {
 			return nil, nil, fmt.Errorf("listing the pods of WorkerPool %s/%s: %w", ns, pool.Name, err)
 		}
 		for _, pod := range list.Items {

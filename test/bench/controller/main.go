@@ -116,6 +116,9 @@ type result struct {
 	cpuDuring               time.Duration
 	peakWriteRate           int64
 	meanWriteRate           float64
+	// peakBefore is the controller's peak memory (KiB) before the edit:
+	// its start, the first sync and the first rollout.
+	peakBefore int64
 }
 
 func runRows(list string, maxUnavailable intstr.IntOrString) error {
@@ -224,7 +227,7 @@ func run(s scenario, maxUnavailable intstr.IntOrString) (result, error) {
 	r := result{
 		scenario: s, budget: rollout.ResolveMaxUnavailable(&maxUnavailable, s.podsPerPool),
 		toFirstSent: first.Sub(start), toLastDone: last.Sub(start),
-		agentWrites: ag.Writes(), controller: after.minus(before), cpuDuring: cpu1 - cpu0,
+		agentWrites: ag.Writes(), controller: after.minus(before), cpuDuring: cpu1 - cpu0, peakBefore: before.PeakRSSKiB,
 	}
 	for _, n := range ag.MaxInFlightByPool() {
 		r.maxInFlight = max(r.maxInFlight, n)
@@ -412,6 +415,6 @@ func printDetail(w io.Writer, row int, r result) {
 	for _, k := range keys {
 		fmt.Fprintf(w, " %s %d,", k, r.controller.Writes[k])
 	}
-	fmt.Fprintf(w, " agent writes %d; controller live heap after the rollout %.1f MiB\n",
-		r.agentWrites, float64(r.controller.HeapKiB)/1024)
+	fmt.Fprintf(w, " agent writes %d; controller peak memory before the edit %.1f MiB, live heap after the rollout %.1f MiB\n",
+		r.agentWrites, float64(r.peakBefore)/1024, float64(r.controller.HeapKiB)/1024)
 }
