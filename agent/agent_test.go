@@ -29,6 +29,7 @@ import (
 	"github.com/softreload/softreload/api/v1alpha1"
 	"github.com/softreload/softreload/internal/load"
 	"github.com/softreload/softreload/internal/testing/loopback"
+	"github.com/softreload/softreload/internal/testing/suite"
 )
 
 // wait is the generous deadline of every wait for an event in these specs:
@@ -200,7 +201,7 @@ func versions(url string, n int) []string {
 	})
 }
 
-var _ = DescribeTable("Reloads under load lose no request",
+var _ = DescribeTable("Reloads under load lose no request", Label(suite.Slow),
 	func(strategy v1alpha1.RolloutStrategy, reloads int) {
 		p := startPool(poolOptions{strategy: strategy}, testGroup("web", 4))
 		url := p.url("web")
@@ -226,7 +227,7 @@ var _ = DescribeTable("Reloads under load lose no request",
 	Entry("StopFirst, 3 reloads in a row", v1alpha1.RolloutStrategy{Replacement: v1alpha1.StopFirst}, 3),
 )
 
-var _ = DescribeTable("A broken revision rolls back",
+var _ = DescribeTable("A broken revision rolls back", Label(suite.Slow),
 	func(mode, reason string) {
 		p := startPool(poolOptions{}, testGroup("web", 3, func(g *v1alpha1.WorkerGroup) {
 			g.Readiness.TimeoutSeconds = 3

@@ -19,6 +19,7 @@ import (
 	"github.com/softreload/softreload/api/v1alpha1"
 	"github.com/softreload/softreload/internal/load"
 	"github.com/softreload/softreload/internal/testing/loopback"
+	"github.com/softreload/softreload/internal/testing/suite"
 )
 
 // runningAgent is an agent process, as users run it.
@@ -244,7 +245,7 @@ groups:
 
 	// Each example worker under the agent, under load, through two
 	// reloads: no request may fail.
-	DescribeTable("runs each example under load through two reloads, losing no request",
+	DescribeTable("runs each example under load through two reloads, losing no request", Label(suite.Slow),
 		func(dir, command, needs string, build bool) {
 			root, err := filepath.Abs("../..")
 			Expect(err).NotTo(HaveOccurred())
