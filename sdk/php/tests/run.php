@@ -112,18 +112,20 @@ test('a worker drains kept-alive connections without losing a request, beside an
     check($listener !== false, "listening: $errstr");
     $cleanups[] = fn () => fclose($listener);
     $port = (int) substr(strrchr(stream_socket_get_name($listener, false), ':'), 1);
-    $a = startWorker($listener, 'a');
+    // a drains with a grace no test step can outlast, c with the default
+    // one, so that what each shows depends on no timing; b serves all along.
+    $a = startWorker($listener, 'a', 60);
     $b = startWorker($listener, 'b');
+    $c = startWorker($listener, 'c');
 
-    // Connections kept alive on worker a, each in a state a drain must handle.
-    $next = connectionTo($port, $a['pid']); // its next request comes during the drain
-    $half = connectionTo($port, $a['pid']); // a request half read when the drain begins
-    $idle = connectionTo($port, $a['pid']); // nothing more
+    // Connections kept alive on a and c, each in a state a drain must handle.
     $held = connectionTo($port, $a['pid']); // a request in flight
-    fwrite($half, "GET /half HTTP/1.1\r\nHost: worker\r\n");
+    $next = connectionTo($port, $a['pid']); // its next request comes during the drain
+    $half = connectionTo($port, $c['pid']); // a request half read when the drain begins
+    $idle = connectionTo($port, $c['pid']); // nothing more
     fwrite($held, "GET /?hold HTTP/1.1\r\nHost: worker\r\n\r\n");
     waitFor($a, 'holding');
-    fresh($port); // b answers while a is held in its handler
+    fresh($port); // another worker answers while a is held in its handler
 
     posix_kill($a['pid'], SIGTERM);
     $inFlight = response($held);
@@ -135,22 +137,26 @@ test('a worker drains kept-alive connections without losing a request, beside an
     same(200, $during['status'], 'a request on a kept-alive connection during the drain');
     check(str_contains($during['body'], "pid {$a['pid']}\n"), "answered by {$during['body']}, not by worker a");
     same('close', $during['headers']['connection'] ?? null, 'a request on a kept-alive connection during the drain says Connection: close');
+    foreach ([$held, $next] as $conn) {
+        closedBy($conn);
+    }
+    same(0, exitCode($a), "worker a's exit status");
     fresh($port);
 
+    fwrite($half, "GET /half HTTP/1.1\r\nHost: worker\r\n");
+    fresh($port); // c has read the half request or will, before any idle close: its bytes wait on the socket
+    posix_kill($c['pid'], SIGTERM);
     same('', closedBy($idle), 'the idle connection is closed, with nothing written on it');
-
     fwrite($half, "\r\n");
     $completed = response($half);
     same(200, $completed['status'], 'the half-read request outlived the idle close');
     same('close', $completed['headers']['connection'] ?? null, 'the half-read request');
+    closedBy($half);
+    same(0, exitCode($c), "worker c's exit status");
 
-    foreach ([$next, $half, $held] as $conn) {
-        closedBy($conn);
-    }
-    same(0, exitCode($a), "worker a's exit status");
-    // After a exited, b alone answers on the socket a closed: a did not shut it down.
+    // With a and c gone, b alone answers on the socket they closed: neither shut it down.
     for ($i = 0; $i < 5; $i++) {
-        check(str_contains(fresh($port)['body'], "pid {$b['pid']}\n"), 'a new connection after the drain is not answered by b');
+        check(str_contains(fresh($port)['body'], "pid {$b['pid']}\n"), 'a new connection after the drains is not answered by b');
     }
 
     // Pipelined requests are answered in order; bad ones are refused and closed.
@@ -209,13 +215,13 @@ function receive(\Socket $socket): string
 
 // startWorker runs tests/worker.php with the listener as fd 3 and
 // LISTEN_PID set to its own pid (sh execs it), and waits for its READY=1.
-function startWorker($listener, string $revision): array
+function startWorker($listener, string $revision, ?float $grace = null): array
 {
     global $cleanups;
     $notify = notifyReceiver(false);
     $stderr = tempnam(sys_get_temp_dir(), 'worker-stderr');
     $env = getenv() + ['LISTEN_FDS' => '1', 'LISTEN_FDNAMES' => 'web-0', 'NOTIFY_SOCKET' => $notify['address'],
-        'SOFTRELOAD_REVISION' => $revision, 'GRACE_SECONDS' => '3'];
+        'SOFTRELOAD_REVISION' => $revision] + ($grace === null ? [] : ['GRACE_SECONDS' => (string) $grace]);
     $proc = proc_open(['sh', '-c', 'LISTEN_PID=$$ exec "$0" "$@"', PHP_BINARY, __DIR__ . '/worker.php'],
         [0 => ['file', '/dev/null', 'r'], 1 => ['pipe', 'w'], 2 => ['file', $stderr, 'w'], 3 => $listener], $pipes, null, $env);
     check(is_resource($proc), 'starting the worker');

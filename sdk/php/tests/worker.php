@@ -24,6 +24,6 @@ $server = new Server(function (Request $r) use ($env, &$server): Response {
         echo "draining\n";
     }
     return new Response(body: sprintf("hello, revision %s, pid %d\n", $env->revision(), getmypid()));
-}, idleGrace: (float) (getenv('GRACE_SECONDS') ?: 1));
+}, idleGrace: (float) (getenv('GRACE_SECONDS') ?: 0.5));
 $server->serve($env);
 echo "drained\n";
