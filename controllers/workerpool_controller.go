@@ -127,6 +127,9 @@ type scope struct {
 	// rollbackSeen says the pool carries a rollback-to request, which this
 	// reconcile records in the status and then removes.
 	rollbackSeen bool
+	// progressWait, when set, says the status's new progress waits that
+	// long to be written (progressWriteInterval).
+	progressWait time.Duration
 
 	// pods are the governed pods that are not being deleted, by name.
 	pods map[string]*corev1.Pod
@@ -150,6 +153,9 @@ func (s *scope) result() ctrl.Result {
 	}
 	if s.accessWait != "" && (res.RequeueAfter == 0 || res.RequeueAfter > accessRetry) {
 		res.RequeueAfter = accessRetry
+	}
+	if s.progressWait > 0 && (res.RequeueAfter == 0 || res.RequeueAfter > s.progressWait) {
+		res.RequeueAfter = s.progressWait // the progress not yet written
 	}
 	if res.RequeueAfter == 0 || res.RequeueAfter > strayCheckPeriod {
 		res.RequeueAfter = strayCheckPeriod // the pods without a pool label are not watched
@@ -465,11 +471,18 @@ func (r *WorkerPoolReconciler) patchStatus(ctx context.Context, s *scope) error 
 	if equalStatus(s.before.Status, s.pool.Status) {
 		return nil
 	}
+	key, now := client.ObjectKeyFromObject(s.pool), time.Now()
+	if progressOnly(s.before.Status, s.pool.Status) {
+		if s.progressWait = r.mem.progressWait(key, now); s.progressWait > 0 {
+			return nil // written once the interval is over (result)
+		}
+	}
 	if err := r.client.Status().Patch(ctx, s.pool, client.MergeFromWithOptions(s.before, client.MergeFromWithOptimisticLock{})); err != nil {
 		return fmt.Errorf("patching the status of WorkerPool %s: %w", s.pool.Name, err)
 	}
 	// The next reconcile plans from this status until the cache shows it.
 	r.mem.wrote(s.pool, s.before.ResourceVersion)
+	r.mem.wroteStatusAt(key, now)
 	r.announce(s.before, s.pool, s.now.Time)
 	return nil
 }

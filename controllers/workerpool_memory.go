@@ -4,6 +4,7 @@ import (
 	"reflect"
 	"strconv"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -35,6 +36,8 @@ import (
 //     the agents' Role and RoleBinding stay the same.
 //   - The selected pods without a pool label, which the cache does not
 //     hold, as the API server last listed them.
+//   - When the status was last written, so that a change of progress alone
+//     is written at most once a second (progressWriteInterval).
 type memory struct {
 	mu    sync.Mutex
 	pools map[types.NamespacedName]*poolMemory
@@ -58,6 +61,9 @@ type poolMemory struct {
 	// strays are the selected pods without a pool label, as last asked
 	// (see podsWithoutPoolLabel).
 	strays *strays
+	// statusWrittenAt is when the status was last written (see
+	// progressWriteInterval).
+	statusWrittenAt time.Time
 }
 
 // expectedPod is a revision written to a pod, and the pod's resourceVersion
