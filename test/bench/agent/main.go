@@ -6,11 +6,16 @@
 //     setup does; a worker's own accept queue dies with it
 //   - stop all, then start all: what a container restart does
 //
-// Every setup runs the same worker (examples/go) and the same load: clients
-// that open a new loopback connection per request. It prints failed
+// Every setup runs the same worker (examples/go) and the same load, in two
+// client modes, one table each: clients that open a new loopback
+// connection per request, and clients that each keep their connection
+// alive (as ingress controllers and client pools do). It prints failed
 // requests, p50/p99 latency in steady state and during the reloads, the
 // reload duration, the agent's memory, and the steady throughput relative
-// to the same workers alone on their own sockets.
+// to the same workers alone on their own sockets, with the same clients.
+// With keep-alive clients, a request that Go's client had to send again on
+// a new connection (the server closed the kept-alive one under it) counts
+// as failed: a client that does not retry fails it.
 //
 // A second table gives the agent's footprint in every pod, for agent run
 // and agent pod (against the test control plane, which hack/tools.sh
@@ -19,7 +24,7 @@
 // the image's sizes. -src measures the agent of another checkout of the
 // module instead, to compare versions.
 //
-//	go run ./test/bench/agent [-workers 4] [-clients 8] [-reloads 3] [-steady 2s]
+//	go run ./test/bench/agent [-workers 4] [-clients 8] [-reloads 3] [-steady 2s] [-clients-mode new,keepalive] [-reload-only]
 //	go run ./test/bench/agent -footprint-only [-footprint-runs 3] [-src DIR] [-agent-env GOGC=100]
 package main
 
@@ -32,6 +37,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -52,9 +58,11 @@ var (
 	workers = flag.Int("workers", 4, "worker processes")
 	clients = flag.Int("clients", 8, "concurrent clients of the load")
 	reloads = flag.Int("reloads", 3, "reloads measured per setup")
+	modes   = flag.String("clients-mode", "new,keepalive", "client modes, one table each: new (a new connection per request), keepalive (each client keeps its connection)")
 	steady  = flag.Duration("steady", 2*time.Second, "steady-state measurement per setup")
 
 	footprintOnly = flag.Bool("footprint-only", false, "print the footprint table alone")
+	reloadOnly    = flag.Bool("reload-only", false, "print the reload tables alone")
 	footprintRuns = flag.Int("footprint-runs", 3, "runs per mode of the footprint table (the median is printed)")
 	src           = flag.String("src", "", "measure the footprint of the agent in this module directory (default: this module)")
 	agentEnv      = flag.String("agent-env", "", "comma-separated NAME=value pairs added to the agent's environment in the footprint table")
@@ -74,6 +82,9 @@ func main() {
 	}
 	if !*footprintOnly {
 		reloadBench(root, dir)
+	}
+	if *reloadOnly {
+		return
 	}
 	from := root
 	if *src != "" {
@@ -97,11 +108,32 @@ func reloadBench(root, dir string) {
 		}
 	}
 
-	fmt.Printf("softreload agent benchmark: %d workers (examples/go), %d clients, a new loopback connection per request, %d reloads per setup, %s steady state; %d CPUs, %s\n\n",
-		*workers, *clients, *reloads, *steady, runtime.NumCPU(), runtime.Version())
+	for _, mode := range strings.Split(*modes, ",") {
+		var keepAlive bool
+		switch mode {
+		case "new":
+		case "keepalive":
+			keepAlive = true
+		default:
+			log.Fatalf("-clients-mode: unknown mode %q (new, keepalive)", mode)
+		}
+		reloadTable(bins, dir, keepAlive)
+		fmt.Println()
+	}
+}
+
+// reloadTable measures every setup with one client mode and prints the
+// table.
+func reloadTable(bins, dir string, keepAlive bool) {
+	clientMode := "a new loopback connection per request"
+	if keepAlive {
+		clientMode = "each keeping its loopback connection alive"
+	}
+	fmt.Printf("softreload agent benchmark: %d workers (examples/go), %d clients, %s, %d reloads per setup, %s steady state; %d CPUs, %s\n\n",
+		*workers, *clients, clientMode, *reloads, *steady, runtime.NumCPU(), runtime.Version())
 
 	alone := &reuseportPool{bins: bins, dir: dir, stopAll: false}
-	base, err := measure("workers alone, own SO_REUSEPORT sockets (baseline)", alone, false)
+	base, err := measure("workers alone, own SO_REUSEPORT sockets (baseline)", alone, false, keepAlive)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -116,7 +148,7 @@ func reloadBench(root, dir string) {
 		{"stop all, then start all", &reuseportPool{bins: bins, dir: dir, stopAll: true}},
 	}
 	for _, s := range setups {
-		r, err := measure(s.name, s.pool, true)
+		r, err := measure(s.name, s.pool, true, keepAlive)
 		if err != nil {
 			log.Fatalf("%s: %v", s.name, err)
 		}
@@ -141,7 +173,10 @@ func reloadBench(root, dir string) {
 	}
 	tw.Flush()
 	fmt.Println("\nfailed requests: errors and non-200 answers during the reloads; reload duration: mean per reload;")
-	fmt.Println("throughput: steady-state requests per second relative to the baseline.")
+	if keepAlive {
+		fmt.Println("with keep-alive clients, also the requests sent again on a new connection (a client that does not retry fails them);")
+	}
+	fmt.Println("throughput: steady-state requests per second relative to the baseline with the same clients.")
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }
@@ -172,7 +207,7 @@ type result struct {
 	agentRSS       int64
 }
 
-func measure(name string, p pool, withReload bool) (result, error) {
+func measure(name string, p pool, withReload, keepAlive bool) (result, error) {
 	r := result{name: name, reloaded: withReload}
 	addr, err := freeAddr()
 	if err != nil {
@@ -184,8 +219,8 @@ func measure(name string, p pool, withReload bool) (result, error) {
 	defer p.stop()
 	url := "http://" + addr + "/"
 	// Warm up, then measure the steady state.
-	runLoad(url, 300*time.Millisecond, nil)
-	st := runLoad(url, *steady, nil)
+	runLoad(url, 300*time.Millisecond, nil, keepAlive)
+	st := runLoad(url, *steady, nil, keepAlive)
 	r.steady = st.all
 	r.throughput = float64(len(st.all)) / steady.Seconds()
 	if !withReload {
@@ -201,7 +236,7 @@ func measure(name string, p pool, withReload bool) (result, error) {
 			rerr = p.reload()
 			ended = time.Now()
 			time.Sleep(200 * time.Millisecond)
-		})
+		}, keepAlive)
 		if rerr != nil {
 			return r, fmt.Errorf("reload %d: %w", i+1, rerr)
 		}
@@ -250,7 +285,9 @@ func (l loadResult) between(from, to time.Time) latencies {
 }
 
 // runLoad sends requests from the clients for d, or while during runs.
-func runLoad(url string, d time.Duration, during func()) loadResult {
+// With keepAlive each client keeps its connection, and a request its HTTP
+// client had to send again on a new connection counts as failed.
+func runLoad(url string, d time.Duration, during func(), keepAlive bool) loadResult {
 	ctx, cancel := context.WithCancel(context.Background())
 	if during == nil {
 		ctx, cancel = context.WithTimeout(context.Background(), d)
@@ -263,12 +300,14 @@ func runLoad(url string, d time.Duration, during func()) loadResult {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+			tr := &http.Transport{DisableKeepAlives: !keepAlive, MaxIdleConnsPerHost: 1, MaxConnsPerHost: 1}
+			defer tr.CloseIdleConnections()
+			c := &http.Client{Timeout: 30 * time.Second, Transport: tr}
 			var local []sample
 			failed := 0
 			for ctx.Err() == nil {
 				start := time.Now()
-				resp, err := c.Get(url)
+				resp, err := get(c, url)
 				if err == nil {
 					_, err = io.Copy(io.Discard, resp.Body)
 					resp.Body.Close()
@@ -299,6 +338,23 @@ func runLoad(url string, d time.Duration, during func()) loadResult {
 		res.all = append(res.all, s.took)
 	}
 	return res
+}
+
+// get sends a GET; a request that the client sent again on a new
+// connection is an error.
+func get(c *http.Client, url string) (*http.Response, error) {
+	conns := 0
+	trace := &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { conns++ }}
+	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.Do(req)
+	if err == nil && conns > 1 {
+		resp.Body.Close()
+		return nil, errors.New("sent again on a new connection: the server closed the kept-alive one under it")
+	}
+	return resp, err
 }
 
 func freeAddr() (string, error) {
