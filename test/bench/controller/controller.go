@@ -174,7 +174,8 @@ func runController(kubeconfig string) error {
 }
 
 // profile writes a CPU profile of the measured rollout, from the first
-// stats request to the second, to a file (SOFTRELOAD_BENCH_CPUPROFILE).
+// stats request to the second, to a file (SOFTRELOAD_BENCH_CPUPROFILE), and
+// then the allocations since the start (SOFTRELOAD_BENCH_HEAPPROFILE).
 type profile struct {
 	path string
 	f    *os.File
@@ -198,6 +199,22 @@ func (p *profile) toggle() {
 		pprof.StopCPUProfile()
 		_ = p.f.Close()
 		p.done = true
+		writeHeapProfile(os.Getenv("SOFTRELOAD_BENCH_HEAPPROFILE"))
+	}
+}
+
+// writeHeapProfile writes the allocations since the start to path, if set.
+func writeHeapProfile(path string) {
+	if path == "" {
+		return
+	}
+	f, err := os.Create(path)
+	if err == nil {
+		err = pprof.Lookup("allocs").WriteTo(f, 0)
+		_ = f.Close()
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench: no heap profile: %v\n", err)
 	}
 }
 
