@@ -81,17 +81,45 @@ func template(values string) (objects, error) {
 }
 
 // render runs helm template with the values and extra flags.
+// The same values render the same objects: each rendering is kept, and
+// every caller gets a copy of its own.
 func render(values string, flags ...string) (objects, error) {
-	args := append([]string{"template", "softreload", chartDir, "--namespace", namespace}, flags...)
-	if values != "" {
-		args = append(args, "--values", valuesFile(values))
+	key := strings.Join(append([]string{values}, flags...), "\x00")
+	renderedMu.Lock()
+	r, ok := rendered[key]
+	renderedMu.Unlock()
+	if !ok {
+		args := append([]string{"template", "softreload", chartDir, "--namespace", namespace}, flags...)
+		if values != "" {
+			args = append(args, "--values", valuesFile(values))
+		}
+		out, err := helm(args...)
+		if err == nil {
+			r.objs = decode(out)
+		}
+		r.err = err
+		renderedMu.Lock()
+		rendered[key] = r
+		renderedMu.Unlock()
 	}
-	out, err := helm(args...)
-	if err != nil {
-		return nil, err
+	if r.err != nil {
+		return nil, r.err
 	}
-	return decode(out), nil
+	out := make(objects, len(r.objs))
+	for i, o := range r.objs {
+		out[i] = o.DeepCopy()
+	}
+	return out, nil
 }
+
+// rendered keeps each rendering of the chart, by values and flags.
+var (
+	renderedMu sync.Mutex
+	rendered   = map[string]struct {
+		objs objects
+		err  error
+	}{}
+)
 
 // valuesFile writes values into a file for --values. Not in
 // GinkgoT().TempDir(): helm splits --values at commas, which spec names
