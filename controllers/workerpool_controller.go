@@ -169,16 +169,15 @@ func (r *WorkerPoolReconciler) reconcileRevision(ctx context.Context, s *scope) 
 	s.spec = revision.SpecOf(s.pool)
 	// code is nil when the revision is remembered and its snapshot exists.
 	code := &revision.Code{}
-	switch {
-	case s.pool.Spec.Code.ConfigMapRef != nil:
+	if s.pool.Spec.Code.ConfigMapRef != nil {
 		var err error
 		if code, err = r.reconcileCode(ctx, s); err != nil || s.blocked != nil {
 			return err
 		}
-	case s.pool.Spec.Code.Image != nil:
-		s.source = "image " + s.pool.Spec.Code.Image.Reference
-		s.target = revision.Hash(s.spec, *code)
-	default:
+	} else {
+		if image := s.pool.Spec.Code.Image; image != nil {
+			s.source = "image " + image.Reference
+		}
 		s.target = revision.Hash(s.spec, *code)
 	}
 
