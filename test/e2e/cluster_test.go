@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
-	"testing"
 	"time"
 
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/softreload/softreload/agent/control"
@@ -19,12 +19,10 @@ import (
 )
 
 // workers asks a pod's agent, over its control socket, for its workers.
-func workers(ctx context.Context, t *testing.T, p *local.Pod) supervisor.Status {
-	t.Helper()
+func workers(ctx context.Context, p *local.Pod) supervisor.Status {
+	GinkgoHelper()
 	st, err := agentStatus(ctx, p)
-	if err != nil {
-		t.Fatalf("pod %s: agent status: %v", p.Name, err)
-	}
+	Expect(err).NotTo(HaveOccurred(), "pod %s: agent status", p.Name)
 	return st
 }
 
@@ -36,19 +34,22 @@ func agentStatus(ctx context.Context, p *local.Pod) (supervisor.Status, error) {
 	return control.NewClient(filepath.Join(p.CodeDir, "agent.sock")).Status(ctx)
 }
 
-// waitFor polls cond every 200ms until it holds or timeout passes.
-func waitFor(ctx context.Context, t *testing.T, what string, timeout time.Duration, cond func() (bool, string)) {
-	t.Helper()
+// waitFor waits, polling every 200ms, until cond holds or timeout passes;
+// cond describes what it saw, for the failure.
+func waitFor(what string, timeout time.Duration, cond func() (bool, string)) {
+	GinkgoHelper()
 	var last string
-	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
+	Eventually(func() bool {
 		var ok bool
 		ok, last = cond()
-		return ok, nil
+		return ok
+	}).WithTimeout(timeout).WithPolling(200*time.Millisecond).Should(BeTrue(), func() string {
+		return fmt.Sprintf("%s: not within %v; last seen:\n%s", what, timeout, last)
 	})
-	if err != nil {
-		t.Fatalf("%s: not within %v; last seen:\n%s", what, timeout, last)
-	}
 }
+
+// logf writes to the spec's log, shown when it fails or with -ginkgo.v.
+func logf(format string, args ...any) { fmt.Fprintf(GinkgoWriter, format+"\n", args...) }
 
 // getPool reads the pool; an error (the API server is away) is returned as
 // a description for waitFor.

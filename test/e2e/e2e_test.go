@@ -11,34 +11,33 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"slices"
 	"strconv"
-	"testing"
+	"strings"
 	"time"
 
-	"github.com/go-logr/logr"
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	v1alpha1 "github.com/softreload/softreload/api/v1alpha1"
 	"github.com/softreload/softreload/internal/load"
 	"github.com/softreload/softreload/internal/local"
 	"github.com/softreload/softreload/internal/testing/envtest"
 	"github.com/softreload/softreload/internal/testing/podrecord"
+	testsuite "github.com/softreload/softreload/internal/testing/suite"
 )
 
 const rolloutTimeout = 2 * time.Minute
 
-// suite is the running system and what the test holds on to.
+// suite is the running system and what the specs hold on to.
 type suite struct {
-	t *testing.T // the step running
-	// top is the whole test, for what outlives a step.
-	top      *testing.T
-	ctx      context.Context
+	ctx context.Context
+	// dir holds the processes' logs.
+	dir      string
 	cluster  *local.Cluster
 	c        client.Client
 	ns       string
@@ -54,67 +53,71 @@ type suite struct {
 	gatewayPIDs map[string][]int
 }
 
-// TestPodsUnderLoad is the pod protocol end to end. Its steps share one
-// system and run in order; each leaves the pool Available for the next.
-func TestPodsUnderLoad(t *testing.T) {
-	s := start(t)
+// s is the system every step runs on, started once for the suite.
+var s *suite
 
-	steps := []struct {
-		name string
-		run  func(*suite)
-	}{
-		{"a code change reloads every pod within the budget", (*suite).codeChange},
-		{"broken code fails on one pod, which rolls itself back", (*suite).brokenCode},
-		{"the manager killed mid-rollout", (*suite).managerKilled},
-		{"the API server stopped for 20 seconds", (*suite).apiServerDown},
-		{"an agent killed with SIGKILL", (*suite).agentKilled},
-		{"SIGHUP to an agent", (*suite).agentHangup},
-		{"an agent restarted while the API server is down", (*suite).agentRestartedWithoutAPI},
-		{"a newer revision while a fetch waits", (*suite).newerRevisionDuringFetch},
-		{"the manager down for 2 minutes across a new revision", (*suite).managerDown},
-	}
-	for _, step := range steps {
-		ok := t.Run(step.name, func(t *testing.T) {
-			s.t = t
-			step.run(s)
+var _ = BeforeSuite(func() { s = start() })
+
+// The pod protocol end to end. Its steps share one system and run in
+// order; each leaves the pool Available for the next, and a step that
+// fails skips the rest.
+var _ = Describe("Pods under load", Ordered, Label("e2e", testsuite.ControlPlane), func() {
+	// After each step: every request answered, every gateway held; on a
+	// failure, the processes' logs.
+	AfterEach(func() {
+		if CurrentSpecReport().Failed() {
+			logf("%s", local.LogTails(s.dir, 60))
+			return
+		}
+		if failures := InterceptGomegaFailures(func() {
 			s.noFailedRequests()
 			s.gatewaysHeld()
-		})
-		if !ok {
-			t.FailNow()
-		}
-	}
-}
-
-// start brings up the control plane, the manager and three pods of the
-// walkthrough's pool, waits until they serve, and starts the load.
-func start(t *testing.T) *suite {
-	ctrllog.SetLogger(logr.Discard()) // the test's clients; the processes log to files
-	ctx := t.Context()
-	root, err := envtest.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	cluster, err := local.Start(ctx, local.Options{Dir: dir, Namespace: "e2e"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := cluster.Stop(); err != nil {
-			t.Errorf("stopping the cluster: %v", err)
-		}
-		if t.Failed() {
-			t.Log(local.LogTails(dir, 60))
+		}); len(failures) > 0 {
+			logf("%s", local.LogTails(s.dir, 60))
+			Fail(strings.Join(failures, "\n"))
 		}
 	})
+
+	It("a code change reloads every pod within the budget", func() { s.codeChange() })
+	It("broken code fails on one pod, which rolls itself back", func() { s.brokenCode() })
+	It("the manager killed mid-rollout", func() { s.managerKilled() })
+	It("the API server stopped for 20 seconds", func() { s.apiServerDown() })
+	It("an agent killed with SIGKILL", func() { s.agentKilled() })
+	It("SIGHUP to an agent", func() { s.agentHangup() })
+	It("an agent restarted while the API server is down", func() { s.agentRestartedWithoutAPI() })
+	It("a newer revision while a fetch waits", func() { s.newerRevisionDuringFetch() })
+	It("the manager down for 2 minutes across a new revision", func() { s.managerDown() })
+})
+
+// start brings up the control plane, the manager and three pods of the
+// walkthrough's pool, waits until they serve, and starts the load; all of
+// it stops when the suite ends.
+func start() *suite {
+	ctx, cancel := context.WithCancel(context.Background())
+	root, err := envtest.RepoRoot()
+	Expect(err).NotTo(HaveOccurred())
+	dir := GinkgoT().TempDir()
+	cluster, err := local.Start(ctx, local.Options{Dir: dir, Namespace: "e2e"})
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(func() {
+		// The recorder's watch ends first: the API server waits for open
+		// watches when it stops.
+		cancel()
+		Expect(cluster.Stop()).To(Succeed(), "stopping the cluster")
+	})
 	s := &suite{
-		t: t, top: t, ctx: ctx, cluster: cluster, c: cluster.Client(), ns: cluster.Namespace(),
+		ctx: ctx, dir: dir, cluster: cluster, c: cluster.Client(), ns: cluster.Namespace(),
 		gateways: map[string]*local.Gateway{}, gatewayPIDs: map[string][]int{},
 	}
-	if s.app, err = local.ExampleApp(root); err != nil {
-		t.Fatal(err)
-	}
+	// Every gateway connection, the first and those redialled by a step,
+	// lives until the suite ends.
+	DeferCleanup(func() {
+		for _, g := range s.gateways {
+			g.Close()
+		}
+	})
+	s.app, err = local.ExampleApp(root)
+	Expect(err).NotTo(HaveOccurred())
 	s.must(s.c.Create(ctx, &corev1.ConfigMap{
 		ObjectMeta: metav1.ObjectMeta{Name: local.ExampleCode, Namespace: s.ns},
 		Data:       s.app,
@@ -141,23 +144,27 @@ func start(t *testing.T) *suite {
 	for _, p := range s.pods {
 		g, err := local.DialGateway(p.Addr(local.ExampleGWPort))
 		s.must(err)
-		t.Cleanup(func() { g.Close() })
 		s.gateways[p.Name] = g
-		st := workers(ctx, t, p)
+		st := workers(ctx, p)
 		s.gatewayPIDs[p.Name] = st.PIDs("gateway")
-		if got := strconv.Itoa(s.gatewayPIDs[p.Name][0]); got != s.gateways[p.Name].PID {
-			t.Fatalf("pod %s: the agent says the gateway is pid %s, the gateway says %s", p.Name, got, s.gateways[p.Name].PID)
-		}
+		Expect(strconv.Itoa(s.gatewayPIDs[p.Name][0])).To(Equal(s.gateways[p.Name].PID), "pod %s: the gateway's pid, as the agent and the gateway say", p.Name)
 		s.answers(p, first, "Hello from softreload")
 	}
 
 	var targets []string
 	for _, p := range s.pods {
-		targets = append(targets, "http://"+p.Addr(local.ExampleWebPort)+"/")
+		targets = append(targets, s.target(p))
 	}
 	s.load = load.Start(targets, load.Options{Workers: 2, Pause: 20 * time.Millisecond})
-	t.Cleanup(func() { s.load.Stop() })
-	time.Sleep(time.Second) // some load before the first change
+	DeferCleanup(func() { s.load.Stop() })
+	// Some load on every pod before the first change.
+	Eventually(func() []int64 {
+		var ok []int64
+		for _, st := range s.load.Snapshot() {
+			ok = append(ok, st.OK)
+		}
+		return ok
+	}).WithTimeout(rolloutTimeout).Should(HaveEach(BeNumerically(">", 0)), "the load reaches every pod")
 	return s
 }
 
@@ -172,14 +179,10 @@ func (s *suite) codeChange() {
 	after := s.webPIDs()
 	for _, p := range s.pods {
 		for _, pid := range after[p.Name] {
-			if slices.Contains(before[p.Name], pid) {
-				s.t.Errorf("pod %s: web worker %d served before the reload and still does (before %v, after %v)", p.Name, pid, before[p.Name], after[p.Name])
-			}
+			Expect(before[p.Name]).NotTo(ContainElement(pid), "pod %s: web worker %d served before the reload and still does (before %v, after %v)", p.Name, pid, before[p.Name], after[p.Name])
 		}
 		s.answers(p, rev, "Hello again")
-		if n := s.rec.TimesAsked(p.Name, rev); n != 1 {
-			s.t.Errorf("pod %s was sent revision %s %d times, want once", p.Name, rev, n)
-		}
+		Expect(s.rec.TimesAsked(p.Name, rev)).To(Equal(1), "pod %s was sent revision %s that many times, want once", p.Name, rev)
 	}
 }
 
@@ -191,7 +194,7 @@ func (s *suite) brokenCode() {
 	good := s.currentRevision()
 	before := s.webPIDs()
 	rev := s.changeCode("worker.py", "import sys\nsys.exit('this revision is broken on purpose')\n")
-	waitFor(s.ctx, s.t, "the pool turns Degraded", rolloutTimeout, func() (bool, string) {
+	waitFor("the pool turns Degraded", rolloutTimeout, func() (bool, string) {
 		pool, desc := getPool(s.ctx, s.c, s.ns)
 		if pool == nil {
 			return false, desc
@@ -201,7 +204,7 @@ func (s *suite) brokenCode() {
 	})
 	// With rollback: Auto, the pod that failed is sent the good revision
 	// again and reports it Ready.
-	waitFor(s.ctx, s.t, "every pod serves the good revision", rolloutTimeout, func() (bool, string) {
+	waitFor("every pod serves the good revision", rolloutTimeout, func() (bool, string) {
 		for _, p := range s.pods {
 			v := s.rec.Pod(p.Name)
 			if v.Desired != good || v.Report.State != v1alpha1.AgentReady || v.Report.Revision != good {
@@ -216,14 +219,10 @@ func (s *suite) brokenCode() {
 			tried = append(tried, p.Name)
 		}
 	}
-	if len(tried) != 1 {
-		s.t.Errorf("pods sent the broken revision: %v, want exactly one\n%s", tried, s.describePods())
-	}
+	Expect(tried).To(HaveLen(1), "pods sent the broken revision, want exactly one\n%s", s.describePods())
 	after := s.webPIDs()
 	for _, p := range s.pods {
-		if !slices.Equal(before[p.Name], after[p.Name]) {
-			s.t.Errorf("pod %s: web workers %v became %v: the old ones should have kept serving", p.Name, before[p.Name], after[p.Name])
-		}
+		Expect(after[p.Name]).To(Equal(before[p.Name]), "pod %s: web workers changed: the old ones should have kept serving", p.Name)
 		s.answers(p, good, "Hello again")
 	}
 	s.withinBudget()
@@ -235,7 +234,7 @@ func (s *suite) brokenCode() {
 func (s *suite) managerKilled() {
 	s.app["worker.py"] = s.readExample("worker.py") // repair the code
 	rev := s.changeCode("greeting.txt", "Hello, third time\n")
-	waitFor(s.ctx, s.t, "the rollout begins", rolloutTimeout, func() (bool, string) {
+	waitFor("the rollout begins", rolloutTimeout, func() (bool, string) {
 		for _, p := range s.pods {
 			if s.rec.Pod(p.Name).Desired == rev {
 				return true, ""
@@ -244,15 +243,23 @@ func (s *suite) managerKilled() {
 		return false, s.describePods()
 	})
 	s.must(s.cluster.KillManager())
-	s.t.Logf("the manager killed with the pods at:\n%s", s.describePods())
-	time.Sleep(2 * time.Second) // the agent of the pod already asked reloads meanwhile
+	logf("the manager killed with the pods at:\n%s", s.describePods())
+	// The agents of the pods already told the revision reload meanwhile,
+	// with no manager.
+	waitFor("the pods told "+rev+" reload with the manager away", rolloutTimeout, func() (bool, string) {
+		for _, p := range s.pods {
+			v := s.rec.Pod(p.Name)
+			if v.Desired == rev && (v.Report.Revision != rev || v.Report.State != v1alpha1.AgentReady) {
+				return false, s.describePods()
+			}
+		}
+		return true, ""
+	})
 	s.must(s.cluster.StartManager())
 	s.waitRolledOut("the rollout of "+rev+" after the restart", rev)
 	s.withinBudget()
 	for _, p := range s.pods {
-		if n := s.rec.TimesAsked(p.Name, rev); n != 1 {
-			s.t.Errorf("pod %s was sent revision %s %d times, want once", p.Name, rev, n)
-		}
+		Expect(s.rec.TimesAsked(p.Name, rev)).To(Equal(1), "pod %s was sent revision %s that many times, want once", p.Name, rev)
 		s.answers(p, rev, "Hello, third time")
 	}
 }
@@ -265,9 +272,9 @@ func (s *suite) managerKilled() {
 func (s *suite) apiServerDown() {
 	rev := s.changeCode("greeting.txt", "Hello after the outage\n")
 	var asked *local.Pod
-	waitFor(s.ctx, s.t, "an agent begins the reload", rolloutTimeout, func() (bool, string) {
+	waitFor("an agent begins the reload", rolloutTimeout, func() (bool, string) {
 		for _, p := range s.pods {
-			if workers(s.ctx, s.t, p).Agent.Revision == rev {
+			if workers(s.ctx, p).Agent.Revision == rev {
 				asked = p
 				return true, ""
 			}
@@ -276,16 +283,15 @@ func (s *suite) apiServerDown() {
 	})
 	s.must(s.cluster.StopAPIServer())
 	outage := time.Now()
-	s.t.Logf("the API server stopped with the pods at:\n%s", s.describePods())
-	waitFor(s.ctx, s.t, "the asked pod reloads while the API server is down", 15*time.Second, func() (bool, string) {
-		st := workers(s.ctx, s.t, asked)
+	logf("the API server stopped with the pods at:\n%s", s.describePods())
+	waitFor("the asked pod reloads while the API server is down", 15*time.Second, func() (bool, string) {
+		st := workers(s.ctx, asked)
 		return st.Agent.State == v1alpha1.AgentReady && st.Agent.Running == rev, fmt.Sprintf("%+v", st.Agent)
 	})
 	s.answers(asked, rev, "Hello after the outage")
-	time.Sleep(20*time.Second - time.Since(outage))
-	if _, failed, errs := load.Total(s.load.Snapshot()); failed > 0 {
-		s.t.Errorf("%d requests failed while the API server was down: %v", failed, errs)
-	}
+	time.Sleep(20*time.Second - time.Since(outage)) // the outage itself: not a wait for something
+	_, failed, errs := load.Total(s.load.Snapshot())
+	Expect(failed).To(BeZero(), "requests failed while the API server was down: %v", errs)
 	s.must(s.cluster.StartAPIServer())
 	s.waitRolledOut("the rollout of "+rev+" after the outage", rev)
 	s.withinBudget()
@@ -297,7 +303,7 @@ func (s *suite) apiServerDown() {
 // changeCode sets one file of the code ConfigMap and returns the revision
 // the pool makes of it.
 func (s *suite) changeCode(file, content string) string {
-	s.t.Helper()
+	GinkgoHelper()
 	s.rec.ResetMax()
 	s.app[file] = content
 	cm := &corev1.ConfigMap{}
@@ -330,9 +336,9 @@ func (s *suite) snapshots() map[string]string {
 // the revision expected: until the pool's status names it, the status may
 // still tell of the rollout before.
 func (s *suite) waitRolledOut(what, want string) string {
-	s.t.Helper()
+	GinkgoHelper()
 	var rev string
-	waitFor(s.ctx, s.t, what, rolloutTimeout, func() (bool, string) {
+	waitFor(what, rolloutTimeout, func() (bool, string) {
 		pool, desc := getPool(s.ctx, s.c, s.ns)
 		if pool == nil {
 			return false, desc
@@ -358,7 +364,7 @@ func (s *suite) waitRolledOut(what, want string) string {
 func (s *suite) currentRevision() string {
 	pool, desc := getPool(s.ctx, s.c, s.ns)
 	if pool == nil {
-		s.t.Fatal(desc)
+		Fail(desc)
 	}
 	return pool.Status.CurrentRevision
 }
@@ -366,65 +372,51 @@ func (s *suite) currentRevision() string {
 // withinBudget checks that no more pods reloaded at once since the step's
 // code change than the pool's maxUnavailable allows.
 func (s *suite) withinBudget() {
-	s.t.Helper()
-	if n, when := s.rec.Max(); n > s.budget {
-		s.t.Errorf("%d pods were reloading at once, maxUnavailable allows %d:\n%s", n, s.budget, when)
-	}
+	GinkgoHelper()
+	n, when := s.rec.Max()
+	Expect(n).To(BeNumerically("<=", s.budget), "pods reloading at once, against maxUnavailable:\n%s", when)
 }
 
 // answers checks that pod p answers with the greeting, from revision rev.
 func (s *suite) answers(p *local.Pod, rev, greeting string) {
-	s.t.Helper()
+	GinkgoHelper()
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil}}
 	want := fmt.Sprintf("%s (revision %s)\n", greeting, rev)
 	for range 4 { // most likely every worker
 		resp, err := client.Get("http://" + p.Addr(local.ExampleWebPort) + "/")
-		if err != nil {
-			s.t.Errorf("pod %s: %v", p.Name, err)
-			return
-		}
+		Expect(err).NotTo(HaveOccurred(), "pod %s", p.Name)
 		body, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err != nil || string(body) != want {
-			s.t.Errorf("pod %s answered %q (%v), want %q", p.Name, body, err, want)
-			return
-		}
+		_ = resp.Body.Close()
+		Expect(err).NotTo(HaveOccurred(), "pod %s's answer", p.Name)
+		Expect(string(body)).To(Equal(want), "pod %s's answer", p.Name)
 	}
 }
 
 func (s *suite) webPIDs() map[string][]int {
 	out := map[string][]int{}
 	for _, p := range s.pods {
-		out[p.Name] = workers(s.ctx, s.t, p).PIDs("web")
+		out[p.Name] = workers(s.ctx, p).PIDs("web")
 	}
 	return out
 }
 
 // noFailedRequests checks the load so far: every request answered.
 func (s *suite) noFailedRequests() {
-	s.t.Helper()
+	GinkgoHelper()
 	ok, failed, errs := load.Total(s.load.Snapshot())
-	if failed > 0 {
-		s.t.Errorf("%d of %d requests failed: %v", failed, ok+failed, errs)
-	}
-	if ok == 0 {
-		s.t.Error("no request was answered")
-	}
-	s.t.Logf("load so far: %d requests answered, %d failed", ok, failed)
+	logf("load so far: %d requests answered, %d failed", ok, failed)
+	Expect(failed).To(BeZero(), "of %d requests, some failed: %v", ok+failed, errs)
+	Expect(ok).NotTo(BeZero(), "no request was answered")
 }
 
 // gatewaysHeld checks that every gateway still answers on the connection
 // opened at the start, from the same process, and that the agents still
 // run the gateway workers they started with.
 func (s *suite) gatewaysHeld() {
-	s.t.Helper()
+	GinkgoHelper()
 	for _, p := range s.pods {
-		if err := s.gateways[p.Name].Echo("still there?"); err != nil {
-			s.t.Errorf("pod %s: the connection opened at the start: %v", p.Name, err)
-		}
-		if got := workers(s.ctx, s.t, p).PIDs("gateway"); !slices.Equal(got, s.gatewayPIDs[p.Name]) {
-			s.t.Errorf("pod %s: gateway workers %v, want %v (never reloaded)", p.Name, got, s.gatewayPIDs[p.Name])
-		}
+		Expect(s.gateways[p.Name].Echo("still there?")).To(Succeed(), "pod %s: the connection opened at the start", p.Name)
+		Expect(workers(s.ctx, p).PIDs("gateway")).To(Equal(s.gatewayPIDs[p.Name]), "pod %s: gateway workers (never reloaded)", p.Name)
 	}
 }
 
@@ -441,8 +433,6 @@ func (s *suite) readExample(name string) string {
 }
 
 func (s *suite) must(err error) {
-	s.t.Helper()
-	if err != nil {
-		s.t.Fatal(err)
-	}
+	GinkgoHelper()
+	Expect(err).NotTo(HaveOccurred())
 }

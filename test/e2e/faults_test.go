@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"time"
 
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -40,22 +42,23 @@ func (s *suite) agentKilled() {
 	s.rec.ResetMax()
 	p := s.pods[2]
 	rev := s.currentRevision()
-	st := workers(s.ctx, s.t, p)
+	st := workers(s.ctx, p)
 	pids := slices.Concat(st.PIDs("web"), st.PIDs("gateway"))
 	procs := processes(pids)
 	asked := len(s.rec.Pod(p.Name).Asked)
 
 	s.holdLoad(p)
 	s.must(s.cluster.KillAgent(p.Name))
-	waitFor(s.ctx, s.t, "the killed agent's workers exit with it", 30*time.Second, func() (bool, string) {
+	waitFor("the killed agent's workers exit with it", 30*time.Second, func() (bool, string) {
 		left := running(procs)
 		return len(left) == 0, fmt.Sprintf("workers still running (of %v):\n  %s", pids, strings.Join(left, "\n  "))
 	})
 	for _, port := range []int{local.ExampleWebPort, local.ExampleGWPort} {
-		if conn, err := net.DialTimeout("tcp", p.Addr(port), time.Second); err == nil {
-			conn.Close()
-			s.t.Errorf("pod %s: %s still accepts connections with its agent killed: an orphan holds the socket", p.Name, p.Addr(port))
+		conn, err := net.DialTimeout("tcp", p.Addr(port), time.Second)
+		if err == nil {
+			_ = conn.Close()
 		}
+		Expect(err).To(HaveOccurred(), "pod %s: %s still accepts connections with its agent killed: an orphan holds the socket", p.Name, p.Addr(port))
 	}
 
 	s.must(s.cluster.RestartAgent(p.Name))
@@ -63,9 +66,7 @@ func (s *suite) agentKilled() {
 	s.redialGateway(p)
 	s.releaseLoad(p)
 	s.waitRolledOut("the restarted pod reports "+rev, rev)
-	if n := len(s.rec.Pod(p.Name).Asked); n != asked {
-		s.t.Errorf("pod %s was sent a revision again after its agent restarted: %v", p.Name, s.rec.Pod(p.Name).Asked[asked:])
-	}
+	Expect(s.rec.Pod(p.Name).Asked[asked:]).To(BeEmpty(), "pod %s was sent a revision again after its agent restarted", p.Name)
 	s.withinBudget()
 }
 
@@ -74,7 +75,7 @@ func (s *suite) agentKilled() {
 func (s *suite) agentHangup() {
 	p := s.pods[0]
 	rev := s.currentRevision()
-	before := workers(s.ctx, s.t, p)
+	before := workers(s.ctx, p)
 	pid, _, err := s.cluster.AgentPID(p.Name)
 	s.must(err)
 
@@ -82,24 +83,18 @@ func (s *suite) agentHangup() {
 	// A process takes a pending signal before it runs its own code again:
 	// an answer on the control socket comes after the SIGHUP was handled.
 	after, err := agentStatus(s.ctx, p)
-	if err != nil {
-		s.t.Fatalf("pod %s: the agent no longer answers after SIGHUP: %v", p.Name, err)
-	}
-	if now, alive, err := s.cluster.AgentPID(p.Name); err != nil || !alive || now != pid {
-		s.t.Fatalf("pod %s: the agent (pid %d) did not survive SIGHUP: pid %d, running %v, %v", p.Name, pid, now, alive, err)
-	}
+	Expect(err).NotTo(HaveOccurred(), "pod %s: the agent no longer answers after SIGHUP", p.Name)
+	now, alive, err := s.cluster.AgentPID(p.Name)
+	Expect(err).NotTo(HaveOccurred(), "pod %s: the agent (pid %d) after SIGHUP", p.Name, pid)
+	Expect(alive).To(BeTrue(), "pod %s: the agent (pid %d) did not survive SIGHUP", p.Name, pid)
+	Expect(now).To(Equal(pid), "pod %s: the agent's pid after SIGHUP", p.Name)
 	for _, g := range []string{"web", "gateway"} {
-		if !slices.Equal(before.PIDs(g), after.PIDs(g)) {
-			s.t.Errorf("pod %s: %s workers %v became %v on SIGHUP", p.Name, g, before.PIDs(g), after.PIDs(g))
-		}
+		Expect(after.PIDs(g)).To(Equal(before.PIDs(g)), "pod %s: %s workers on SIGHUP", p.Name, g)
 	}
-	if after.Agent.State != v1alpha1.AgentReady || after.Agent.Running != rev {
-		s.t.Errorf("pod %s: after SIGHUP the agent says %+v, want Ready at %s", p.Name, after.Agent, rev)
-	}
+	Expect(after.Agent.State).To(Equal(v1alpha1.AgentReady), "pod %s: after SIGHUP the agent says %+v", p.Name, after.Agent)
+	Expect(after.Agent.Running).To(Equal(rev), "pod %s: after SIGHUP the agent says %+v", p.Name, after.Agent)
 	s.answers(p, rev, s.greeting())
-	if again := workers(s.ctx, s.t, p); !slices.Equal(before.PIDs("web"), again.PIDs("web")) {
-		s.t.Errorf("pod %s: web workers %v became %v after SIGHUP", p.Name, before.PIDs("web"), again.PIDs("web"))
-	}
+	Expect(workers(s.ctx, p).PIDs("web")).To(Equal(before.PIDs("web")), "pod %s: web workers after SIGHUP", p.Name)
 }
 
 // agentRestartedWithoutAPI: with the API server down, an agent is killed
@@ -125,13 +120,13 @@ func (s *suite) agentRestartedWithoutAPI() {
 	s.must(s.cluster.RestartAgent(p.Name))
 	restarted := time.Now()
 	s.waitServing(p, rev, 30*time.Second)
-	s.t.Logf("pod %s serves %s %v after its agent restarted, with the API server down", p.Name, rev, time.Since(restarted).Round(time.Millisecond))
+	logf("pod %s serves %s %v after its agent restarted, with the API server down", p.Name, rev, time.Since(restarted).Round(time.Millisecond))
 	s.redialGateway(p)
 	s.releaseLoad(p)
 	// It serves on while the API server is still away: the load reaches
 	// it, and every pod answers.
 	served := s.load.Snapshot()[s.target(p)].OK
-	waitFor(s.ctx, s.t, "the load reaches the restarted pod", 30*time.Second, func() (bool, string) {
+	waitFor("the load reaches the restarted pod", 30*time.Second, func() (bool, string) {
 		st := s.load.Snapshot()[s.target(p)]
 		return st.OK > served+20, fmt.Sprintf("%+v", st)
 	})
@@ -139,9 +134,7 @@ func (s *suite) agentRestartedWithoutAPI() {
 	apiDown = false
 	s.must(s.cluster.StartAPIServer())
 	s.waitRolledOut("the pods' reports after the outage", rev)
-	if n := len(s.rec.Pod(p.Name).Asked); n != asked {
-		s.t.Errorf("pod %s was sent a revision again after its agent restarted: %v", p.Name, s.rec.Pod(p.Name).Asked[asked:])
-	}
+	Expect(s.rec.Pod(p.Name).Asked[asked:]).To(BeEmpty(), "pod %s was sent a revision again after its agent restarted", p.Name)
 	s.withinBudget()
 }
 
@@ -164,7 +157,7 @@ func (s *suite) newerRevisionDuringFetch() {
 	logged := s.logSize(first)
 	s.releaseAgents()
 	s.waitLogged(first, logged, snapshot, "the agent of "+first.Name+" tries to fetch "+snapshot)
-	s.t.Logf("the agent of %s waits for snapshot %s, which is gone; the manager comes back with a newer revision", first.Name, snapshot)
+	logf("the agent of %s waits for snapshot %s, which is gone; the manager comes back with a newer revision", first.Name, snapshot)
 
 	known := s.snapshots()
 	s.writeCode("greeting.txt", "Hello from the newer revision\n")
@@ -172,21 +165,16 @@ func (s *suite) newerRevisionDuringFetch() {
 	back := time.Now()
 	rev := s.waitNewRevision(known)
 	s.waitRolledOut("the rollout of "+rev, rev)
-	s.t.Logf("revision %s everywhere %v after the manager came back", rev, time.Since(back).Round(time.Millisecond))
+	logf("revision %s everywhere %v after the manager came back", rev, time.Since(back).Round(time.Millisecond))
 	s.withinBudget()
 	for _, p := range s.pods {
 		v := s.rec.Pod(p.Name)
 		for _, r := range v.Reports[marks[p.Name].reports:] {
-			if r.State == v1alpha1.AgentFailed {
-				s.t.Errorf("pod %s reported %s Failed (%s): a revision left for a newer one has not failed", p.Name, r.Revision, r.Message)
-			}
-			if r.Running == skipped || r.Revision == skipped && r.State == v1alpha1.AgentReady {
-				s.t.Errorf("pod %s ran revision %s, whose snapshot it never could read: %+v", p.Name, skipped, r)
-			}
+			Expect(r.State).NotTo(Equal(v1alpha1.AgentFailed), "pod %s reported %s Failed (%s): a revision left for a newer one has not failed", p.Name, r.Revision, r.Message)
+			ran := r.Running == skipped || r.Revision == skipped && r.State == v1alpha1.AgentReady
+			Expect(ran).To(BeFalse(), "pod %s ran revision %s, whose snapshot it never could read: %+v", p.Name, skipped, r)
 		}
-		if n := s.rec.TimesAsked(p.Name, rev); n != 1 {
-			s.t.Errorf("pod %s was sent revision %s %d times, want once", p.Name, rev, n)
-		}
+		Expect(s.rec.TimesAsked(p.Name, rev)).To(Equal(1), "pod %s was sent revision %s that many times, want once", p.Name, rev)
 		s.answers(p, rev, "Hello from the newer revision")
 	}
 }
@@ -212,7 +200,7 @@ func (s *suite) managerDown() {
 	logged := s.logSize(first)
 	s.releaseAgents()
 	s.waitLogged(first, logged, snapshot, "the agent of "+first.Name+" is refused "+snapshot)
-	s.t.Logf("the agent of %s is refused snapshot %s; the manager stays away for %v", first.Name, snapshot, managerOutage)
+	logf("the agent of %s is refused snapshot %s; the manager stays away for %v", first.Name, snapshot, managerOutage)
 
 	time.Sleep(managerOutage - time.Since(down)) // the outage itself
 	s.noFailureSince(marks)
@@ -224,15 +212,12 @@ func (s *suite) managerDown() {
 	s.noFailureSince(marks)
 	pool, desc := getPool(s.ctx, s.c, s.ns)
 	if pool == nil {
-		s.t.Fatal(desc)
+		Fail(desc)
 	}
-	if d := condition(pool, v1alpha1.ConditionDegraded); d != nil && d.Status == metav1.ConditionTrue {
-		s.t.Errorf("the pool is Degraded after the manager's outage:\n%s", desc)
-	}
+	d := condition(pool, v1alpha1.ConditionDegraded)
+	Expect(d != nil && d.Status == metav1.ConditionTrue).To(BeFalse(), "the pool is Degraded after the manager's outage:\n%s", desc)
 	for _, p := range s.pods {
-		if got := s.rec.Pod(p.Name).Asked[marks[p.Name].asked:]; !slices.Equal(got, []string{rev}) {
-			s.t.Errorf("pod %s was sent %v since the change, want only %s (no rollback)", p.Name, got, rev)
-		}
+		Expect(s.rec.Pod(p.Name).Asked[marks[p.Name].asked:]).To(Equal([]string{rev}), "pod %s was sent since the change, want only %s (no rollback)", p.Name, rev)
 		s.answers(p, rev, "Hello after the manager's outage")
 	}
 }
@@ -251,12 +236,10 @@ func (s *suite) marks() map[string]mark {
 
 // noFailureSince checks that no pod reported a failure since marks.
 func (s *suite) noFailureSince(marks map[string]mark) {
-	s.t.Helper()
+	GinkgoHelper()
 	for _, p := range s.pods {
 		for _, r := range s.rec.Pod(p.Name).Reports[marks[p.Name].reports:] {
-			if r.State == v1alpha1.AgentFailed {
-				s.t.Errorf("pod %s reported revision %s Failed: %s", p.Name, r.Revision, r.Message)
-			}
+			Expect(r.State).NotTo(Equal(v1alpha1.AgentFailed), "pod %s reported revision %s Failed: %s", p.Name, r.Revision, r.Message)
 		}
 	}
 }
@@ -277,10 +260,10 @@ func (s *suite) releaseAgents() {
 
 // waitFirstAsked returns the first pod the manager tells rev.
 func (s *suite) waitFirstAsked(rev string) *local.Pod {
-	s.t.Helper()
+	GinkgoHelper()
 	var first *local.Pod
 	start := time.Now()
-	waitFor(s.ctx, s.t, "a pod is told "+rev, rolloutTimeout, func() (bool, string) {
+	waitFor("a pod is told "+rev, rolloutTimeout, func() (bool, string) {
 		for _, p := range s.pods {
 			if s.rec.Pod(p.Name).Desired == rev {
 				first = p
@@ -289,7 +272,7 @@ func (s *suite) waitFirstAsked(rev string) *local.Pod {
 		}
 		return false, s.describePods()
 	})
-	s.t.Logf("pod %s told %s %v after the revision was made", first.Name, rev, time.Since(start).Round(time.Millisecond))
+	logf("pod %s told %s %v after the revision was made", first.Name, rev, time.Since(start).Round(time.Millisecond))
 	return first
 }
 
@@ -297,7 +280,7 @@ func (s *suite) waitFirstAsked(rev string) *local.Pod {
 // is before the manager grants a new snapshot, and waits until the API
 // server refuses the pods' service account to read it.
 func (s *suite) revokeSnapshot(name string) {
-	s.t.Helper()
+	GinkgoHelper()
 	role := &rbacv1.Role{}
 	s.must(s.c.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: agentaccess.Name}, role))
 	var rules []rbacv1.PolicyRule
@@ -312,7 +295,7 @@ func (s *suite) revokeSnapshot(name string) {
 	}
 	role.Rules = rules
 	s.must(s.c.Update(s.ctx, role))
-	waitFor(s.ctx, s.t, "the agents may no longer read "+name, 30*time.Second, func() (bool, string) {
+	waitFor("the agents may no longer read "+name, 30*time.Second, func() (bool, string) {
 		review := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
 			User:   "system:serviceaccount:" + s.ns + ":app",
 			Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + s.ns, "system:authenticated"},
@@ -330,7 +313,7 @@ func (s *suite) revokeSnapshot(name string) {
 // writeCode sets one file of the code ConfigMap without waiting for the
 // revision (the manager may be away).
 func (s *suite) writeCode(file, content string) {
-	s.t.Helper()
+	GinkgoHelper()
 	s.rec.ResetMax()
 	s.app[file] = content
 	cm := &corev1.ConfigMap{}
@@ -345,9 +328,9 @@ func (s *suite) writeCode(file, content string) {
 // waitNewRevision waits for a snapshot not in known and returns its
 // revision.
 func (s *suite) waitNewRevision(known map[string]string) string {
-	s.t.Helper()
+	GinkgoHelper()
 	var rev string
-	waitFor(s.ctx, s.t, "a new revision", rolloutTimeout, func() (bool, string) {
+	waitFor("a new revision", rolloutTimeout, func() (bool, string) {
 		for name, r := range s.snapshots() {
 			if _, ok := known[name]; !ok {
 				rev = r
@@ -362,8 +345,8 @@ func (s *suite) waitNewRevision(known map[string]string) string {
 // waitServing waits until pod p's agent answers, Ready at rev, and the pod
 // answers requests from rev.
 func (s *suite) waitServing(p *local.Pod, rev string, timeout time.Duration) {
-	s.t.Helper()
-	waitFor(s.ctx, s.t, "pod "+p.Name+" serves "+rev+" again", timeout, func() (bool, string) {
+	GinkgoHelper()
+	waitFor("pod "+p.Name+" serves "+rev+" again", timeout, func() (bool, string) {
 		st, err := agentStatus(s.ctx, p)
 		if err != nil {
 			return false, err.Error()
@@ -389,13 +372,13 @@ func (s *suite) releaseLoad(p *local.Pod) { s.load.Resume(s.target(p)) }
 // whose old one went with the agent that was killed, and records the new
 // gateway worker.
 func (s *suite) redialGateway(p *local.Pod) {
-	s.t.Helper()
+	GinkgoHelper()
 	s.gateways[p.Name].Close()
 	g, err := local.DialGateway(p.Addr(local.ExampleGWPort))
 	s.must(err)
-	s.top.Cleanup(func() { g.Close() }) // not the step's: later steps use it
+	// Closed when the suite ends, with every gateway: later steps use it.
 	s.gateways[p.Name] = g
-	s.gatewayPIDs[p.Name] = workers(s.ctx, s.t, p).PIDs("gateway")
+	s.gatewayPIDs[p.Name] = workers(s.ctx, p).PIDs("gateway")
 }
 
 func (s *suite) logSize(p *local.Pod) int64 {
@@ -412,10 +395,10 @@ func (s *suite) logSize(p *local.Pod) int64 {
 // after a backoff that the outage grew, up to a minute, and that is reset
 // only after two minutes without an error.
 func (s *suite) waitLogged(p *local.Pod, offset int64, text, what string) {
-	s.t.Helper()
+	GinkgoHelper()
 	start := time.Now()
-	defer func() { s.t.Logf("%s: %v", what, time.Since(start).Round(time.Millisecond)) }()
-	waitFor(s.ctx, s.t, what, rolloutTimeout, func() (bool, string) {
+	defer func() { logf("%s: %v", what, time.Since(start).Round(time.Millisecond)) }()
+	waitFor(what, rolloutTimeout, func() (bool, string) {
 		b, err := os.ReadFile(s.cluster.LogPath(p.Name))
 		if err != nil {
 			return false, err.Error()
