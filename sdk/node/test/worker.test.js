@@ -52,6 +52,21 @@ test('serve without a socket says how to run the worker', async (t) => {
   await assert.rejects(serve(() => {}), /no socket passed .* run this worker under softreload's agent/);
 });
 
+test('serve alone listens where told, and drain() ends it without exiting', async (t) => {
+  withEnv(t, { LISTEN_PID: undefined, LISTEN_FDS: undefined, NOTIFY_SOCKET: undefined });
+  let drained = false;
+  const { servers, drain } = await serve((req, res) => res.end('alone\n'),
+    { alone: { port: 0, host: '127.0.0.1' }, stopSignal: 'SIGUSR2', onDrained: () => { drained = true; } });
+  t.after(() => process.removeAllListeners('SIGUSR2'));
+  const conn = await Conn.open(servers[0].address().port);
+  conn.write('GET / HTTP/1.1\r\nHost: worker\r\n\r\n');
+  assert.strictEqual((await conn.response()).body, 'alone\n');
+  await drain();
+  assert.strictEqual(await conn.closedBy(), '', 'the idle connection is closed by the drain');
+  assert.strictEqual(drained, true, 'onDrained was called');
+  assert.strictEqual(servers[0].listening, false);
+});
+
 test('serve refuses one http.Server for two sockets', async (t) => {
   withEnv(t, { LISTEN_PID: String(process.pid), LISTEN_FDS: '2', LISTEN_FDNAMES: 'a:b' });
   await assert.rejects(serve(http.createServer()), /2 sockets passed but one http.Server given/);
