@@ -17,15 +17,18 @@ const WAIT = 60.0; // an upper bound on waiting for something that must happen
 
 $failures = 0;
 $cleanups = [];
+$failing = false; // the test running has failed: cleanups say more
 
 function test(string $name, callable $fn): void
 {
-    global $failures, $cleanups;
+    global $failures, $cleanups, $failing;
+    $failing = false;
     try {
         $fn();
         echo "ok   $name\n";
     } catch (\Throwable $e) {
         $failures++;
+        $failing = true;
         echo "FAIL $name\n     {$e->getMessage()}\n     at {$e->getFile()}:{$e->getLine()}\n";
     } finally {
         foreach (array_reverse($cleanups) as $cleanup) {
@@ -165,6 +168,12 @@ test('a worker drains kept-alive connections without losing a request, beside an
     same(200, response($conn)['status'], 'the first pipelined request');
     $head = response($conn, true);
     same(['', 'keep-alive'], [$head['body'], $head['headers']['connection']], 'HEAD, pipelined');
+    // A handler that throws gets a 500, and the connection lives on.
+    fwrite($conn, "GET /?throw HTTP/1.1\r\nHost: w\r\n\r\n");
+    $thrown = response($conn);
+    same([500, 'keep-alive'], [$thrown['status'], $thrown['headers']['connection']], 'a handler that throws');
+    fwrite($conn, "GET / HTTP/1.1\r\nHost: w\r\n\r\n");
+    same(200, response($conn)['status'], 'the next request after a 500');
     $cases = [
         "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n" => 411,
         "GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n" => 400,
@@ -227,11 +236,12 @@ function startWorker($listener, string $revision, ?float $grace = null): array
     check(is_resource($proc), 'starting the worker');
     $worker = ['proc' => $proc, 'pid' => proc_get_status($proc)['pid'], 'stdout' => $pipes[1], 'seen' => '', 'exit' => null];
     $cleanups[] = function () use ($proc, $stderr, $revision): void {
+        global $failing;
         if (proc_get_status($proc)['running']) {
             proc_terminate($proc, SIGKILL);
         }
         $err = file_get_contents($stderr);
-        if ($err !== '') {
+        if ($failing && $err !== '') {
             echo "     worker $revision stderr: $err";
         }
         unlink($stderr);

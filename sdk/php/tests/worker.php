@@ -1,8 +1,8 @@
 <?php
 
-// The worker the tests run. GET /?hold is answered once the drain has
-// begun, and says "holding" on stdout when it arrives; "draining" says the
-// stop signal was seen.
+// The worker the tests run. GET /?throw throws; GET /?hold is answered
+// once the drain has begun, and says "holding" on stdout when it arrives;
+// "draining" says the stop signal was seen.
 
 declare(strict_types=1);
 
@@ -16,6 +16,9 @@ use Softreload\Worker\Http\Server;
 $env = new Environment();
 $server = null;
 $server = new Server(function (Request $r) use ($env, &$server): Response {
+    if (array_key_exists('throw', $r->query())) {
+        throw new \RuntimeException('asked to throw');
+    }
     if (array_key_exists('hold', $r->query())) {
         echo "holding\n";
         while (!$server->draining()) {
