@@ -8,7 +8,10 @@ import (
 	"net"
 	"os"
 	"strings"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/softreload/softreload/api/v1alpha1"
 )
@@ -101,10 +104,10 @@ func bind(ctx context.Context, a v1alpha1.ListenAddress) (*os.File, net.Listener
 	var f *os.File
 	switch l := l.(type) {
 	case *net.TCPListener:
-		f, err = l.File()
+		f, err = fileOf(l, addr.Addr)
 	case *net.UnixListener:
 		l.SetUnlinkOnClose(true)
-		f, err = l.File()
+		f, err = fileOf(l, addr.Addr)
 	default:
 		err = fmt.Errorf("unexpected listener %T", l)
 	}
@@ -113,6 +116,30 @@ func bind(ctx context.Context, a v1alpha1.ListenAddress) (*os.File, net.Listener
 		return nil, nil, err
 	}
 	return f, l, nil
+}
+
+// fileOf returns a file of l's socket to pass to workers, one whose Fd
+// leaves the socket as it is. The File of net's listeners would not: its
+// Fd, which os.StartProcess calls at every worker start, puts the socket,
+// one open file shared by every worker, into blocking mode. A running
+// worker that waits for the socket and then accepts (Go's net, Python's
+// socketserver, PHP's socket_select) then blocks in accept when another
+// worker took the connection, until the next one comes, deaf to its stop
+// signal: with kept-alive clients, new connections are rare and the agent
+// kills it after the stop timeout.
+func fileOf(l syscall.Conn, name string) (*os.File, error) {
+	rc, err := l.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	fd, derr := -1, error(nil)
+	if err := rc.Control(func(s uintptr) { fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		return nil, err
+	}
+	if derr != nil {
+		return nil, fmt.Errorf("duplicating the socket: %w", derr)
+	}
+	return os.NewFile(uintptr(fd), name), nil
 }
 
 // removeStale removes a unix socket file left by a previous run, if nothing

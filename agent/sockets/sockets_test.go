@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"golang.org/x/sys/unix"
 
 	"github.com/softreload/softreload/agent/sockets"
 	"github.com/softreload/softreload/api/v1alpha1"
@@ -135,4 +136,29 @@ func freePort6(t *testing.T) string {
 	defer l.Close()
 	_, port, _ := net.SplitHostPort(l.Addr().String())
 	return port
+}
+
+// TestPassingLeavesTheSocketNonBlocking checks that starting a worker does
+// not make the shared socket blocking: os.StartProcess calls Fd on every
+// file it passes, and the File of net's listeners would turn the socket
+// blocking for every worker at each start.
+func TestPassingLeavesTheSocketNonBlocking(t *testing.T) {
+	s, err := sockets.Bind(context.Background(), []v1alpha1.WorkerGroup{{Name: "web", Listen: []v1alpha1.ListenAddress{
+		v1alpha1.ListenAddress("tcp4://127.0.0.1:" + freePort(t)),
+		v1alpha1.ListenAddress("unix://" + filepath.Join(t.TempDir(), "app.sock")),
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, f := range s.Files()["web"] {
+		fd := int(f.Fd()) // what os.StartProcess does with it
+		flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if flags&unix.O_NONBLOCK == 0 {
+			t.Errorf("%s is blocking once passed: a worker waiting to accept on it would block in accept", f.Name())
+		}
+	}
 }
