@@ -78,6 +78,16 @@ func (s *Server) Run(ctx context.Context) error {
 	if grace <= 0 {
 		grace = DefaultIdleGrace
 	}
+	// The stop signal is ours before the agent hears READY=1: it may stop
+	// the worker right after.
+	stop := make(chan os.Signal, 1)
+	sigs := s.Signals
+	if sigs == nil {
+		sigs = []os.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT}
+	}
+	signal.Notify(stop, sigs...)
+	defer signal.Stop(stop)
+
 	t := newTracker(grace)
 	var closing atomic.Bool
 	s.wire(t, &closing)
@@ -98,13 +108,6 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 	}
 
-	stop := make(chan os.Signal, 1)
-	sigs := s.Signals
-	if sigs == nil {
-		sigs = []os.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT}
-	}
-	signal.Notify(stop, sigs...)
-	defer signal.Stop(stop)
 	var err error
 	select {
 	case <-ctx.Done():
