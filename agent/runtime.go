@@ -37,7 +37,8 @@ type RuntimeOptions struct {
 }
 
 // Runtime is what runs worker groups, standalone as in a pod: their
-// sockets, bound once; the supervisor that starts and replaces the workers,
+// sockets, each address bound once (and closed when no group listens on it
+// any more); the supervisor that starts and replaces the workers,
 // and its metrics; the control and metrics listeners.
 type Runtime struct {
 	// Supervisor is the reload engine.
@@ -73,7 +74,7 @@ func NewRuntime(ctx context.Context, opts RuntimeOptions) (*Runtime, error) {
 	}
 	r.metrics = metrics.New(r.Status)
 	if r.Supervisor, err = supervisor.New(supervisor.Options{
-		Groups: opts.Groups, Strategy: opts.Strategy, Listeners: r.sockets.Files(),
+		Groups: opts.Groups, Strategy: opts.Strategy, Listeners: r.sockets.Files(), Sockets: r.sockets,
 		Revision: opts.Revision, CodeDir: opts.CodeDir, OS: r.os, Recorder: r.metrics, Logger: opts.Logger,
 		BackoffInitial: opts.BackoffInitial, BackoffMax: opts.BackoffMax,
 	}); err != nil {
@@ -106,8 +107,22 @@ func (r *Runtime) Run(ctx context.Context, b control.Backend) error {
 // Status is the supervisor's status with each worker's memory.
 func (r *Runtime) Status() supervisor.Status { return process.WithMemory(r.Supervisor.Status()) }
 
-// Addrs returns the bound addresses of a group, in listen order.
-func (r *Runtime) Addrs(group string) []net.Addr { return r.sockets.Addrs(group) }
+// Addrs returns the bound addresses of a group, in the listen order of the
+// spec it runs: with port 0 in the config, the port the system chose.
+func (r *Runtime) Addrs(group string) []net.Addr {
+	var out []net.Addr
+	for _, g := range r.Supervisor.Status().Groups {
+		if g.Name != group {
+			continue
+		}
+		for _, a := range g.Listen {
+			if addr := r.sockets.Addr(a); addr != nil {
+				out = append(out, addr)
+			}
+		}
+	}
+	return out
+}
 
 func (r *Runtime) close() {
 	for _, l := range []net.Listener{r.control, r.metricsL} {

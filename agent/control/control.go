@@ -235,7 +235,41 @@ func WriteTable(w io.Writer, st supervisor.Status, now time.Time) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	return writeDrains(w, st.Groups)
+	if err := writeDrains(w, st.Groups); err != nil {
+		return err
+	}
+	return writeSpecs(w, st.Groups)
+}
+
+// writeSpecs prints, per group, the spec its workers run (a short hash),
+// its count, whether it is reloadable and its addresses; and for a group
+// that runs an older spec than the revision's, why. An agent that does not
+// report specs prints nothing.
+func writeSpecs(w io.Writer, groups []supervisor.GroupStatus) error {
+	if len(groups) == 0 || groups[0].Spec == "" {
+		return nil
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "GROUP\tSPEC\tCOUNT\tRELOADABLE\tLISTEN\tNOTE")
+	for _, g := range groups {
+		listen, note := "-", "-"
+		if len(g.Listen) > 0 {
+			var as []string
+			for _, a := range g.Listen {
+				as = append(as, string(a))
+			}
+			listen = strings.Join(as, ",")
+		}
+		switch g.Outdated {
+		case v1alpha1.GroupSpecChanged:
+			note = "older spec: the revision changes this group, which is not reloadable"
+		case v1alpha1.GroupRemoved:
+			note = "older spec: the revision removes this group, which is not reloadable"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%t\t%s\t%s\n", g.Name, g.Spec, g.Count, g.Reloadable, listen, note)
+	}
+	return tw.Flush()
 }
 
 // writeDrains prints, per group, how many workers were stopped, how many of

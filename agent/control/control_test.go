@@ -123,3 +123,24 @@ gw     0        0       -           -
 		t.Errorf("table (-want +got):\n%s", diff)
 	}
 }
+
+func TestWriteTableSaysWhichSpecEachGroupRuns(t *testing.T) {
+	st := supervisor.Status{
+		Agent: v1alpha1.AgentStatus{Revision: "r2", Running: "r2", State: v1alpha1.AgentReady, Ready: 3, Total: 3},
+		Groups: []supervisor.GroupStatus{
+			{Name: "web", Spec: "0a1b2c3d4e", Count: 2, Reloadable: true, Listen: []v1alpha1.ListenAddress{"tcp://:8080", "unix:///run/web.sock"}},
+			{Name: "gw", Spec: "5f6a7b8c9d", Count: 1, Outdated: v1alpha1.GroupSpecChanged},
+		},
+	}
+	var b strings.Builder
+	if err := control.WriteTable(&b, st, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	want := `GROUP  SPEC        COUNT  RELOADABLE  LISTEN                            NOTE
+web    0a1b2c3d4e  2      true        tcp://:8080,unix:///run/web.sock  -
+gw     5f6a7b8c9d  1      false       -                                 older spec: the revision changes this group, which is not reloadable
+`
+	if got := b.String(); !strings.HasSuffix(got, want) {
+		t.Errorf("table ends with:\n%s\nwant:\n%s", got, want)
+	}
+}

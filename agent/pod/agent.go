@@ -625,7 +625,7 @@ func (a *Agent) publisher(ctx context.Context) {
 		case st = <-a.publish:
 		}
 		backoff := newBackoff()
-		for st != written {
+		for !st.Same(written) {
 			err := a.patchStatus(ctx, st)
 			if err == nil {
 				written = st

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -37,69 +38,117 @@ func Parse(a v1alpha1.ListenAddress) (Address, error) {
 	return Address{Network: scheme, Addr: rest}, nil
 }
 
-// Set holds the bound sockets of every group.
+// Set holds the bound sockets of every group, one per address: an address
+// bound once keeps its socket, and so its accept queue, until it is
+// unbound, whatever else changes.
 type Set struct {
-	listeners []net.Listener
-	files     map[string][]*os.File
-	addrs     map[string][]net.Addr
+	mu sync.Mutex
+	// bound holds the socket of every bound address.
+	bound map[v1alpha1.ListenAddress]*socket
+	// files and addrs are those of the groups Bind was given, in listen
+	// order.
+	files map[string][]*os.File
+	addrs map[string][]net.Addr
+}
+
+// socket is one bound address: the listener, and the file workers get.
+type socket struct {
+	l net.Listener
+	f *os.File
 }
 
 // Bind binds every listen address of groups. On error nothing stays bound,
 // and the error names the group and the address.
 func Bind(ctx context.Context, groups []v1alpha1.WorkerGroup) (*Set, error) {
-	s := &Set{files: map[string][]*os.File{}, addrs: map[string][]net.Addr{}}
+	s := &Set{bound: map[v1alpha1.ListenAddress]*socket{}, files: map[string][]*os.File{}, addrs: map[string][]net.Addr{}}
 	for _, g := range groups {
 		for _, a := range g.Listen {
-			f, l, err := bind(ctx, a)
+			sock, err := bind(ctx, a)
 			if err != nil {
-				s.Close()
+				_ = s.Close()
 				return nil, fmt.Errorf("group %q: cannot listen on %s: %w", g.Name, a, err)
 			}
-			s.listeners = append(s.listeners, l)
-			s.files[g.Name] = append(s.files[g.Name], f)
-			s.addrs[g.Name] = append(s.addrs[g.Name], l.Addr())
+			s.bound[a] = sock
+			s.files[g.Name] = append(s.files[g.Name], sock.f)
+			s.addrs[g.Name] = append(s.addrs[g.Name], sock.l.Addr())
 		}
 	}
 	return s, nil
 }
 
 // Files returns, per group name, the files to pass to its workers, in listen
-// order.
+// order, of the groups Bind was given.
 func (s *Set) Files() map[string][]*os.File { return s.files }
 
-// Addrs returns the bound addresses of a group, in listen order: with port
-// 0 in the config, the port the system chose.
+// Addrs returns the bound addresses of a group Bind was given, in listen
+// order: with port 0 in the config, the port the system chose.
 func (s *Set) Addrs(group string) []net.Addr { return s.addrs[group] }
+
+// Addr returns the bound address of a, nil if a is not bound.
+func (s *Set) Addr(a v1alpha1.ListenAddress) net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if sock := s.bound[a]; sock != nil {
+		return sock.l.Addr()
+	}
+	return nil
+}
+
+// BindAddress binds a, if it is not bound yet, and returns the file to pass
+// to workers. A group that adds an address to its listen list gets it so.
+func (s *Set) BindAddress(a v1alpha1.ListenAddress) (*os.File, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if sock := s.bound[a]; sock != nil {
+		return sock.f, nil
+	}
+	sock, err := bind(context.Background(), a)
+	if err != nil {
+		return nil, err
+	}
+	s.bound[a] = sock
+	return sock.f, nil
+}
+
+// Unbind closes the socket of a, once no worker uses it; a unix socket's
+// file is removed.
+func (s *Set) Unbind(a v1alpha1.ListenAddress) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sock := s.bound[a]
+	if sock == nil {
+		return nil
+	}
+	delete(s.bound, a)
+	return errors.Join(sock.l.Close(), sock.f.Close())
+}
 
 // Close closes every socket; a unix socket's file is removed.
 func (s *Set) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	var errs []error
-	for _, l := range s.listeners {
-		errs = append(errs, l.Close())
+	for _, sock := range s.bound {
+		errs = append(errs, sock.l.Close(), sock.f.Close())
 	}
-	for _, fs := range s.files {
-		for _, f := range fs {
-			errs = append(errs, f.Close())
-		}
-	}
-	s.listeners, s.files = nil, map[string][]*os.File{}
+	s.bound = map[v1alpha1.ListenAddress]*socket{}
 	return errors.Join(errs...)
 }
 
-func bind(ctx context.Context, a v1alpha1.ListenAddress) (*os.File, net.Listener, error) {
+func bind(ctx context.Context, a v1alpha1.ListenAddress) (*socket, error) {
 	addr, err := Parse(a)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if addr.Network == "unix" {
 		if err := removeStale(addr.Addr); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 	}
 	var lc net.ListenConfig
 	l, err := lc.Listen(ctx, addr.Network, addr.Addr)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	var f *os.File
 	switch l := l.(type) {
@@ -113,9 +162,9 @@ func bind(ctx context.Context, a v1alpha1.ListenAddress) (*os.File, net.Listener
 	}
 	if err != nil {
 		l.Close()
-		return nil, nil, err
+		return nil, err
 	}
-	return f, l, nil
+	return &socket{l: l, f: f}, nil
 }
 
 // fileOf returns a file of l's socket to pass to workers, one whose Fd

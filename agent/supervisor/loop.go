@@ -41,8 +41,9 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	initial := &reloadRequest{to: s.running}
 	s.current = initial
 	for _, g := range s.groups {
+		spec := g.spec // the workers' own copy: g.spec changes with the groups
 		for _, sl := range g.slots {
-			sl.cur = s.start(g, sl, s.running, false)
+			sl.cur = s.start(g, sl, s.running, &spec, false)
 		}
 	}
 	s.publish()
@@ -197,7 +198,7 @@ func (s *Supervisor) handle(ev event) {
 	case evRestart:
 		w := e.w
 		if w.s.cur == w && !s.stopping {
-			w.s.cur = s.start(w.g, w.s, w.rev, false)
+			w.s.cur = s.start(w.g, w.s, w.rev, w.spec, false)
 		}
 	case *reloadRequest:
 		s.queue(e)

@@ -3,7 +3,6 @@ package supervisor
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -52,36 +51,23 @@ func (s *Supervisor) queue(req *reloadRequest) {
 	}
 }
 
-// runsAll reports whether every reloadable worker runs to and is ready.
-func (s *Supervisor) runsAll(to target) bool {
-	for _, g := range s.groups {
-		if !g.reloadable {
-			continue
-		}
-		for _, sl := range g.slots {
-			if sl.cur == nil || !sl.cur.rev.same(to) || sl.cur.state != WorkerReady || sl.next != nil {
-				return false
-			}
-		}
-	}
-	return true
-}
-
-type replaced struct {
-	g     *group
-	slots []*slot
-	from  []target
-}
-
-// reload replaces every reloadable worker with one running req.to, maxSurge
-// at a time, and rolls back the replaced ones if a new worker fails.
+// reload brings the workers to req.to: it binds the addresses the revision
+// adds, starts the groups it adds, replaces the workers of reloadable
+// groups whose code or spec changes, maxSurge at a time, and starts the
+// slots a larger count adds, each proven ready; then it stops the slots a
+// smaller count leaves and the groups the revision removes, and closes the
+// addresses no group listens on any more. If a new worker fails, all that
+// is undone: the replaced workers are replaced back and the new ones stop.
 func (s *Supervisor) reload(req *reloadRequest) {
 	if req.to.groups == nil {
-		req.to.groups = s.running.groups // a code-only reload keeps the groups
+		// A code-only reload keeps the groups.
+		req.to.groups, req.to.order = s.running.groups, s.running.order
 	}
-	if req.to.same(s.running) && s.runsAll(req.to) {
+	p := s.plan(req.to)
+	if !p.work() && req.to.sameCode(s.running) {
 		// Nothing to replace. After a failed reload this is the way back
 		// (a rollback asked by a controller): the report says Ready again.
+		s.adopt(p)
 		s.state, s.message, s.failed = v1alpha1.AgentReady, "", ""
 		s.publish()
 		req.reply(s.agentStatus(), nil)
@@ -90,54 +76,31 @@ func (s *Supervisor) reload(req *reloadRequest) {
 	began := s.clock.Now()
 	s.current = req
 	s.state, s.message, s.failed = v1alpha1.AgentReloading, "", ""
+	strategy := s.opts.Strategy
+	if req.to.strategy != nil {
+		s.opts.Strategy = *req.to.strategy
+	}
 	s.publish()
 	s.log.Info("Reloading", "revision", req.to.revision, "from", s.running.revision, "replacement", string(s.opts.Strategy.Replacement))
 
-	var done []replaced
-	err := s.checkGroups(req.to)
-	for _, g := range s.groups {
-		if err != nil {
-			break
-		}
-		if !g.reloadable {
-			continue
-		}
-		surge := int(s.opts.Strategy.MaxSurge)
-		for i := 0; i < len(g.slots) && err == nil; i += surge {
-			batch := g.slots[i:min(i+surge, len(g.slots))]
-			var from []target
-			for _, sl := range batch {
-				from = append(from, sl.cur.rev)
-			}
-			if err = s.replace(g, batch, req.to); err == nil {
-				done = append(done, replaced{g, batch, from})
-			}
-		}
-		if err != nil {
-			break
-		}
+	err := s.apply(p)
+	if err == nil {
+		err = s.commit(p)
 	}
 	if errors.Is(err, ErrStopped) {
 		s.record(ReloadAborted, began)
 		return // Run drains and answers the waiters
 	}
 	if err != nil {
+		s.opts.Strategy = strategy
 		var rerr *ReloadError
 		if !errors.As(err, &rerr) {
 			rerr = &ReloadError{Revision: req.to.revision, Reason: err.Error()}
 		}
 		s.log.Error("Reload failed, rolling back", "revision", req.to.revision, "reason", rerr.Reason)
-		for i := len(done) - 1; i >= 0; i-- {
-			r := done[i]
-			for j, sl := range r.slots {
-				if berr := s.replace(r.g, []*slot{sl}, r.from[j]); berr != nil {
-					if errors.Is(berr, ErrStopped) {
-						s.record(ReloadAborted, began)
-						return
-					}
-					rerr.Rollback = append(rerr.Rollback, berr.Error())
-				}
-			}
+		if errors.Is(s.rollback(p, rerr), ErrStopped) {
+			s.record(ReloadAborted, began)
+			return
 		}
 		s.current = nil
 		// The report goes into a pod annotation, which bounds it.
@@ -148,7 +111,6 @@ func (s *Supervisor) reload(req *reloadRequest) {
 		return
 	}
 	s.current = nil
-	s.running = req.to
 	s.state = v1alpha1.AgentReady
 	s.publish()
 	s.record(ReloadSucceeded, began)
@@ -162,20 +124,21 @@ func (s *Supervisor) record(r ReloadResult, began time.Time) {
 	}
 }
 
-// replace replaces the workers of batch with workers running to, in the
-// group's order (SurgeFirst or StopFirst). On failure the batch's slots are
-// served by their previous revision again and a *ReloadError is returned.
-func (s *Supervisor) replace(g *group, batch []*slot, to target) error {
+// replace replaces the workers of batch with workers running to with the
+// group spec spec, in the strategy's order (SurgeFirst or StopFirst). On
+// failure the batch's slots are served by their previous workers' revision
+// and spec again and a *ReloadError is returned.
+func (s *Supervisor) replace(g *group, batch []*slot, to target, spec *v1alpha1.WorkerGroup) error {
 	if s.opts.Strategy.Replacement == v1alpha1.StopFirst {
-		return s.replaceStopFirst(g, batch, to)
+		return s.replaceStopFirst(g, batch, to, spec)
 	}
-	return s.replaceSurgeFirst(g, batch, to)
+	return s.replaceSurgeFirst(g, batch, to, spec)
 }
 
-func (s *Supervisor) replaceSurgeFirst(g *group, batch []*slot, to target) error {
+func (s *Supervisor) replaceSurgeFirst(g *group, batch []*slot, to target, spec *v1alpha1.WorkerGroup) error {
 	cands := make([]*worker, len(batch))
 	for i, sl := range batch {
-		cands[i] = s.start(g, sl, to, true)
+		cands[i] = s.start(g, sl, to, spec, true)
 		sl.next = cands[i]
 	}
 	s.publish()
@@ -207,7 +170,7 @@ func (s *Supervisor) replaceSurgeFirst(g *group, batch []*slot, to target) error
 	return s.await(func() bool { return allExited(olds) })
 }
 
-func (s *Supervisor) replaceStopFirst(g *group, batch []*slot, to target) error {
+func (s *Supervisor) replaceStopFirst(g *group, batch []*slot, to target, spec *v1alpha1.WorkerGroup) error {
 	olds := make([]*worker, len(batch))
 	for i, sl := range batch {
 		olds[i] = sl.cur
@@ -219,7 +182,7 @@ func (s *Supervisor) replaceStopFirst(g *group, batch []*slot, to target) error 
 	}
 	cands := make([]*worker, len(batch))
 	for i, sl := range batch {
-		cands[i] = s.start(g, sl, to, true)
+		cands[i] = s.start(g, sl, to, spec, true)
 		sl.cur, sl.failures = cands[i], 0
 	}
 	s.publish()
@@ -242,7 +205,7 @@ func (s *Supervisor) replaceStopFirst(g *group, batch []*slot, to target) error 
 	}
 	restored := make([]*worker, len(batch))
 	for i, sl := range batch {
-		restored[i] = s.start(g, sl, olds[i].rev, false)
+		restored[i] = s.start(g, sl, olds[i].rev, olds[i].spec, false)
 		sl.cur = restored[i]
 	}
 	s.publish()
@@ -289,36 +252,6 @@ func firstFailed(ws []*worker) *worker {
 	for _, w := range ws {
 		if w.failure != "" {
 			return w
-		}
-	}
-	return nil
-}
-
-// checkGroups refuses a revision whose groups differ from the running ones
-// in what a reload cannot change.
-func (s *Supervisor) checkGroups(to target) error {
-	if to.groups == nil {
-		return nil
-	}
-	fail := func(format string, args ...any) error {
-		return &ReloadError{Revision: to.revision, Reason: fmt.Sprintf("revision %s: ", to.revision) +
-			fmt.Sprintf(format, args...) + "; that needs a restart of the agent"}
-	}
-	if len(to.groups) != len(s.groups) {
-		return fail("it has %d groups, the agent runs %d", len(to.groups), len(s.groups))
-	}
-	for _, g := range s.groups {
-		n := g.spec.Name
-		gs := to.groups[n]
-		switch {
-		case gs == nil:
-			return fail("it has no group %q", n)
-		case gs.Count != g.spec.Count:
-			return fail("group %q: count %d, the agent runs %d", n, gs.Count, g.spec.Count)
-		case *gs.Reloadable != g.reloadable:
-			return fail("group %q: reloadable changes", n)
-		case !slices.Equal(gs.Listen, g.spec.Listen):
-			return fail("group %q: listen changes", n)
 		}
 	}
 	return nil

@@ -37,6 +37,15 @@ const recentDrains = 10
 // in a short time and is never killed.
 type GroupStatus struct {
 	Name string `json:"name"`
+	// Spec is the GroupSpecHash of the spec the group's workers run;
+	// Outdated, when set, says why the running revision's spec of the group
+	// is another (the group is not reloadable). Count, Listen and
+	// Reloadable are those of the spec it runs.
+	Spec       string                       `json:"spec"`
+	Outdated   v1alpha1.GroupOutdatedReason `json:"outdated,omitempty"`
+	Count      int32                        `json:"count"`
+	Listen     []v1alpha1.ListenAddress     `json:"listen,omitempty"`
+	Reloadable bool                         `json:"reloadable"`
 	// Stopped counts the workers that were sent their stop signal and
 	// exited.
 	Stopped int64 `json:"stopped"`
@@ -146,7 +155,9 @@ func (s *Supervisor) allReady() bool {
 func (s *Supervisor) publish() {
 	st := &Status{Agent: s.agentStatus()}
 	for _, g := range s.groups {
-		st.Groups = append(st.Groups, g.drains.status(g.spec.Name))
+		gs := g.drains.status(g.spec.Name)
+		gs.Spec, gs.Outdated, gs.Count, gs.Listen, gs.Reloadable = g.hash, g.outdated, g.spec.Count, g.spec.Listen, g.reloadable
+		st.Groups = append(st.Groups, gs)
 		for _, sl := range g.slots {
 			for _, w := range []*worker{sl.cur, sl.next} {
 				if w == nil {
@@ -171,7 +182,7 @@ func (s *Supervisor) publish() {
 		return a.Slot < b.Slot
 	})
 	old := s.snapshot.Swap(st)
-	if old != nil && old.Agent == st.Agent {
+	if old != nil && old.Agent.Same(st.Agent) {
 		return
 	}
 	s.subsMu.Lock()
@@ -203,6 +214,7 @@ func (s *Supervisor) agentStatus() v1alpha1.AgentStatus {
 		a.Revision = s.failed
 	}
 	for _, g := range s.groups {
+		a.Groups = append(a.Groups, v1alpha1.AgentGroupStatus{Name: g.spec.Name, Spec: g.hash, Outdated: g.outdated})
 		for _, sl := range g.slots {
 			a.Total++
 			if sl.cur != nil && sl.cur.state == WorkerReady {

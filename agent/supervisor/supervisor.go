@@ -2,13 +2,15 @@ package supervisor
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
-	"strconv"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/utils/clock"
 
 	"github.com/softreload/softreload/api/v1alpha1"
@@ -34,6 +36,10 @@ type Options struct {
 	Strategy v1alpha1.RolloutStrategy
 	// Listeners holds, per group name, the bound sockets in listen order.
 	Listeners map[string][]*os.File
+	// Sockets binds the addresses that a revision adds to a group, and
+	// closes those no group listens on any more. Without it, a revision
+	// that adds an address fails.
+	Sockets Sockets
 	// Revision and CodeDir are what the workers start with.
 	Revision string
 	CodeDir  string
@@ -53,6 +59,17 @@ type Options struct {
 	Recorder Recorder
 	// Logger logs what the supervisor does; slog.Default() by default.
 	Logger *slog.Logger
+}
+
+// Sockets binds and closes listen addresses for the supervisor. An address
+// is bound once, whatever group listens on it, and stays bound while a
+// group or a worker may use it.
+type Sockets interface {
+	// BindAddress binds addr, if it is not bound, and returns the socket
+	// to hand to workers.
+	BindAddress(addr v1alpha1.ListenAddress) (*os.File, error)
+	// Unbind closes the agent's socket of addr.
+	Unbind(addr v1alpha1.ListenAddress) error
 }
 
 // Recorder is told what happened, for metrics.
@@ -93,7 +110,10 @@ type Supervisor struct {
 	subs     map[chan v1alpha1.AgentStatus]struct{}
 
 	// Owned by the Run goroutine.
-	groups   []*group
+	groups []*group
+	// files holds the bound socket of every address a group or a worker
+	// listens on.
+	files    map[v1alpha1.ListenAddress]*os.File
 	running  target // what the workers run when no reload is in progress
 	current  *reloadRequest
 	pending  *reloadRequest
@@ -108,15 +128,38 @@ type Supervisor struct {
 	live []*worker
 }
 
-// target is a revision to run: its name, its code directory and, when it
-// changes them, its groups by name (nil: the groups the agent started with).
+// target is a revision to run: its name, its code directory, its groups by
+// name and in order (nil: those of the running revision) and, if it changes
+// it, the strategy.
 type target struct {
 	revision, dir string
 	groups        map[string]*v1alpha1.WorkerGroup
+	order         []string
+	strategy      *v1alpha1.RolloutStrategy
 }
 
-// same reports whether t and o are the same revision.
-func (t target) same(o target) bool { return t.revision == o.revision && t.dir == o.dir }
+// sameCode reports whether t and o run the same code.
+func (t target) sameCode(o target) bool { return t.revision == o.revision && t.dir == o.dir }
+
+// same reports whether t and o are the same revision with the same groups
+// (nil groups: whatever the groups).
+func (t target) same(o target) bool {
+	if !t.sameCode(o) {
+		return false
+	}
+	if t.groups == nil || o.groups == nil {
+		return true
+	}
+	if !slices.Equal(t.order, o.order) {
+		return false
+	}
+	for name, g := range t.groups {
+		if !equality.Semantic.DeepEqual(g, o.groups[name]) {
+			return false
+		}
+	}
+	return true
+}
 
 // Target is a revision to reload to.
 type Target struct {
@@ -124,34 +167,63 @@ type Target struct {
 	Revision string
 	CodeDir  string
 	// Groups are the revision's groups, when it changes them; nil keeps the
-	// groups of the running revision. A group's command, args, env,
-	// readiness, stopSignal and stopTimeoutSeconds may change; its name,
-	// count, listen and reloadable may not (they need a restart of the
-	// agent), and groups may not be added or removed: such a revision fails
-	// to load. Groups that are not reloadable keep their workers and spec.
+	// groups of the running revision. Any field of a reloadable group may
+	// change, groups may come and go (see reload), and the reloadable flag
+	// of the revision decides from this reload on. Groups that are not
+	// reloadable keep their workers and their spec, and the status says
+	// when the revision's spec of them differs.
 	Groups []v1alpha1.WorkerGroup
+	// Strategy, if set, is how workers are replaced from this reload on.
+	Strategy *v1alpha1.RolloutStrategy
 }
 
 func (t Target) internal() target {
 	to := target{revision: t.Revision, dir: t.CodeDir}
+	if t.Strategy != nil {
+		st := *t.Strategy
+		v1alpha1.SetStrategyDefaults(&st)
+		to.strategy = &st
+	}
 	if t.Groups != nil {
-		to.groups = map[string]*v1alpha1.WorkerGroup{}
-		for _, g := range t.Groups {
-			g := *g.DeepCopy()
-			v1alpha1.SetGroupDefaults(&g)
-			to.groups[g.Name] = &g
-		}
+		to.groups, to.order = groupsByName(t.Groups)
 	}
 	return to
 }
 
+// groupsByName returns groups, defaults set, by name and the names in
+// order.
+func groupsByName(groups []v1alpha1.WorkerGroup) (map[string]*v1alpha1.WorkerGroup, []string) {
+	byName := map[string]*v1alpha1.WorkerGroup{}
+	var order []string
+	for _, g := range groups {
+		g := *g.DeepCopy()
+		v1alpha1.SetGroupDefaults(&g)
+		byName[g.Name] = &g
+		order = append(order, g.Name)
+	}
+	return byName, order
+}
+
 type group struct {
+	// spec is what the group's workers run, hash its GroupSpecHash;
+	// reloadable is its flag.
 	spec       v1alpha1.WorkerGroup
-	files      []*os.File
-	names      []string
+	hash       string
 	reloadable bool
-	slots      []*slot
-	drains     drains
+	// outdated says why the running revision's spec of the group is not
+	// spec (a group that is not reloadable keeps its processes).
+	outdated v1alpha1.GroupOutdatedReason
+	slots    []*slot
+	drains   drains
+}
+
+// newGroup returns a group of spec with its slots and no worker yet.
+func newGroup(spec v1alpha1.WorkerGroup) *group {
+	g := &group{spec: spec, hash: v1alpha1.GroupSpecHash(spec), reloadable: *spec.Reloadable}
+	for i := 0; i < int(spec.Count); i++ {
+		g.slots = append(g.slots, &slot{index: i})
+	}
+	return g
 }
 
 // New checks opts and returns a Supervisor that is not running yet.
@@ -187,17 +259,19 @@ func New(opts Options) (*Supervisor, error) {
 		subs:    map[chan v1alpha1.AgentStatus]struct{}{},
 		running: target{revision: opts.Revision, dir: opts.CodeDir},
 		state:   v1alpha1.AgentReloading,
+		files:   map[v1alpha1.ListenAddress]*os.File{},
 	}
-	for _, spec := range opts.Groups {
-		v1alpha1.SetGroupDefaults(&spec)
-		g := &group{spec: spec, files: opts.Listeners[spec.Name], reloadable: *spec.Reloadable}
-		for i := range g.files {
-			g.names = append(g.names, spec.Name+"-"+strconv.Itoa(i))
+	s.running.groups, s.running.order = groupsByName(opts.Groups)
+	for _, name := range s.running.order {
+		spec := s.running.groups[name]
+		files := opts.Listeners[name]
+		if len(files) != len(spec.Listen) {
+			return nil, fmt.Errorf("supervisor: group %q listens on %d addresses and has %d sockets", name, len(spec.Listen), len(files))
 		}
-		for i := 0; i < int(spec.Count); i++ {
-			g.slots = append(g.slots, &slot{index: i})
+		for i, a := range spec.Listen {
+			s.files[a] = files[i]
 		}
-		s.groups = append(s.groups, g)
+		s.groups = append(s.groups, newGroup(*spec))
 	}
 	s.publish()
 	return s, nil

@@ -58,24 +58,22 @@ type worker struct {
 
 func (w *worker) name() string { return fmt.Sprintf("%s/%d", w.g.spec.Name, w.s.index) }
 
-// start starts a worker for slot sl on revision rev. A worker that cannot be
-// started is returned exited, with its failure set.
-func (s *Supervisor) start(g *group, sl *slot, rev target, candidate bool) *worker {
+// start starts a worker for slot sl on revision rev with the group spec gs.
+// A worker that cannot be started is returned exited, with its failure set.
+func (s *Supervisor) start(g *group, sl *slot, rev target, gs *v1alpha1.WorkerGroup, candidate bool) *worker {
 	s.nextID++
 	now := s.clock.Now()
-	gs := &g.spec
-	if rs := rev.groups[g.spec.Name]; rs != nil && g.reloadable {
-		gs = rs
-	}
 	w := &worker{id: s.nextID, g: g, s: sl, spec: gs, rev: rev, state: WorkerStarting, started: now, since: now, candidate: candidate}
 	spec := ProcessSpec{
 		Group:   gs.Name,
 		Slot:    sl.index,
 		Command: append(append([]string{}, gs.Command...), gs.Args...),
 		Dir:     rev.dir,
-		Files:   g.files,
-		Names:   g.names,
 		Notify:  gs.Readiness.Type == v1alpha1.ReadinessNotify,
+	}
+	for i, a := range gs.Listen {
+		spec.Files = append(spec.Files, s.files[a])
+		spec.Names = append(spec.Names, gs.Name+"-"+strconv.Itoa(i))
 	}
 	for _, e := range gs.Env {
 		spec.Env = append(spec.Env, e.Name+"="+e.Value)

@@ -2,10 +2,13 @@ package v1alpha1
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -25,7 +28,72 @@ const (
 	MaxAgentWorkers = MaxGroups * MaxCount
 	// MaxRevisionLength bounds a revision's name: a label value.
 	MaxRevisionLength = 63
+	// MaxAgentGroups bounds AgentStatus.Groups: the groups of a revision,
+	// and as many kept from older ones (groups that are not reloadable keep
+	// running when a revision removes them).
+	MaxAgentGroups = 2 * MaxGroups
+	// GroupSpecHashLength is the length of GroupSpecHash's hashes.
+	GroupSpecHashLength = 10
 )
+
+// AgentGroupStatus says which spec one group of an agent runs.
+type AgentGroupStatus struct {
+	// Name is the group's name.
+	Name string `json:"name"`
+	// Spec is GroupSpecHash of the spec its workers run.
+	Spec string `json:"spec"`
+	// Outdated, when set, says why the group does not run the spec the
+	// reported revision gives it: a group that is not reloadable keeps its
+	// processes, and its spec, until its pod is replaced.
+	Outdated GroupOutdatedReason `json:"outdated,omitempty"`
+}
+
+// GroupOutdatedReason says why a group runs an older spec than its
+// revision's.
+type GroupOutdatedReason string
+
+// Why a group runs an older spec than its revision's.
+const (
+	// GroupSpecChanged: the revision changes the spec of a group that is
+	// not reloadable (its command, args, env, count, listen, readiness or
+	// stop settings).
+	GroupSpecChanged GroupOutdatedReason = "SpecChanged"
+	// GroupRemoved: the revision has no such group, and the group is not
+	// reloadable.
+	GroupRemoved GroupOutdatedReason = "Removed"
+)
+
+// GroupSpecHash is a short hash of a group's spec, defaults set: two specs
+// with the same hash run the same processes.
+func GroupSpecHash(g WorkerGroup) string {
+	g = *g.DeepCopy()
+	SetGroupDefaults(&g)
+	b, err := json.Marshal(g)
+	if err != nil {
+		// A WorkerGroup is plain data; this cannot happen.
+		panic(fmt.Sprintf("hashing group %q: %v", g.Name, err))
+	}
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])[:GroupSpecHashLength]
+}
+
+// Outdated lists the groups that run an older spec than their revision's.
+func (s AgentStatus) Outdated() []AgentGroupStatus {
+	var out []AgentGroupStatus
+	for _, g := range s.Groups {
+		if g.Outdated != "" {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// Same reports whether s and o say the same (a method named Equal would
+// take over cmp.Diff in tests).
+func (s AgentStatus) Same(o AgentStatus) bool {
+	return s.Revision == o.Revision && s.State == o.State && s.Running == o.Running &&
+		s.Ready == o.Ready && s.Total == o.Total && s.Message == o.Message && slices.Equal(s.Groups, o.Groups)
+}
 
 // revisionRE is what a revision's name is made of: a label value (it is the
 // RevisionLabel of its snapshot).
@@ -88,7 +156,33 @@ func (s AgentStatus) Validate() error {
 	if !utf8.ValidString(s.Message) {
 		errs = append(errs, errors.New("message: not UTF-8"))
 	}
+	errs = append(errs, validateAgentGroups(s.Groups)...)
 	return errors.Join(errs...)
+}
+
+// hashRE is what GroupSpecHash makes.
+var hashRE = regexp.MustCompile(`^[0-9a-f]{1,64}$`)
+
+// validateAgentGroups says what is wrong with a report's groups.
+func validateAgentGroups(groups []AgentGroupStatus) []error {
+	if len(groups) > MaxAgentGroups {
+		return []error{fmt.Errorf("groups: %d, more than %d", len(groups), MaxAgentGroups)}
+	}
+	var errs []error
+	for i, g := range groups {
+		if len(g.Name) > MaxGroupNameLen || !groupNameRE.MatchString(g.Name) {
+			errs = append(errs, fmt.Errorf("groups[%d].name %q: not a group name", i, g.Name))
+		}
+		if !hashRE.MatchString(g.Spec) {
+			errs = append(errs, fmt.Errorf("groups[%d].spec %q: not a spec hash", i, g.Spec))
+		}
+		switch g.Outdated {
+		case "", GroupSpecChanged, GroupRemoved:
+		default:
+			errs = append(errs, fmt.Errorf("groups[%d].outdated %q: must be empty, %s or %s", i, g.Outdated, GroupSpecChanged, GroupRemoved))
+		}
+	}
+	return errs
 }
 
 // ValidateRevisionName says what is wrong with a revision's name, if

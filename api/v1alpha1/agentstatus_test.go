@@ -2,6 +2,7 @@ package v1alpha1_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -21,6 +22,20 @@ var validReports = map[string]v1.AgentStatus{
 	"longest message":            {Revision: "r2", State: v1.AgentFailed, Running: "r1", Message: strings.Repeat("\x01", v1.MaxAgentMessageBytes)},
 	"longest revision":           {Revision: strings.Repeat("a", 63), State: v1.AgentReady},
 	"most workers":               {Revision: "r1", State: v1.AgentReady, Ready: v1.MaxAgentWorkers, Total: v1.MaxAgentWorkers},
+	"groups, one outdated": {Revision: "r2", State: v1.AgentReady, Running: "r2", Ready: 3, Total: 3, Groups: []v1.AgentGroupStatus{
+		{Name: "web", Spec: "0a1b2c3d4e"}, {Name: "gateway", Spec: "5f6a7b8c9d", Outdated: v1.GroupSpecChanged}, {Name: "old", Spec: "0123456789", Outdated: v1.GroupRemoved},
+	}},
+	"most groups, longest message": {Revision: "r2", State: v1.AgentFailed, Running: "r1", Message: strings.Repeat("\x01", v1.MaxAgentMessageBytes), Groups: mostGroups()},
+}
+
+// mostGroups is the longest list of groups a report has.
+func mostGroups() []v1.AgentGroupStatus {
+	var out []v1.AgentGroupStatus
+	for i := range v1.MaxAgentGroups {
+		name := fmt.Sprintf("%s%02d", strings.Repeat("g", v1.MaxGroupNameLen-2), i)
+		out = append(out, v1.AgentGroupStatus{Name: name, Spec: strings.Repeat("f", v1.GroupSpecHashLength), Outdated: v1.GroupSpecChanged})
+	}
+	return out
 }
 
 func TestParseAgentStatusReadsWhatTheAgentWrites(t *testing.T) {
@@ -75,6 +90,10 @@ func TestParseAgentStatusRefusesWhatIsNotAReport(t *testing.T) {
 		"count overflows":        {raw: `{"revision":"r1","state":"Ready","total":99999999999}`, want: "unreadable"},
 		"message too long":       {raw: `{"revision":"r1","state":"Failed","message":"` + strings.Repeat("x", v1.MaxAgentMessageBytes+1) + `"}`, want: "message: 4097 bytes, more than 4096"},
 		"value too long":         {raw: `{"revision":"r1","state":"Ready","x":"` + strings.Repeat(" ", v1.MaxAgentStatusBytes) + `"}`, want: "more than the 32768 an agent writes"},
+		"group without a name":   {raw: `{"revision":"r1","state":"Ready","groups":[{"spec":"0a1b"}]}`, want: `groups[0].name ""`},
+		"group spec not a hash":  {raw: `{"revision":"r1","state":"Ready","groups":[{"name":"web","spec":"<b>"}]}`, want: `groups[0].spec "<b>"`},
+		"unknown outdated":       {raw: `{"revision":"r1","state":"Ready","groups":[{"name":"web","spec":"0a","outdated":"Old"}]}`, want: `groups[0].outdated "Old"`},
+		"too many groups":        {raw: `{"revision":"r1","state":"Ready","groups":[` + strings.Repeat(`{"name":"a","spec":"0"},`, v1.MaxAgentGroups) + `{"name":"a","spec":"0"}]}`, want: "groups: 33, more than 32"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

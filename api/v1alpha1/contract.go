@@ -74,6 +74,8 @@ type AgentStatus struct {
 	Total int32 `json:"total"`
 	// Message says why, for Failed: the reason and the worker's last output.
 	Message string `json:"message,omitempty"`
+	// Groups says which spec each group runs (AgentGroupStatus).
+	Groups []AgentGroupStatus `json:"groups,omitempty"`
 }
 
 // Condition types of a WorkerPool.
