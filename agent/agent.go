@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -119,24 +120,46 @@ func (a *Agent) snapshot() (rev, dir string, err error) {
 	return rev, dir, nil
 }
 
-// Reload snapshots the code directory and reloads the workers to it,
-// returning when the reload is over (see supervisor.Reload).
+// Reload reads the config file again, snapshots the code directory and
+// reloads the workers to both, returning when the reload is over (see
+// supervisor.ReloadTo): the code, and the groups and the strategy of the
+// config.
 func (a *Agent) Reload(ctx context.Context) (v1alpha1.AgentStatus, error) {
-	rev, dir, err := a.snapshot()
+	t, err := a.target()
 	if err != nil {
 		return a.Status().Agent, err
 	}
-	return a.rt.Supervisor.Reload(ctx, rev, dir)
+	return a.rt.Supervisor.ReloadTo(ctx, t)
 }
 
-// RequestReload snapshots the code directory and starts a reload to it.
+// RequestReload starts a reload like Reload, and returns at once.
 func (a *Agent) RequestReload() error {
-	rev, dir, err := a.snapshot()
+	t, err := a.target()
 	if err != nil {
 		return err
 	}
-	a.rt.Supervisor.RequestReload(rev, dir)
+	a.rt.Supervisor.RequestReloadTo(t)
 	return nil
+}
+
+// target is what a reload goes to: the code directory now and, for a
+// config read from a file, the groups and the strategy the file says now.
+// A config file that no longer loads, or that changes what only a restart
+// applies, fails the reload before anything changes.
+func (a *Agent) target() (supervisor.Target, error) {
+	var t supervisor.Target
+	if a.cfg.File != "" {
+		next, err := config.Reread(a.cfg)
+		if err != nil {
+			return t, fmt.Errorf("reload: %w", err)
+		}
+		t.Groups, t.Strategy = next.Groups, &next.Strategy
+	}
+	var err error
+	if t.Revision, t.CodeDir, err = a.snapshot(); err != nil {
+		return t, err
+	}
+	return t, nil
 }
 
 // Status returns the supervisor's status, with each worker's memory.

@@ -41,6 +41,45 @@ type Config struct {
 	Groups []v1alpha1.WorkerGroup `json:"groups"`
 	// strategy is how workers are replaced (replacement, maxSurge).
 	Strategy v1alpha1.RolloutStrategy `json:"strategy,omitempty"`
+
+	// File is the file Load read the config from (absolute); "" for a
+	// config that Load did not read. It is not a field of the file.
+	File string `json:"-"`
+}
+
+// Reread loads c's file again, for a reload: its groups and its strategy
+// may change. A change of anything else needs a restart of the agent and
+// is refused, with the field named.
+func Reread(c *Config) (*Config, error) {
+	if c.File == "" {
+		return nil, fmt.Errorf("the config was not read from a file")
+	}
+	next, err := Load(c.File)
+	if err != nil {
+		return nil, err
+	}
+	if errs := ValidateChange(c, next); len(errs) > 0 {
+		return nil, fmt.Errorf("%s: %w", c.File, errs.ToAggregate())
+	}
+	return next, nil
+}
+
+// ValidateChange says what next changes in cur that a running agent cannot
+// apply: everything but the groups and the strategy.
+func ValidateChange(cur, next *Config) field.ErrorList {
+	var errs field.ErrorList
+	same := func(name string, a, b any) {
+		if a != b {
+			errs = append(errs, field.Forbidden(field.NewPath(name), fmt.Sprintf("changed from %v to %v: that needs a restart of the agent", a, b)))
+		}
+	}
+	same("codeDir", cur.CodeDir, next.CodeDir)
+	same("stateDir", cur.StateDir, next.StateDir)
+	same("controlSocket", cur.ControlSocket, next.ControlSocket)
+	same("metricsAddress", cur.MetricsAddress, next.MetricsAddress)
+	same("prefixOutput", *cur.PrefixOutput, *next.PrefixOutput)
+	same("keepRevisions", cur.KeepRevisions, next.KeepRevisions)
+	return errs
 }
 
 // maxSocketPath is the longest unix socket path Linux takes.
@@ -63,6 +102,7 @@ func Load(path string) (*Config, error) {
 	if c.ControlSocket == "" {
 		c.ControlSocket = DefaultControlSocket(abs)
 	}
+	c.File = abs
 	return c, nil
 }
 

@@ -1,6 +1,8 @@
 package config_test
 
 import (
+	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -152,4 +154,36 @@ func FuzzParse(f *testing.F) {
 			t.Errorf("round trip (-want +got):\n%s", diff)
 		}
 	})
+}
+
+func TestRereadAppliesGroupsAndRefusesTheRest(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "pool.yaml")
+	write := func(extra string, count int) {
+		t.Helper()
+		data := fmt.Sprintf("groups:\n  - name: web\n    command: [./web]\n    count: %d\n%s", count, extra)
+		if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("", 2)
+	cur, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write("strategy: {maxSurge: 2}\n", 4)
+	next, err := config.Reread(cur)
+	if err != nil {
+		t.Fatalf("Reread of a new count and strategy: %v", err)
+	}
+	if next.Groups[0].Count != 4 || next.Strategy.MaxSurge != 2 {
+		t.Errorf("Reread: count %d, maxSurge %d; want 4 and 2", next.Groups[0].Count, next.Strategy.MaxSurge)
+	}
+	write("metricsAddress: 127.0.0.1:9100\n", 2)
+	if _, err := config.Reread(cur); err == nil || !strings.Contains(err.Error(), "metricsAddress") || !strings.Contains(err.Error(), "restart") {
+		t.Errorf("Reread of a new metrics address = %v; want an error naming metricsAddress and the restart", err)
+	}
+	if _, err := config.Reread(&config.Config{}); err == nil {
+		t.Error("Reread of a config not read from a file succeeded")
+	}
 }
