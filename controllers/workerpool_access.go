@@ -44,8 +44,10 @@ func (r *WorkerPoolReconciler) readableActions(ctx context.Context, s *scope) ([
 	if len(s.plan.Actions) == 0 {
 		return nil, nil
 	}
-	// The authorizer's yes is remembered while the Role and RoleBinding
-	// stay the same; a no is asked again.
+	// The authorizer's yes is remembered while the Role and RoleBinding are
+	// the same objects; a no is asked again. The agent-access controller
+	// only adds to them while a revision rolls: it removes a snapshot once
+	// pruned, a service account once no pod runs as it.
 	version, err := r.accessVersion(ctx, s.pool.Namespace)
 	if err != nil {
 		return nil, err
@@ -83,8 +85,9 @@ func accessWaitMessage(pool string, key accessKey, pod string) string {
 		pod, key.revision, key.serviceAccount, revision.SnapshotName(pool, key.revision), agentaccess.Name)
 }
 
-// accessVersion names the versions of the namespace's agent Role and
-// RoleBinding in the cache ("" for one that does not exist).
+// accessVersion names the namespace's agent Role and RoleBinding in the
+// cache by their UIDs ("" for one that does not exist): a yes holds until
+// either is made anew.
 func (r *WorkerPoolReconciler) accessVersion(ctx context.Context, ns string) (string, error) {
 	versions := ""
 	for _, obj := range []client.Object{&rbacv1.Role{}, &rbacv1.RoleBinding{}} {
@@ -92,7 +95,7 @@ func (r *WorkerPoolReconciler) accessVersion(ctx context.Context, ns string) (st
 		if client.IgnoreNotFound(err) != nil {
 			return "", fmt.Errorf("reading %T %s/%s: %w", obj, ns, agentaccess.Name, err)
 		}
-		versions += string(obj.GetUID()) + "/" + obj.GetResourceVersion() + ";"
+		versions += string(obj.GetUID()) + ";"
 	}
 	return versions, nil
 }

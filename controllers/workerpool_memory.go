@@ -33,9 +33,9 @@ import (
 //     resourceVersion and the revision spec it was hashed with, so that an
 //     agent's report does not re-read and re-hash unchanged code.
 //   - Which service accounts the authorizer let read which snapshot, while
-//     the agents' Role and RoleBinding stay the same.
-//   - The selected pods without a pool label, which the cache does not
-//     hold, as the API server last listed them.
+//     the agents' Role and RoleBinding are the same objects.
+//   - The selected pods it does not govern, which its view of the cache
+//     does not hold, as the API server last listed them.
 //   - When the status was last written, so that a change of progress alone
 //     is written at most once a second (progressWriteInterval).
 type memory struct {
@@ -58,8 +58,8 @@ type poolMemory struct {
 	// snapshot, under the agents' Role and RoleBinding of accessVersion.
 	readers       map[accessKey]bool
 	accessVersion string
-	// strays are the selected pods without a pool label, as last asked
-	// (see podsWithoutPoolLabel).
+	// strays are the selected pods the pool does not govern, as last asked
+	// (see podsOfOthers).
 	strays *strays
 	// statusWrittenAt is when the status was last written (see
 	// progressWriteInterval).
