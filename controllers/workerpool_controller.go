@@ -158,7 +158,7 @@ func (s *scope) result() ctrl.Result {
 		res.RequeueAfter = s.progressWait // the progress not yet written
 	}
 	if res.RequeueAfter == 0 || res.RequeueAfter > strayCheckPeriod {
-		res.RequeueAfter = strayCheckPeriod // the pods without a pool label are not watched
+		res.RequeueAfter = strayCheckPeriod // the pods of others are looked for, not watched
 	}
 	return res
 }
@@ -280,19 +280,21 @@ func (r *WorkerPoolReconciler) reconcilePods(ctx context.Context, s *scope) erro
 		return nil
 	}
 	list := &corev1.PodList{}
-	// The pods are the cache's own (no deep copy): read them, never change
-	// them (applyExpectations replaces a pod's annotations, not their map).
+	// The pods labelled for the pool, through the cache's index (not every
+	// pod of the namespace), are the cache's own (no deep copy): read them,
+	// never change them (applyExpectations replaces a pod's annotations,
+	// not their map).
 	if err := r.client.List(ctx, list, client.InNamespace(s.pool.Namespace), client.MatchingLabelsSelector{Selector: selector},
-		client.UnsafeDisableDeepCopy); err != nil {
+		client.MatchingFields{PodPoolIndex: s.pool.Name}, client.UnsafeDisableDeepCopy); err != nil {
 		return fmt.Errorf("listing the pods of WorkerPool %s: %w", s.pool.Name, err)
 	}
 	r.mem.applyExpectations(client.ObjectKeyFromObject(s.pool), list.Items)
 	s.pods = map[string]*corev1.Pod{}
-	unlabeled, err := r.podsWithoutPoolLabel(ctx, s, selector)
+	others, err := r.podsOfOthers(ctx, s, selector)
 	if err != nil {
 		return err
 	}
-	setSelectorOverlapCondition(&s.pool.Status.Conditions, notGovernedOf(s.pool, append(list.Items, unlabeled...)), s.pool.Generation, s.now)
+	setSelectorOverlapCondition(&s.pool.Status.Conditions, notGovernedOf(s.pool, others), s.pool.Generation, s.now)
 	in := rollout.Input{
 		Target:   s.target,
 		Stable:   s.pool.Status.CurrentRevision,

@@ -29,6 +29,10 @@ import (
 // ConfigMap, so that a ConfigMap edit reaches its pools at once.
 const CodeConfigMapIndex = ".spec.code.configMapRef.name"
 
+// PodPoolIndex indexes pods by their softreload.dev/pool label, so that a
+// reconcile reads its pool's pods and not every pod of the namespace.
+const PodPoolIndex = ".metadata.labels.softreload.dev/pool"
+
 // poolWorkers is how many pools the controller reconciles at once: a pool
 // whose reconcile waits on the API server holds one worker, not the others.
 // One pool is never reconciled by two workers at once.
@@ -49,6 +53,14 @@ func (r *WorkerPoolReconciler) SetupWithManager(mgr manager.Manager) error {
 			return nil
 		}); err != nil {
 		return fmt.Errorf("indexing WorkerPools by code ConfigMap: %w", err)
+	}
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &corev1.Pod{}, PodPoolIndex, func(obj client.Object) []string {
+		if pool, ok := obj.GetLabels()[workersv1alpha1.PoolLabel]; ok {
+			return []string{pool}
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("indexing pods by pool: %w", err)
 	}
 	codeMeta, err := newCodeMetadataCache(mgr)
 	if err != nil {
