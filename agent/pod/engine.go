@@ -73,15 +73,20 @@ type engine struct {
 
 func (e *engine) Run(ctx context.Context) error { return e.rt.Run(ctx, podBackend{e}) }
 
+// RequestReload hands rev to the supervisor, which changes the groups in
+// place: counts, addresses, groups added and removed (see docs/agent.md).
 func (e *engine) RequestReload(rev Revision) {
 	groups, err := e.listen(rev.Spec.Groups)
 	if err != nil {
-		// The same rewrite succeeded for the first revision; a revision
-		// whose addresses cannot be rewritten changes them, and the
-		// supervisor refuses that with its own reason.
+		// Only an address the revision adds can fail to move (a port
+		// above 65535 once offset): it is bound as the revision says.
+		e.opts.Logger.Error("Cannot move the revision's listen addresses, binding them as they are", "revision", rev.Name, "err", err)
 		groups = rev.Spec.Groups
 	}
-	e.rt.Supervisor.RequestReloadTo(supervisor.Target{Revision: rev.Name, CodeDir: rev.Dir, Groups: groups})
+	e.rt.Supervisor.RequestReloadTo(supervisor.Target{
+		Revision: rev.Name, CodeDir: rev.Dir, Groups: groups,
+		Strategy: &v1alpha1.RolloutStrategy{Replacement: rev.Spec.Replacement, MaxSurge: rev.Spec.MaxSurge},
+	})
 }
 
 func (e *engine) Subscribe() (<-chan v1alpha1.AgentStatus, func()) {

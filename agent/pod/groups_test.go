@@ -1,0 +1,170 @@
+package pod_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"k8s.io/utils/ptr"
+
+	"github.com/softreload/softreload/agent/pod"
+	"github.com/softreload/softreload/agent/process"
+	"github.com/softreload/softreload/agent/testworker"
+	v1alpha1 "github.com/softreload/softreload/api/v1alpha1"
+	"github.com/softreload/softreload/internal/load"
+	"github.com/softreload/softreload/internal/revision"
+	"github.com/softreload/softreload/internal/testing/loopback"
+	"github.com/softreload/softreload/internal/testing/suite"
+)
+
+// TestMain lets this test binary be the process shim and the test worker
+// that the real engine (SupervisorEngine) starts.
+func TestMain(m *testing.M) {
+	process.RunShimIfAsked()
+	testworker.RunIfAsked()
+	os.Exit(m.Run())
+}
+
+// workerGroup is a group of test workers (this test binary run again) on
+// listen, ready when they say READY=1.
+func workerGroup(name string, count int32, listen ...v1alpha1.ListenAddress) v1alpha1.WorkerGroup {
+	self, err := os.Executable()
+	Expect(err).NotTo(HaveOccurred())
+	return v1alpha1.WorkerGroup{
+		Name: name, Command: []string{self}, Count: count, Listen: listen,
+		Env:       []v1alpha1.EnvVar{{Name: testworker.Env, Value: "1"}, {Name: "GORACE", Value: "atexit_sleep_ms=0"}},
+		Readiness: v1alpha1.Readiness{Type: v1alpha1.ReadinessNotify, TimeoutSeconds: 120},
+	}
+}
+
+func tcpAddress() v1alpha1.ListenAddress {
+	return v1alpha1.ListenAddress(fmt.Sprintf("tcp://127.0.0.1:%d", loopback.FreePort(GinkgoTB())))
+}
+
+func url(a v1alpha1.ListenAddress) string {
+	return "http://" + strings.TrimPrefix(string(a), "tcp://") + "/"
+}
+
+// get sends one request over a new connection to a (tcp or unix).
+func get(a v1alpha1.ListenAddress) (string, error) {
+	network, addr, _ := strings.Cut(string(a), "://")
+	c := &http.Client{Timeout: time.Minute, Transport: &http.Transport{
+		DisableKeepAlives: true,
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, addr)
+		},
+	}}
+	resp, err := c.Get("http://worker/")
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
+}
+
+var _ = Describe("The pod agent with its real engine", Label(suite.ControlPlane), func() {
+	// A revision that scales a group, adds an address and a group, then
+	// one that removes them and changes the gateway: the agent applies
+	// both in place, under load on the unchanged address, and reports the
+	// gateway that keeps its older spec.
+	It("changes counts, addresses and groups in place", func() {
+		r := newRig("web-groups", nil)
+		out := &testworker.Output{}
+		DeferCleanup(func() {
+			if CurrentSpecReport().Failed() {
+				fmt.Fprintf(GinkgoWriter, "agent log:\n%s\nworkers:\n%s\n", r.log.String(), out.String())
+			}
+		})
+		a, gwAddr, apiAddr := tcpAddress(), tcpAddress(), tcpAddress()
+		b := v1alpha1.ListenAddress("unix://" + filepath.Join(r.root, "web.sock"))
+		gateway := workerGroup("gateway", 1, gwAddr)
+		gateway.Reloadable = ptr.To(false)
+		code := map[string]string{"version": "1"}
+		r.snapshot("r1", revision.Spec{Groups: []v1alpha1.WorkerGroup{workerGroup("web", 1, a), gateway}}, code)
+		r2 := []v1alpha1.WorkerGroup{workerGroup("web", 2, a, b), gateway, workerGroup("api", 1, apiAddr)}
+		r.snapshot("r2", revision.Spec{Groups: r2}, code)
+		changed := *gateway.DeepCopy()
+		changed.Env = append(changed.Env, v1alpha1.EnvVar{Name: "GATEWAY_MODE", Value: "new"})
+		r.snapshot("r3", revision.Spec{Groups: []v1alpha1.WorkerGroup{workerGroup("web", 1, a), changed}}, code)
+
+		agent, err := pod.New(pod.Options{
+			Client: newClient(env.Config), Namespace: r.ns, PodName: "web-groups", Pool: "web", CodeRoot: r.root,
+			Logger:    slog.New(slog.NewTextHandler(r.log, nil)),
+			NewEngine: pod.SupervisorEngine(r.ctx, pod.EngineOptions{Stdout: out, Stderr: out, Logger: slog.New(slog.NewTextHandler(r.log, nil))}),
+		})
+		Expect(err).NotTo(HaveOccurred())
+		ctx, cancel := context.WithCancel(r.ctx)
+		done := make(chan error, 1)
+		go func() { done <- agent.Run(ctx) }()
+		DeferCleanup(func() {
+			cancel()
+			Eventually(done).WithTimeout(2*time.Minute).Should(Receive(BeNil()), "the agent")
+		})
+
+		ready := func(rev string, total int32) {
+			GinkgoHelper()
+			Eventually(r.report("web-groups")).WithTimeout(2*time.Minute).WithPolling(50*time.Millisecond).
+				Should(status(rev, v1alpha1.AgentReady, rev, HaveField("Total", total), HaveField("Ready", total)), "the pod's report")
+		}
+		r.annotate("web-groups", map[string]string{v1alpha1.DesiredRevisionAnnotation: "r1"})
+		ready("r1", 2)
+		conn, err := net.Dial("tcp", strings.TrimPrefix(string(gwAddr), "tcp://"))
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(conn.Close)
+		br := bufio.NewReader(conn)
+		ask := func() string {
+			GinkgoHelper()
+			Expect(conn.SetDeadline(time.Now().Add(time.Minute))).To(Succeed())
+			_, err := io.WriteString(conn, "GET / HTTP/1.1\r\nHost: gateway\r\n\r\n")
+			Expect(err).NotTo(HaveOccurred(), "writing on the gateway's connection")
+			resp, err := http.ReadResponse(br, nil)
+			Expect(err).NotTo(HaveOccurred(), "reading on the gateway's connection")
+			body, _ := io.ReadAll(resp.Body)
+			_ = resp.Body.Close()
+			return string(body)
+		}
+		first := ask()
+		g := load.Start([]string{url(a)}, load.Options{Workers: 2, Pause: 2 * time.Millisecond, Timeout: time.Minute})
+		DeferCleanup(func() { g.Stop() })
+
+		By("a revision that scales web, gives it a second address and adds a group")
+		r.annotate("web-groups", map[string]string{v1alpha1.DesiredRevisionAnnotation: "r2"})
+		ready("r2", 4)
+		for _, addr := range []v1alpha1.ListenAddress{b, apiAddr} {
+			body, err := get(addr)
+			Expect(err).NotTo(HaveOccurred(), "a request on %s", addr)
+			Expect(body).To(HavePrefix("rev=r2 "), "the answer on %s", addr)
+		}
+
+		By("a revision that takes them back and changes the gateway")
+		r.annotate("web-groups", map[string]string{v1alpha1.DesiredRevisionAnnotation: "r3"})
+		ready("r3", 2)
+		st, err := r.report("web-groups")()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(st.Groups).To(Equal([]v1alpha1.AgentGroupStatus{
+			{Name: "web", Spec: v1alpha1.GroupSpecHash(workerGroup("web", 1, a))},
+			{Name: "gateway", Spec: v1alpha1.GroupSpecHash(gateway), Outdated: v1alpha1.GroupSpecChanged},
+		}), "the report's groups")
+		for _, addr := range []v1alpha1.ListenAddress{b, apiAddr} {
+			_, err := get(addr)
+			Expect(err).To(HaveOccurred(), "%s still answers", addr)
+		}
+		Expect(ask()).To(Equal(first), "the gateway's connection (same worker, same revision)")
+
+		ok, failed, errs := load.Total(g.Stop())
+		Expect(failed).To(BeZero(), "%d of %d requests on the unchanged address failed, e.g. %v", failed, ok+failed, errs)
+		Expect(ok).NotTo(BeZero())
+	})
+})
