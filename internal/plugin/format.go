@@ -88,6 +88,9 @@ func podRow(r PodReport, now time.Time) []string {
 		if a.State == workersv1alpha1.AgentReloading && a.Revision != "" && message == "" {
 			message = "loading " + a.Revision
 		}
+		if old := a.Outdated(); len(old) > 0 && message == "" {
+			message = fmt.Sprintf("group %s on an older spec (%s): needs a new pod", old[0].Name, old[0].Outdated)
+		}
 	}
 	return []string{r.Name, orNone(r.DesiredRevision), running, r.State, workers, age(r.CreatedAt, now), truncate(message, maxMessage)}
 }

@@ -80,6 +80,10 @@ func TestPodRow(t *testing.T) {
 			},
 			want: []string{"web-0", "r3", "r2", "Failed", "8/8", "90m", "worker http/0 not ready within 60s..."},
 		},
+		"a gateway on an older spec": {
+			annotations: map[string]string{workersv1alpha1.StatusAnnotation: `{"revision":"r2","state":"Ready","running":"r2","ready":3,"total":3,"groups":[{"name":"web","spec":"0a"},{"name":"gw","spec":"1b","outdated":"SpecChanged"}]}`},
+			want:        []string{"web-0", "-", "r2", "Ready", "3/3", "90m", "group gw on an older spec (SpecChanged): needs a new pod"},
+		},
 		"an unreadable report": {
 			annotations: map[string]string{workersv1alpha1.StatusAnnotation: `{"state":`},
 			want:        []string{"web-0", "-", "-", "Unknown", "-", "90m", "unreadable softreload.dev/status annotation: unexpected e..."},
