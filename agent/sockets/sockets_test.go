@@ -162,3 +162,49 @@ func TestPassingLeavesTheSocketNonBlocking(t *testing.T) {
 		}
 	}
 }
+
+// An address bound later is one more socket; binding it again returns the
+// same one; unbinding it closes it and leaves the others as they were.
+func TestBindAddressAndUnbind(t *testing.T) {
+	first := v1alpha1.ListenAddress("tcp://127.0.0.1:" + freePort(t))
+	set, err := sockets.Bind(context.Background(), []v1alpha1.WorkerGroup{{Name: "web", Listen: []v1alpha1.ListenAddress{first}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer set.Close()
+	kept := set.Addr(first)
+	path := filepath.Join(t.TempDir(), "b.sock")
+	added := v1alpha1.ListenAddress("unix://" + path)
+	f, err := set.BindAddress(added)
+	if err != nil {
+		t.Fatalf("BindAddress(%s): %v", added, err)
+	}
+	if again, err := set.BindAddress(added); err != nil || again != f {
+		t.Errorf("BindAddress of a bound address = %v, %v; want the same file", again, err)
+	}
+	if again, err := set.BindAddress(first); err != nil || again != set.Files()["web"][0] {
+		t.Errorf("BindAddress of a first address = %v, %v; want its file", again, err)
+	}
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatalf("the added address does not accept: %v", err)
+	}
+	c.Close()
+	if err := set.Unbind(added); err != nil {
+		t.Fatalf("Unbind: %v", err)
+	}
+	if set.Addr(added) != nil {
+		t.Error("an unbound address still has an Addr")
+	}
+	if _, err := net.Dial("unix", path); err == nil {
+		t.Error("the unbound address still accepts")
+	}
+	if set.Addr(first) != kept {
+		t.Errorf("the first address went from %v to %v", kept, set.Addr(first))
+	}
+	c, err = net.Dial("tcp", kept.String())
+	if err != nil {
+		t.Fatalf("the first address stopped accepting: %v", err)
+	}
+	c.Close()
+}

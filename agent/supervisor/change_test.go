@@ -2,9 +2,11 @@ package supervisor
 
 import (
 	"context"
+	"errors"
 	"os"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -237,4 +239,23 @@ func TestNonReloadableGroupKeepsItsSpec(t *testing.T) {
 	if diff := cmp.Diff([]string{"start web/0 r5", "signal web/0 r3 terminated"}, log); diff != "" || st.State != v1alpha1.AgentReady {
 		t.Errorf("web made reloadable again: %+v; its workers reload (-want +got):\n%s", st, diff)
 	}
+}
+
+// A crashed worker waiting for its restart in a slot that a smaller count
+// stops is not restarted when its backoff runs out.
+func TestSurplusSlotInBackoffStaysStopped(t *testing.T) {
+	h := newHarness(t, v1alpha1.RolloutStrategy{}, groupSpec("web", 2))
+	h.os.next(t).markReady()
+	crashing := h.os.next(t)
+	crashing.markReady()
+	h.waitReady("r1")
+	crashing.exit(errors.New("exit status 1"))
+	h.waitFor("backoff", func(st Status) bool { return st.Workers[1].State == WorkerBackoff })
+
+	st, log, err := h.reloadTo("r1", groupSpec("web", 1))
+	if err != nil || st.Total != 1 || len(log) != 0 {
+		t.Fatalf("count 2 to 1 with slot 1 in backoff: %+v, %v, %v; want 1 slot and nothing signalled", st, log, err)
+	}
+	h.clock.Step(time.Minute)
+	h.os.noneStarted(t)
 }

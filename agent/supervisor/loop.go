@@ -197,7 +197,9 @@ func (s *Supervisor) handle(ev event) {
 		s.exited(e.w)
 	case evRestart:
 		w := e.w
-		if w.s.cur == w && !s.stopping {
+		// A worker told to stop while it waited (a drain, a smaller
+		// count, its group removed) stays stopped.
+		if w.s.cur == w && !w.stopping && !s.stopping {
 			w.s.cur = s.start(w.g, w.s, w.rev, w.spec, false)
 		}
 	case *reloadRequest:
