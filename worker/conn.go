@@ -232,3 +232,12 @@ func (c *conn) CloseWrite() error {
 	}
 	return c.Close()
 }
+
+// ReadFrom keeps net/http's sendfile(2) path for files served through the
+// connection.
+func (c *conn) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := c.Conn.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(struct{ io.Writer }{c.Conn}, r)
+}

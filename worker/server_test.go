@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -202,6 +203,18 @@ var _ = Describe("Server's drain", func() {
 			Eventually(ch).Should(Receive(MatchError("the server sent a byte nobody asked for")))
 		}
 		Expect(w.wait()).To(Succeed())
+	})
+
+	It("serves files through the connection (net/http's sendfile path)", func() {
+		path := GinkgoT().TempDir() + "/big.txt"
+		content := strings.Repeat("softreload\n", 10000)
+		Expect(os.WriteFile(path, []byte(content), 0o644)).To(Succeed())
+		serve(l, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.ServeFile(w, r, path) }), time.Minute)
+		c := dial(l.Addr())
+		Expect(c.send("/big.txt")).To(Succeed())
+		body, _, err := c.read()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(body).To(Equal(content))
 	})
 
 	It("gives up on a connection after DrainTimeout and says so", func() {
