@@ -319,6 +319,14 @@ func (a *Agents) ResetCounts() {
 	a.firstTold, a.lastDone = time.Time{}, time.Time{}
 }
 
+// InFlight is the number of pods in flight now, as the agents' watch shows
+// them.
+func (a *Agents) InFlight() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.total
+}
+
 // MaxInFlight is the most pods in flight at once since the start or the
 // last ResetCounts, of all the pods watched.
 func (a *Agents) MaxInFlight() int {

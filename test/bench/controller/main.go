@@ -195,7 +195,13 @@ func run(s scenario, maxUnavailable intstr.IntOrString) (result, error) {
 		return result{}, err
 	}
 
-	// The measured rollout.
+	// The measured rollout starts once the agents' own watch, too, shows
+	// every pod settled: the pool's status can say so before that watch
+	// delivers the agents' last reports, and counting from a view that
+	// still has the first rollout in flight would charge it to this one.
+	if err := waitSettled(ag); err != nil {
+		return result{}, err
+	}
 	ag.ResetCounts()
 	cpu0, err := ctl.cpu()
 	if err != nil {
@@ -371,6 +377,18 @@ func waitComplete(ctx context.Context, c client.Client, s scenario, not map[stri
 		time.Sleep(20 * time.Millisecond)
 	}
 	return nil, fmt.Errorf("the rollout did not complete in 20 minutes")
+}
+
+// waitSettled waits until the agents see no pod in flight.
+func waitSettled(ag *fakeagent.Agents) error {
+	deadline := time.Now().Add(5 * time.Minute)
+	for ag.InFlight() > 0 {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the agents still see %d pods in flight after the first rollout", ag.InFlight())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return nil
 }
 
 // writeRates returns the most writes in one second and the mean rate, of
