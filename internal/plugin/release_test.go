@@ -4,10 +4,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
-	"testing"
 
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
 	"sigs.k8s.io/yaml"
 
 	"github.com/softreload/softreload/internal/plugin"
@@ -42,83 +42,80 @@ type krewPlugin struct {
 	} `json:"spec"`
 }
 
-// TestKrewManifest fills the template the way a release does and checks
-// that what comes out is a manifest krew can install from: a version tag,
-// and for each platform an archive URL of that tag and a sha256.
-func TestKrewManifest(t *testing.T) {
+// readRepoFile reads a file of the repository by its slash-separated path.
+func readRepoFile(path string) string {
+	GinkgoHelper()
 	root, err := envtest.RepoRoot()
-	must(t, err)
-	data, err := os.ReadFile(filepath.Join(root, "hack", "krew", "softreload.yaml"))
-	must(t, err)
-	var manifest []string // without the comments, which name the placeholders
-	for _, line := range strings.Split(string(data), "\n") {
-		if !strings.HasPrefix(line, "#") {
-			manifest = append(manifest, line)
-		}
-	}
-	filled := os.Expand(strings.Join(manifest, "\n"), func(name string) string {
-		if name == "VERSION" {
-			return "v1.2.3"
-		}
-		if strings.HasPrefix(name, "SHA256_") {
-			return strings.Repeat("ab", 32)
-		}
-		t.Errorf("unknown placeholder ${%s}", name)
-		return ""
-	})
-	var m krewPlugin
-	must(t, yaml.UnmarshalStrict([]byte(filled), &m, yaml.DisallowUnknownFields))
-	if m.APIVersion != "krew.googlecontainertools.github.com/v1alpha2" || m.Kind != "Plugin" || m.Metadata.Name != "softreload" {
-		t.Errorf("not the softreload krew plugin: %s %s %s", m.APIVersion, m.Kind, m.Metadata.Name)
-	}
-	if m.Spec.Version != "v1.2.3" || m.Spec.ShortDescription == "" || m.Spec.Description == "" || m.Spec.Homepage == "" {
-		t.Errorf("spec.version = %q, shortDescription = %q, description = %q, homepage = %q",
-			m.Spec.Version, m.Spec.ShortDescription, m.Spec.Description, m.Spec.Homepage)
-	}
-	if len(m.Spec.Platforms) == 0 {
-		t.Fatal("no platforms")
-	}
-	sha := regexp.MustCompile(`^[0-9a-f]{64}$`)
-	for _, p := range m.Spec.Platforms {
-		goos, arch := p.Selector.MatchLabels["os"], p.Selector.MatchLabels["arch"]
-		wantURI := fmt.Sprintf("https://github.com/softreload/softreload/releases/download/v1.2.3/kubectl-softreload_%s_%s.tar.gz", goos, arch)
-		if p.URI != wantURI {
-			t.Errorf("%s/%s: uri = %q, want %q", goos, arch, p.URI, wantURI)
-		}
-		if !sha.MatchString(p.SHA256) {
-			t.Errorf("%s/%s: sha256 = %q", goos, arch, p.SHA256)
-		}
-		wantBin := "kubectl-softreload"
-		if goos == "windows" {
-			wantBin += ".exe"
-		}
-		if p.Bin != wantBin || len(p.Files) == 0 || p.Files[0].From != wantBin {
-			t.Errorf("%s/%s: bin = %q, files = %+v; want %s installed", goos, arch, p.Bin, p.Files, wantBin)
-		}
-	}
-	if !strings.Contains(string(data), "TO BE FILLED AT RELEASE") {
-		t.Error("the template does not say that its placeholders are filled at release")
-	}
+	Expect(err).NotTo(HaveOccurred())
+	data, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(path)))
+	Expect(err).NotTo(HaveOccurred())
+	return string(data)
 }
 
-// TestDocsCoverEveryCommand keeps docs/kubectl-plugin.md in step with the
-// commands the plugin has.
-func TestDocsCoverEveryCommand(t *testing.T) {
-	root, err := envtest.RepoRoot()
-	must(t, err)
-	data, err := os.ReadFile(filepath.Join(root, "docs", "kubectl-plugin.md"))
-	must(t, err)
-	doc := string(data)
-	for _, cmd := range plugin.NewCommand(plugin.Options{}).Commands() {
-		switch cmd.Name() {
-		case "help", "completion", "version":
-			continue
+var _ = Describe("The krew manifest template", func() {
+	// It fills the template the way a release does and checks that what
+	// comes out is a manifest krew can install from: a version tag, and for
+	// each platform an archive URL of that tag and a sha256.
+	It("makes, filled as a release fills it, a manifest krew installs from", func() {
+		data := readRepoFile("hack/krew/softreload.yaml")
+		var manifest []string // without the comments, which name the placeholders
+		for _, line := range strings.Split(data, "\n") {
+			if !strings.HasPrefix(line, "#") {
+				manifest = append(manifest, line)
+			}
 		}
-		if !strings.Contains(doc, "## "+cmd.Name()+" ") && !strings.Contains(doc, ", "+cmd.Name()+" POOL") {
-			t.Errorf("docs/kubectl-plugin.md has no section for %s", cmd.Name())
+		var unknown []string
+		filled := os.Expand(strings.Join(manifest, "\n"), func(name string) string {
+			if name == "VERSION" {
+				return "v1.2.3"
+			}
+			if strings.HasPrefix(name, "SHA256_") {
+				return strings.Repeat("ab", 32)
+			}
+			unknown = append(unknown, "${"+name+"}")
+			return ""
+		})
+		Expect(unknown).To(BeEmpty(), "unknown placeholders")
+		var m krewPlugin
+		Expect(yaml.UnmarshalStrict([]byte(filled), &m, yaml.DisallowUnknownFields)).To(Succeed())
+		Expect([]string{m.APIVersion, m.Kind, m.Metadata.Name}).To(Equal([]string{"krew.googlecontainertools.github.com/v1alpha2", "Plugin", "softreload"}),
+			"not the softreload krew plugin")
+		Expect(m.Spec).To(SatisfyAll(
+			HaveField("Version", "v1.2.3"),
+			HaveField("ShortDescription", Not(BeEmpty())),
+			HaveField("Description", Not(BeEmpty())),
+			HaveField("Homepage", Not(BeEmpty())),
+		), "spec")
+		Expect(m.Spec.Platforms).NotTo(BeEmpty(), "platforms")
+		for _, p := range m.Spec.Platforms {
+			goos, arch := p.Selector.MatchLabels["os"], p.Selector.MatchLabels["arch"]
+			Expect(p.URI).To(Equal(fmt.Sprintf("https://github.com/softreload/softreload/releases/download/v1.2.3/kubectl-softreload_%s_%s.tar.gz", goos, arch)),
+				"%s/%s: uri", goos, arch)
+			Expect(p.SHA256).To(MatchRegexp(`^[0-9a-f]{64}$`), "%s/%s: sha256", goos, arch)
+			wantBin := "kubectl-softreload"
+			if goos == "windows" {
+				wantBin += ".exe"
+			}
+			Expect(p.Bin).To(Equal(wantBin), "%s/%s: bin", goos, arch)
+			Expect(p.Files).NotTo(BeEmpty(), "%s/%s: files; want %s installed", goos, arch, wantBin)
+			Expect(p.Files[0].From).To(Equal(wantBin), "%s/%s: files[0].from; want %s installed", goos, arch, wantBin)
 		}
-		if !strings.Contains(doc, "kubectl softreload "+cmd.Name()+" ") {
-			t.Errorf("docs/kubectl-plugin.md shows no use of %s", cmd.Name())
+		Expect(data).To(ContainSubstring("TO BE FILLED AT RELEASE"), "the template does not say that its placeholders are filled at release")
+	})
+})
+
+// docs/kubectl-plugin.md is kept in step with the commands the plugin has.
+var _ = Describe("docs/kubectl-plugin.md", func() {
+	It("has a section and an example for every command", func() {
+		doc := readRepoFile("docs/kubectl-plugin.md")
+		for _, cmd := range plugin.NewCommand(plugin.Options{}).Commands() {
+			switch cmd.Name() {
+			case "help", "completion", "version":
+				continue
+			}
+			Expect(strings.Contains(doc, "## "+cmd.Name()+" ") || strings.Contains(doc, ", "+cmd.Name()+" POOL")).
+				To(BeTrue(), "docs/kubectl-plugin.md has no section for %s", cmd.Name())
+			Expect(doc).To(ContainSubstring("kubectl softreload "+cmd.Name()+" "), "docs/kubectl-plugin.md shows no use of %s", cmd.Name())
 		}
-	}
-}
+	})
+})

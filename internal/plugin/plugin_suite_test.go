@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"github.com/onsi/gomega/types"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
@@ -19,50 +22,46 @@ import (
 	workersv1alpha1 "github.com/softreload/softreload/api/v1alpha1"
 	"github.com/softreload/softreload/internal/plugin"
 	"github.com/softreload/softreload/internal/testing/envtest"
+	"github.com/softreload/softreload/internal/testing/suite"
 )
 
-// The control plane every test here shares, and a kubeconfig of an
-// administrator for it: the plugin reads it through --kubeconfig exactly as
-// it reads a user's.
+// The control plane the suite shares, and a kubeconfig of an administrator
+// for it: the plugin reads it through --kubeconfig exactly as it reads a
+// user's. Both are unset with go test -short, which runs only the specs
+// that need neither.
 var (
 	env        *envtest.Env
 	kubeconfig string
 )
 
-func TestMain(m *testing.M) {
-	os.Exit(runTests(m))
+func TestPlugin(t *testing.T) { suite.Run(t, "internal/plugin") }
+
+var _ = BeforeSuite(func() {
+	env = suite.StartControlPlane(envtest.Options{})
+	if env == nil {
+		return
+	}
+	kubeconfig = adminKubeconfig(env.Environment())
+})
+
+var _ = AfterSuite(func() { suite.StopControlPlane(env) })
+
+// adminKubeconfig adds a user of group system:masters to a control plane
+// and writes a kubeconfig for it, in a directory removed after the suite.
+func adminKubeconfig(e *crenvtest.Environment) string {
+	admin, err := e.ControlPlane.AddUser(crenvtest.User{Name: "admin", Groups: []string{"system:masters"}}, nil)
+	Expect(err).NotTo(HaveOccurred(), "adding an administrator to the control plane")
+	return writeKubeconfig(admin)
 }
 
-func runTests(m *testing.M) int {
-	var err error
-	env, err = envtest.Start(envtest.Options{})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer func() { _ = env.Stop() }()
-	dir, err := os.MkdirTemp("", "kubectl-softreload-test")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer func() { _ = os.RemoveAll(dir) }()
-	admin, err := env.Environment().ControlPlane.AddUser(crenvtest.User{Name: "admin", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	data, err := admin.KubeConfig()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	kubeconfig = filepath.Join(dir, "kubeconfig")
-	if err := os.WriteFile(kubeconfig, data, 0o600); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	return m.Run()
+// writeKubeconfig writes a user's kubeconfig into a temporary directory
+// that goes when the node that asked for it ends.
+func writeKubeconfig(user *crenvtest.AuthenticatedUser) string {
+	data, err := user.KubeConfig()
+	Expect(err).NotTo(HaveOccurred(), "making a kubeconfig")
+	path := filepath.Join(GinkgoT().TempDir(), "kubeconfig")
+	Expect(os.WriteFile(path, data, 0o600)).To(Succeed())
+	return path
 }
 
 // result is what one run of the plugin printed and returned.
@@ -73,14 +72,12 @@ type result struct {
 
 // kubectlSoftreload runs the plugin's command tree with args, as
 // `kubectl softreload ARGS --kubeconfig KUBECONFIG` would.
-func kubectlSoftreload(t *testing.T, now func() time.Time, args ...string) result {
-	t.Helper()
-	return kubectlSoftreloadWith(t, kubeconfig, now, args...)
+func kubectlSoftreload(now func() time.Time, args ...string) result {
+	return kubectlSoftreloadWith(kubeconfig, now, args...)
 }
 
 // kubectlSoftreloadWith runs the plugin with another user's kubeconfig.
-func kubectlSoftreloadWith(t *testing.T, kubeconfig string, now func() time.Time, args ...string) result {
-	t.Helper()
+func kubectlSoftreloadWith(kubeconfig string, now func() time.Time, args ...string) result {
 	var out, errOut bytes.Buffer
 	cmd := plugin.NewCommand(plugin.Options{
 		Streams: genericiooptions.IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut},
@@ -96,32 +93,35 @@ func kubectlSoftreloadWith(t *testing.T, kubeconfig string, now func() time.Time
 	return result{out: out.String(), errOut: errOut.String(), err: err}
 }
 
-// run is kubectlSoftreload on the wall clock, failing the test on an error.
-func run(t *testing.T, args ...string) string {
-	t.Helper()
-	r := kubectlSoftreload(t, nil, args...)
-	if r.err != nil {
-		t.Fatalf("kubectl softreload %s: %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), r.err, r.out, r.errOut)
-	}
+// run is kubectlSoftreload on the wall clock, failing the spec on an error.
+func run(args ...string) string {
+	GinkgoHelper()
+	r := kubectlSoftreload(nil, args...)
+	Expect(r.err).NotTo(HaveOccurred(), "kubectl softreload %s\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), r.out, r.errOut)
 	return r.out
 }
 
 // runErr runs a command that must fail and returns its error message.
-func runErr(t *testing.T, args ...string) string {
-	t.Helper()
-	r := kubectlSoftreload(t, nil, args...)
-	if r.err == nil {
-		t.Fatalf("kubectl softreload %s succeeded, want an error; stdout:\n%s", strings.Join(args, " "), r.out)
-	}
+func runErr(args ...string) string {
+	GinkgoHelper()
+	r := kubectlSoftreload(nil, args...)
+	Expect(r.err).To(HaveOccurred(), "kubectl softreload %s succeeded, want an error; stdout:\n%s", strings.Join(args, " "), r.out)
 	return r.err.Error()
 }
 
-// namespace creates a namespace of its own for a test.
-func namespace(t *testing.T) string {
-	t.Helper()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "plugin-"}}
-	must(t, env.Client.Create(context.Background(), ns))
-	return ns.Name
+// containAll matches a string that contains every one of want.
+func containAll(want ...string) types.GomegaMatcher {
+	matchers := make([]types.GomegaMatcher, 0, len(want))
+	for _, w := range want {
+		matchers = append(matchers, ContainSubstring(w))
+	}
+	return SatisfyAll(matchers...)
+}
+
+// namespace creates a namespace named name.
+func namespace(name string) {
+	GinkgoHelper()
+	Expect(env.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}})).To(Succeed())
 }
 
 // poolBuilder builds a WorkerPool fixture.
@@ -186,31 +186,31 @@ func (b *poolBuilder) counts(pods, updated, ready, reloading, failed int32) *poo
 }
 
 // create writes the pool and then its status, as the controller would.
-func (b *poolBuilder) create(t *testing.T) {
-	t.Helper()
+func (b *poolBuilder) create() {
+	GinkgoHelper()
 	ctx := context.Background()
 	status := b.wp.Status
-	must(t, env.Client.Create(ctx, b.wp))
+	Expect(env.Client.Create(ctx, b.wp)).To(Succeed())
 	status.ObservedGeneration = b.wp.Generation
 	b.wp.Status = status
-	must(t, env.Client.Status().Update(ctx, b.wp))
+	Expect(env.Client.Status().Update(ctx, b.wp)).To(Succeed())
 }
 
 // pod creates a pod of pool app (labelled app=APP, which the pool's
 // selector matches, and softreload.dev/pool=APP) with the given
 // annotations.
-func pod(t *testing.T, ns, name, app string, annotations map[string]string) {
-	t.Helper()
-	podLabelled(t, ns, name, map[string]string{"app": app, workersv1alpha1.PoolLabel: app}, annotations)
+func pod(ns, name, app string, annotations map[string]string) {
+	GinkgoHelper()
+	podLabelled(ns, name, map[string]string{"app": app, workersv1alpha1.PoolLabel: app}, annotations)
 }
 
 // podLabelled creates a pod with the given labels and annotations.
-func podLabelled(t *testing.T, ns, name string, labels, annotations map[string]string) {
-	t.Helper()
-	must(t, env.Client.Create(context.Background(), &corev1.Pod{
+func podLabelled(ns, name string, labels, annotations map[string]string) {
+	GinkgoHelper()
+	Expect(env.Client.Create(context.Background(), &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels, Annotations: annotations},
 		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "registry.example/app:v1"}}},
-	}))
+	})).To(Succeed())
 }
 
 // agentStatus is a StatusAnnotation value.
@@ -219,30 +219,30 @@ func agentStatus(rev string, state workersv1alpha1.AgentState, running string, r
 }
 
 // snapshot creates the revision snapshot ConfigMap the controller keeps.
-func snapshot(t *testing.T, ns, pool, rev string) {
-	t.Helper()
-	must(t, env.Client.Create(context.Background(), &corev1.ConfigMap{
+func snapshot(ns, pool, rev string) {
+	GinkgoHelper()
+	Expect(env.Client.Create(context.Background(), &corev1.ConfigMap{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: pool + "-" + rev, Labels: map[string]string{
 			workersv1alpha1.PoolNameLabel: pool,
 			workersv1alpha1.RevisionLabel: rev,
 		}},
 		Data: map[string]string{"index.php": "<?php echo '" + rev + "';"},
-	}))
+	})).To(Succeed())
 }
 
 // getPool reads a pool back from the API server.
-func getPool(t *testing.T, ns, name string) *workersv1alpha1.WorkerPool {
-	t.Helper()
+func getPool(ns, name string) *workersv1alpha1.WorkerPool {
+	GinkgoHelper()
 	var wp workersv1alpha1.WorkerPool
-	must(t, env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, &wp))
+	Expect(env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, &wp)).To(Succeed())
 	return &wp
 }
 
 // tableRows returns the cells of the table whose header starts with
 // firstColumn, cut at the columns of the header as kubectl-style aligned
 // tables are; a row ends at the first blank line.
-func tableRows(t *testing.T, out, firstColumn string) [][]string {
-	t.Helper()
+func tableRows(out, firstColumn string) [][]string {
+	GinkgoHelper()
 	var starts []int
 	var rows [][]string
 	for _, line := range strings.Split(out, "\n") {
@@ -269,24 +269,6 @@ func tableRows(t *testing.T, out, firstColumn string) [][]string {
 			rows = append(rows, row)
 		}
 	}
-	if starts == nil {
-		t.Fatalf("no table with a %s column in:\n%s", firstColumn, out)
-	}
+	Expect(starts).NotTo(BeEmpty(), "no table with a %s column in:\n%s", firstColumn, out)
 	return rows
-}
-
-func must(t *testing.T, err error) {
-	t.Helper()
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
-func wantContains(t *testing.T, got string, want ...string) {
-	t.Helper()
-	for _, w := range want {
-		if !strings.Contains(got, w) {
-			t.Errorf("output lacks %q:\n%s", w, got)
-		}
-	}
 }
