@@ -8,6 +8,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
 
 	v1 "github.com/softreload/softreload/api/v1alpha1"
 )
@@ -38,93 +40,97 @@ func mostGroups() []v1.AgentGroupStatus {
 	return out
 }
 
-func TestParseAgentStatusReadsWhatTheAgentWrites(t *testing.T) {
-	for name, want := range validReports {
-		t.Run(name, func(t *testing.T) {
+// validReportEntries are an entry for each of validReports.
+func validReportEntries() []TableEntry {
+	entries := make([]TableEntry, 0, len(validReports))
+	for name, report := range validReports {
+		entries = append(entries, Entry(name, report))
+	}
+	return entries
+}
+
+var _ = Describe("ParseAgentStatus", func() {
+	DescribeTable("reads back what the agent writes",
+		func(want v1.AgentStatus) {
 			raw, err := json.Marshal(want)
-			if err != nil {
-				t.Fatal(err)
-			}
+			Expect(err).NotTo(HaveOccurred())
 			got, err := v1.ParseAgentStatus(string(raw))
-			if err != nil {
-				t.Fatalf("ParseAgentStatus(%s): %v", raw, err)
-			}
-			if diff := cmp.Diff(&want, got); diff != "" {
-				t.Errorf("report (-want +got):\n%s", diff)
-			}
-		})
-	}
-	for _, blank := range []string{"", "  ", "\n"} {
-		if got, err := v1.ParseAgentStatus(blank); got != nil || err != nil {
-			t.Errorf("ParseAgentStatus(%q) = %+v, %v; want no report and no error", blank, got, err)
-		}
-	}
-	// An agent newer than the reader may add fields.
-	if got, err := v1.ParseAgentStatus(`{"revision":"r1","state":"Ready","running":"r1","ready":1,"total":1,"since":"now"}`); err != nil || got.Revision != "r1" {
-		t.Errorf("a report with a field unknown here: %+v, %v", got, err)
-	}
-}
+			Expect(err).NotTo(HaveOccurred(), "ParseAgentStatus(%s)", raw)
+			Expect(got).To(BeComparableTo(&want))
+		},
+		validReportEntries(),
+	)
 
-func TestParseAgentStatusRefusesWhatIsNotAReport(t *testing.T) {
-	tests := map[string]struct {
-		raw  string
-		want string // in the error
-	}{
-		"not JSON":               {raw: "Ready", want: "not a JSON object"},
-		"null":                   {raw: "null", want: "not a JSON object"},
-		"a list":                 {raw: `[{"revision":"r1","state":"Ready"}]`, want: "not a JSON object"},
-		"a string":               {raw: `"Ready"`, want: "not a JSON object"},
-		"empty object":           {raw: `{}`, want: `state "": must be Reloading, Ready or Failed`},
-		"cut short":              {raw: `{"revision":"r1","state":"Rea`, want: "unreadable"},
-		"trailing garbage":       {raw: `{"revision":"r1","state":"Ready"} {}`, want: "unreadable"},
-		"unknown state":          {raw: `{"revision":"r1","state":"Exploded"}`, want: `state "Exploded"`},
-		"no revision":            {raw: `{"state":"Ready"}`, want: "revision: no revision"},
-		"revision with a slash":  {raw: `{"revision":"../../etc","state":"Ready"}`, want: `revision: "../../etc"`},
-		"revision too long":      {raw: `{"revision":"` + strings.Repeat("a", 64) + `","state":"Ready"}`, want: "revision: 64 characters, more than 63"},
-		"running not a revision": {raw: `{"revision":"r1","state":"Reloading","running":"r 0"}`, want: `running: "r 0"`},
-		"ready at another":       {raw: `{"revision":"r2","state":"Ready","running":"r1"}`, want: `state Ready at revision "r2" while running "r1"`},
-		"negative total":         {raw: `{"revision":"r1","state":"Ready","total":-1}`, want: "total -1"},
-		"too many workers":       {raw: `{"revision":"r1","state":"Ready","ready":5000,"total":5000}`, want: "total 5000: must be from 0 to 4096"},
-		"more ready than total":  {raw: `{"revision":"r1","state":"Ready","ready":3,"total":2}`, want: "ready 3: must be from 0 to total (2)"},
-		"count not a number":     {raw: `{"revision":"r1","state":"Ready","ready":"all"}`, want: "unreadable"},
-		"count overflows":        {raw: `{"revision":"r1","state":"Ready","total":99999999999}`, want: "unreadable"},
-		"message too long":       {raw: `{"revision":"r1","state":"Failed","message":"` + strings.Repeat("x", v1.MaxAgentMessageBytes+1) + `"}`, want: "message: 4097 bytes, more than 4096"},
-		"value too long":         {raw: `{"revision":"r1","state":"Ready","x":"` + strings.Repeat(" ", v1.MaxAgentStatusBytes) + `"}`, want: "more than the 32768 an agent writes"},
-		"group without a name":   {raw: `{"revision":"r1","state":"Ready","groups":[{"spec":"0a1b"}]}`, want: `groups[0].name ""`},
-		"group spec not a hash":  {raw: `{"revision":"r1","state":"Ready","groups":[{"name":"web","spec":"<b>"}]}`, want: `groups[0].spec "<b>"`},
-		"unknown outdated":       {raw: `{"revision":"r1","state":"Ready","groups":[{"name":"web","spec":"0a","outdated":"Old"}]}`, want: `groups[0].outdated "Old"`},
-		"too many groups":        {raw: `{"revision":"r1","state":"Ready","groups":[` + strings.Repeat(`{"name":"a","spec":"0"},`, v1.MaxAgentGroups) + `{"name":"a","spec":"0"}]}`, want: "groups: 33, more than 32"},
-	}
-	for name, tc := range tests {
-		t.Run(name, func(t *testing.T) {
-			got, err := v1.ParseAgentStatus(tc.raw)
-			if err == nil || got != nil {
-				t.Fatalf("ParseAgentStatus = %+v, %v; want an error", got, err)
-			}
-			if !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), v1.StatusAnnotation) {
-				t.Errorf("error %q does not say %q and name %s", err, tc.want, v1.StatusAnnotation)
-			}
-		})
-	}
-}
+	DescribeTable("reads no report, and no error, from a blank value",
+		func(blank string) {
+			got, err := v1.ParseAgentStatus(blank)
+			Expect(err).NotTo(HaveOccurred(), "ParseAgentStatus(%q)", blank)
+			Expect(got).To(BeNil(), "ParseAgentStatus(%q)", blank)
+		},
+		Entry("empty", ""),
+		Entry("spaces", "  "),
+		Entry("a newline", "\n"),
+	)
 
-func TestShortenAgentMessage(t *testing.T) {
-	short := "worker web/0 exited"
-	if got := v1.ShortenAgentMessage(short); got != short {
-		t.Errorf("a short message changed: %q", got)
-	}
-	long := "reason: not ready in time; last output:\n" + strings.Repeat("é", v1.MaxAgentMessageBytes) + "\nthe last line"
-	got := v1.ShortenAgentMessage(long)
-	if len(got) > v1.MaxAgentMessageBytes || !utf8.ValidString(got) {
-		t.Fatalf("shortened to %d bytes, valid UTF-8: %v", len(got), utf8.ValidString(got))
-	}
-	if !strings.HasPrefix(got, "reason: not ready in time") || !strings.HasSuffix(got, "\nthe last line") || !strings.Contains(got, " [...] ") {
-		t.Errorf("the shortened message lost its beginning or its end: %q...%q", got[:40], got[len(got)-40:])
-	}
-	if got := v1.ShortenAgentMessage("bad \xff byte"); got != "bad \uFFFD byte" {
-		t.Errorf("invalid UTF-8: %q", got)
-	}
-}
+	It("reads a report with a field unknown here: an agent newer than the reader may add fields", func() {
+		got, err := v1.ParseAgentStatus(`{"revision":"r1","state":"Ready","running":"r1","ready":1,"total":1,"since":"now"}`)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(got.Revision).To(Equal("r1"))
+	})
+
+	DescribeTable("refuses what is not a report, saying why and naming the annotation",
+		func(raw, want string) {
+			got, err := v1.ParseAgentStatus(raw)
+			Expect(err).To(HaveOccurred(), "ParseAgentStatus = %+v; want an error", got)
+			Expect(got).To(BeNil(), "a report beside the error %v", err)
+			Expect(err.Error()).To(SatisfyAll(ContainSubstring(want), ContainSubstring(v1.StatusAnnotation)))
+		},
+		Entry("not JSON", "Ready", "not a JSON object"),
+		Entry("null", "null", "not a JSON object"),
+		Entry("a list", `[{"revision":"r1","state":"Ready"}]`, "not a JSON object"),
+		Entry("a string", `"Ready"`, "not a JSON object"),
+		Entry("empty object", `{}`, `state "": must be Reloading, Ready or Failed`),
+		Entry("cut short", `{"revision":"r1","state":"Rea`, "unreadable"),
+		Entry("trailing garbage", `{"revision":"r1","state":"Ready"} {}`, "unreadable"),
+		Entry("unknown state", `{"revision":"r1","state":"Exploded"}`, `state "Exploded"`),
+		Entry("no revision", `{"state":"Ready"}`, "revision: no revision"),
+		Entry("revision with a slash", `{"revision":"../../etc","state":"Ready"}`, `revision: "../../etc"`),
+		Entry("revision too long", `{"revision":"`+strings.Repeat("a", 64)+`","state":"Ready"}`, "revision: 64 characters, more than 63"),
+		Entry("running not a revision", `{"revision":"r1","state":"Reloading","running":"r 0"}`, `running: "r 0"`),
+		Entry("ready at another", `{"revision":"r2","state":"Ready","running":"r1"}`, `state Ready at revision "r2" while running "r1"`),
+		Entry("negative total", `{"revision":"r1","state":"Ready","total":-1}`, "total -1"),
+		Entry("too many workers", `{"revision":"r1","state":"Ready","ready":5000,"total":5000}`, "total 5000: must be from 0 to 4096"),
+		Entry("more ready than total", `{"revision":"r1","state":"Ready","ready":3,"total":2}`, "ready 3: must be from 0 to total (2)"),
+		Entry("count not a number", `{"revision":"r1","state":"Ready","ready":"all"}`, "unreadable"),
+		Entry("count overflows", `{"revision":"r1","state":"Ready","total":99999999999}`, "unreadable"),
+		Entry("message too long", `{"revision":"r1","state":"Failed","message":"`+strings.Repeat("x", v1.MaxAgentMessageBytes+1)+`"}`, "message: 4097 bytes, more than 4096"),
+		Entry("value too long", `{"revision":"r1","state":"Ready","x":"`+strings.Repeat(" ", v1.MaxAgentStatusBytes)+`"}`, "more than the 32768 an agent writes"),
+		Entry("group without a name", `{"revision":"r1","state":"Ready","groups":[{"spec":"0a1b"}]}`, `groups[0].name ""`),
+		Entry("group spec not a hash", `{"revision":"r1","state":"Ready","groups":[{"name":"web","spec":"<b>"}]}`, `groups[0].spec "<b>"`),
+		Entry("unknown outdated", `{"revision":"r1","state":"Ready","groups":[{"name":"web","spec":"0a","outdated":"Old"}]}`, `groups[0].outdated "Old"`),
+		Entry("too many groups", `{"revision":"r1","state":"Ready","groups":[`+strings.Repeat(`{"name":"a","spec":"0"},`, v1.MaxAgentGroups)+`{"name":"a","spec":"0"}]}`, "groups: 33, more than 32"),
+	)
+})
+
+var _ = Describe("ShortenAgentMessage", func() {
+	It("leaves a short message as it is", func() {
+		short := "worker web/0 exited"
+		Expect(v1.ShortenAgentMessage(short)).To(Equal(short))
+	})
+
+	It("keeps the beginning and the end of a long one, in valid UTF-8", func() {
+		long := "reason: not ready in time; last output:\n" + strings.Repeat("é", v1.MaxAgentMessageBytes) + "\nthe last line"
+		got := v1.ShortenAgentMessage(long)
+		Expect(len(got)).To(BeNumerically("<=", v1.MaxAgentMessageBytes), "shortened to %d bytes", len(got))
+		Expect(utf8.ValidString(got)).To(BeTrue(), "shortened to invalid UTF-8")
+		Expect(got).To(SatisfyAll(HavePrefix("reason: not ready in time"), HaveSuffix("\nthe last line"), ContainSubstring(" [...] ")),
+			"the shortened message lost its beginning or its end")
+	})
+
+	It("replaces invalid UTF-8", func() {
+		Expect(v1.ShortenAgentMessage("bad \xff byte")).To(Equal("bad \uFFFD byte"))
+	})
+})
 
 // FuzzParseAgentStatus: whatever the annotation holds, the parser does not
 // panic, accepts only a valid report, within bounds, and reads back the
