@@ -19,6 +19,7 @@ import (
 	"github.com/softreload/softreload/api/v1alpha1"
 	"github.com/softreload/softreload/internal/load"
 	"github.com/softreload/softreload/internal/testing/loopback"
+	"github.com/softreload/softreload/internal/testing/suite"
 )
 
 // example is one example worker: its directory, its command, and the
@@ -55,7 +56,7 @@ const (
 
 var _ = Describe("An example worker under the agent", func() {
 	for lang, ex := range examples {
-		It(fmt.Sprintf("serves keep-alive and new-connection clients through %d reloads: %s", reloads, lang), func() {
+		It(fmt.Sprintf("serves keep-alive and new-connection clients through %d reloads: %s", reloads, lang), Label(suite.Slow), func() {
 			if ex.interpreter != "" {
 				if _, err := exec.LookPath(ex.interpreter); err != nil {
 					Fail(fmt.Sprintf("%s is not installed: the %s example needs it (%s)", ex.interpreter, lang, ex.install))
