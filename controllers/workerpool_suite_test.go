@@ -390,6 +390,7 @@ const (
 // the most pods that were ever in flight at once.
 type agents struct {
 	*fakeagent.Agents
+	t  *testing.T
 	ns string
 }
 
@@ -402,7 +403,7 @@ func startAgents(t *testing.T, ctx context.Context, ns string) *agents {
 	if err != nil {
 		t.Fatalf("starting the test agents: %v", err)
 	}
-	return &agents{Agents: a, ns: ns}
+	return &agents{Agents: a, t: t, ns: ns}
 }
 
 // setBehaviour decides what the agents do with each revision from now on.
@@ -414,8 +415,20 @@ func (a *agents) hold(f func(pod string) bool) { a.Hold(f) }
 
 func (a *agents) releaseHeld() { a.ReleaseHeld() }
 
-// resetMaxInFlight starts counting anew, as of the pods as they are.
-func (a *agents) resetMaxInFlight() { a.ResetCounts() }
+// resetMaxInFlight starts counting anew once the agents' own watch shows
+// every pod settled: it is called after a rollout completed, and the pool's
+// status can say so before that watch delivers the agents' last reports.
+func (a *agents) resetMaxInFlight() {
+	a.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for a.InFlight() > 0 {
+		if time.Now().After(deadline) {
+			a.t.Fatalf("the test agents still see %d pods in flight after %s", a.InFlight(), timeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	a.ResetCounts()
+}
 
 // sentTo returns the revisions pod was told, in order.
 func (a *agents) sentTo(pod string) []string { return a.SentTo(a.ns + "/" + pod) }
