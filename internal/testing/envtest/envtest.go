@@ -78,6 +78,9 @@ func Start(opts Options) (*Env, error) {
 	}
 	cfg, err := env.Start()
 	if err != nil {
+		// Start leaves etcd and the API server running when a later step
+		// (installing the CRDs) fails.
+		_ = env.Stop()
 		return nil, fmt.Errorf("starting the envtest control plane from %s: %w", assets, err)
 	}
 	c, err := client.New(cfg, client.Options{Scheme: scheme})
