@@ -15,15 +15,17 @@ import (
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/softreload/softreload/internal/injected"
 )
 
 // Env names the agent reads in a pod; the injection webhook sets them
-// (internal/injection holds the same names for the pods it changes).
+// (internal/injected holds them for both).
 const (
-	EnvPodName      = "POD_NAME"
-	EnvPodNamespace = "POD_NAMESPACE"
-	EnvPool         = "SOFTRELOAD_POOL"
-	EnvCodeRoot     = "SOFTRELOAD_CODE_ROOT"
+	EnvPodName      = injected.EnvPodName
+	EnvPodNamespace = injected.EnvPodNamespace
+	EnvPool         = injected.EnvPool
+	EnvCodeRoot     = injected.EnvCodeRoot
 )
 
 // Client is all the agent asks of the API server: to follow its own pod,

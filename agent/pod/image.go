@@ -1,10 +1,9 @@
 package pod
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"path/filepath"
+
+	"github.com/softreload/softreload/internal/injected"
 )
 
 // Image mode: a code image reaches the pod through a container of its own,
@@ -14,24 +13,21 @@ import (
 // which directory of it holds the code, from pod annotations that the
 // controller writes in the same write as the new image
 // (v1alpha1.CodeImageAnnotation, v1alpha1.CodePathAnnotation), read through
-// the downward API as the container starts.
+// the downward API as the container starts. The names are
+// internal/injected's, which the injection webhook shares.
 const (
 	// CodeContainer is the name of the code container.
-	CodeContainer = "softreload-code"
+	CodeContainer = injected.CodeContainer
 	// EnvCodeImage and EnvCodePath are the code container's variables
 	// holding the two annotations.
-	EnvCodeImage = "SOFTRELOAD_CODE_IMAGE"
-	EnvCodePath  = "SOFTRELOAD_CODE_PATH"
+	EnvCodeImage = injected.EnvCodeImage
+	EnvCodePath  = injected.EnvCodePath
 )
 
 // ImageCodeDir is where the code container copies the code at path in
-// image ref under the code root, and where the agent looks for it: one
-// directory per image and path, so a restarted code container never writes
-// over code that workers run.
-func ImageCodeDir(root, ref, path string) string {
-	sum := sha256.Sum256([]byte(ref + "\x00" + path))
-	return filepath.Join(root, "images", hex.EncodeToString(sum[:8]))
-}
+// image ref under the code root, and where the agent looks for it
+// (injected.ImageCodeDir).
+func ImageCodeDir(root, ref, path string) string { return injected.ImageCodeDir(root, ref, path) }
 
 // DeliverImage copies the code at path, in the code container's own file
 // system, to where the agent looks for the code of image ref under root.

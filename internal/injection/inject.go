@@ -9,8 +9,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/utils/ptr"
 
-	"github.com/softreload/softreload/agent/pod"
 	workersv1alpha1 "github.com/softreload/softreload/api/v1alpha1"
+	"github.com/softreload/softreload/internal/injected"
 )
 
 // Names and paths of what the webhook adds to a pod. The agent in the pod
@@ -23,7 +23,7 @@ const (
 	// controller patches its image, and the annotations that name it, to
 	// roll out a new code image; the kubelet restarts this container alone,
 	// and it copies the new code into the code volume.
-	CodeContainer = pod.CodeContainer
+	CodeContainer = injected.CodeContainer
 
 	binVolume  = "softreload-bin"
 	codeVolume = "softreload-code"
@@ -41,15 +41,15 @@ const (
 
 // Env names the agent reads in a pod.
 const (
-	EnvPodName      = pod.EnvPodName
-	EnvPodNamespace = pod.EnvPodNamespace
-	EnvPool         = pod.EnvPool
-	EnvCodeRoot     = pod.EnvCodeRoot
+	EnvPodName      = injected.EnvPodName
+	EnvPodNamespace = injected.EnvPodNamespace
+	EnvPool         = injected.EnvPool
+	EnvCodeRoot     = injected.EnvCodeRoot
 )
 
 // ImageCodeDir is where the code container of image mode copies the code at
 // path in image ref in the pod, and where the agent looks for it.
-func ImageCodeDir(ref, path string) string { return pod.ImageCodeDir(CodeRoot, ref, path) }
+func ImageCodeDir(ref, path string) string { return injected.ImageCodeDir(CodeRoot, ref, path) }
 
 // Start is what a new pod starts at.
 type Start struct {
@@ -147,8 +147,8 @@ func codeContainer(mounts ...corev1.VolumeMount) corev1.Container {
 		// annotations that the controller writes with each new image say
 		// what it runs, read as the container starts.
 		Env: []corev1.EnvVar{
-			{Name: pod.EnvCodeImage, ValueFrom: annotation(workersv1alpha1.CodeImageAnnotation)},
-			{Name: pod.EnvCodePath, ValueFrom: annotation(workersv1alpha1.CodePathAnnotation)},
+			{Name: injected.EnvCodeImage, ValueFrom: annotation(workersv1alpha1.CodeImageAnnotation)},
+			{Name: injected.EnvCodePath, ValueFrom: annotation(workersv1alpha1.CodePathAnnotation)},
 		},
 		VolumeMounts: mounts,
 		// What a failed delivery said reaches the container's status, and
