@@ -23,12 +23,13 @@ import (
 	"github.com/softreload/softreload/internal/injection"
 	"github.com/softreload/softreload/internal/revision"
 	"github.com/softreload/softreload/internal/testing/envtest"
+	"github.com/softreload/softreload/internal/testing/suite"
 )
 
 // The manager's cache holds what softreload governs and nothing else, and
 // what reads through the manager's client (the injection webhook, the
 // controllers) still finds what it needs.
-var _ = Describe("the manager's cache", Ordered, func() {
+var _ = Describe("the manager's cache", Ordered, Label(suite.ControlPlane), func() {
 	var (
 		env *envtest.Env
 		ctx context.Context

@@ -6,11 +6,6 @@ import (
 	"github.com/softreload/softreload/internal/testing/suite"
 )
 
-// TestManager runs the manager's specs; every one needs a control plane,
-// so go test -short skips them all.
-func TestManager(t *testing.T) {
-	if testing.Short() {
-		t.Skip("every spec of the manager needs a control plane")
-	}
-	suite.Run(t, "cmd/manager")
-}
+// TestManager runs the manager's specs. Those that need a control plane
+// carry its label: go test -short leaves them out.
+func TestManager(t *testing.T) { suite.Run(t, "cmd/manager") }

@@ -14,12 +14,13 @@ import (
 
 	"github.com/softreload/softreload/internal/injection"
 	"github.com/softreload/softreload/internal/testing/envtest"
+	"github.com/softreload/softreload/internal/testing/suite"
 )
 
 // --wait-for-webhook on a real API server whose webhook configuration points
 // at a webhook server on loopback: it waits while the API server cannot call
 // the webhook, and returns once it can.
-var _ = Describe("waiting for the webhook", Ordered, func() {
+var _ = Describe("waiting for the webhook", Ordered, Label(suite.ControlPlane), func() {
 	var (
 		env *envtest.Env
 		ctx context.Context
