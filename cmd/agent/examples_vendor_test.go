@@ -45,6 +45,25 @@ func TestExamplesVendorTheLibraries(t *testing.T) {
 	}
 }
 
+// TestWalkthroughCarriesThePythonLibrary checks that the walkthrough's app
+// (examples/kubernetes/app) holds sdk/python's library unchanged, as the one
+// file softreload_worker.py: its code ConfigMap holds files, not
+// directories, so the package's __init__.py goes in flat.
+func TestWalkthroughCarriesThePythonLibrary(t *testing.T) {
+	const sdk, copied = "../../sdk/python/softreload_worker/__init__.py", "../../examples/kubernetes/app/softreload_worker.py"
+	want, err := os.ReadFile(sdk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(copied)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != string(want) {
+		t.Errorf("examples/kubernetes/app/softreload_worker.py is not a copy of sdk/python/softreload_worker/__init__.py: cp sdk/python/softreload_worker/__init__.py examples/kubernetes/app/softreload_worker.py")
+	}
+}
+
 // readTree reads the file, or every file under the directory, at rel in
 // dir into files, by path relative to dir.
 func readTree(t *testing.T, dir, rel string, files map[string]string) {

@@ -98,7 +98,7 @@ func BuildCode(root, out string) error {
 	app := filepath.Join(root, "examples", "kubernetes", "app")
 	for _, c := range Codes {
 		files := map[string][]byte{}
-		for _, name := range []string{"worker.py", "gateway.py"} {
+		for _, name := range []string{"worker.py", "softreload_worker.py", "gateway.py"} {
 			b, err := os.ReadFile(filepath.Join(app, name))
 			if err != nil {
 				return fmt.Errorf("code image %s: %w", c.Ref(), err)
