@@ -206,24 +206,9 @@ func (s *Supervisor) replaceSlots(p *plan, c *groupChange) error {
 // startSlots starts a worker in each of slots, which have none, and waits
 // until all are ready. If one fails, all stop and a *ReloadError says why.
 func (s *Supervisor) startSlots(g *group, slots []*slot, to target, spec *v1alpha1.WorkerGroup) error {
-	cands := make([]*worker, len(slots))
-	for i, sl := range slots {
-		cands[i] = s.start(g, sl, to, spec, true)
-		sl.next = cands[i]
-	}
-	s.publish()
-	if err := s.await(func() bool { return readyOrFailed(cands) }); err != nil {
+	cands, err := s.startNext(g, slots, to, spec)
+	if err != nil {
 		return err
-	}
-	if f := firstFailed(cands); f != nil {
-		for _, c := range cands {
-			s.stopWorker(c)
-		}
-		s.publish()
-		if err := s.await(func() bool { return allExited(cands) }); err != nil {
-			return err
-		}
-		return s.failure(f)
 	}
 	for i, sl := range slots {
 		sl.cur, sl.next = cands[i], nil

@@ -136,27 +136,9 @@ func (s *Supervisor) replace(g *group, batch []*slot, to target, spec *v1alpha1.
 }
 
 func (s *Supervisor) replaceSurgeFirst(g *group, batch []*slot, to target, spec *v1alpha1.WorkerGroup) error {
-	cands := make([]*worker, len(batch))
-	for i, sl := range batch {
-		cands[i] = s.start(g, sl, to, spec, true)
-		sl.next = cands[i]
-	}
-	s.publish()
-	if err := s.await(func() bool { return readyOrFailed(cands) }); err != nil {
+	cands, err := s.startNext(g, batch, to, spec)
+	if err != nil {
 		return err
-	}
-	if f := firstFailed(cands); f != nil {
-		for _, c := range cands {
-			s.stopWorker(c)
-		}
-		s.publish()
-		if err := s.await(func() bool { return allExited(cands) }); err != nil {
-			return err
-		}
-		for _, sl := range batch {
-			sl.next = nil
-		}
-		return s.failure(f)
 	}
 	olds := make([]*worker, 0, len(batch))
 	for i, sl := range batch {
@@ -168,6 +150,36 @@ func (s *Supervisor) replaceSurgeFirst(g *group, batch []*slot, to target, spec 
 	}
 	s.publish()
 	return s.await(func() bool { return allExited(olds) })
+}
+
+// startNext starts a candidate worker of to in each of slots, beside what
+// the slot runs, and waits until all are ready. If one fails, all stop, the
+// slots are left as they were and a *ReloadError says why.
+func (s *Supervisor) startNext(g *group, slots []*slot, to target, spec *v1alpha1.WorkerGroup) ([]*worker, error) {
+	cands := make([]*worker, len(slots))
+	for i, sl := range slots {
+		cands[i] = s.start(g, sl, to, spec, true)
+		sl.next = cands[i]
+	}
+	s.publish()
+	if err := s.await(func() bool { return readyOrFailed(cands) }); err != nil {
+		return nil, err
+	}
+	f := firstFailed(cands)
+	if f == nil {
+		return cands, nil
+	}
+	for _, c := range cands {
+		s.stopWorker(c)
+	}
+	s.publish()
+	if err := s.await(func() bool { return allExited(cands) }); err != nil {
+		return nil, err
+	}
+	for _, sl := range slots {
+		sl.next = nil
+	}
+	return nil, s.failure(f)
 }
 
 func (s *Supervisor) replaceStopFirst(g *group, batch []*slot, to target, spec *v1alpha1.WorkerGroup) error {
