@@ -11,9 +11,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/softreload/softreload/agent/codedir"
 	"github.com/softreload/softreload/agent/config"
 	"github.com/softreload/softreload/agent/process"
-	"github.com/softreload/softreload/agent/revision"
 	"github.com/softreload/softreload/agent/supervisor"
 	"github.com/softreload/softreload/api/v1alpha1"
 )
@@ -61,7 +61,7 @@ func New(ctx context.Context, opts Options) (*Agent, error) {
 		opts.Logger = slog.Default()
 	}
 	a := &Agent{opts: opts, cfg: opts.Config, log: opts.Logger}
-	rev, dir, err := revision.Snapshot(a.cfg.CodeDir, a.cfg.StateDir)
+	rev, dir, err := codedir.Snapshot(a.cfg.CodeDir, a.cfg.StateDir)
 	if err != nil {
 		return nil, err
 	}
@@ -106,7 +106,7 @@ func (a *Agent) Run(ctx context.Context) error {
 func (a *Agent) snapshot() (rev, dir string, err error) {
 	a.snapMu.Lock()
 	defer a.snapMu.Unlock()
-	rev, dir, err = revision.Snapshot(a.cfg.CodeDir, a.cfg.StateDir)
+	rev, dir, err = codedir.Snapshot(a.cfg.CodeDir, a.cfg.StateDir)
 	if err != nil {
 		return "", "", err
 	}
@@ -114,7 +114,7 @@ func (a *Agent) snapshot() (rev, dir string, err error) {
 	for _, w := range a.rt.Supervisor.Status().Workers {
 		inUse = append(inUse, w.Revision)
 	}
-	if err := revision.Prune(a.cfg.StateDir, a.cfg.KeepRevisions, inUse...); err != nil {
+	if err := codedir.Prune(a.cfg.StateDir, a.cfg.KeepRevisions, inUse...); err != nil {
 		a.log.Warn("Could not prune old revisions", "err", err)
 	}
 	return rev, dir, nil

@@ -14,7 +14,7 @@ import (
 
 	workersv1alpha1 "github.com/softreload/softreload/api/v1alpha1"
 	"github.com/softreload/softreload/internal/agentaccess"
-	"github.com/softreload/softreload/internal/revision"
+	"github.com/softreload/softreload/internal/poolrevision"
 	"github.com/softreload/softreload/internal/rollout"
 )
 
@@ -82,7 +82,7 @@ func (r *WorkerPoolReconciler) readableActions(ctx context.Context, s *scope) ([
 
 func accessWaitMessage(pool string, key accessKey, pod string) string {
 	return fmt.Sprintf("pod %s waits to be told revision %s until service account %s may read its snapshot %s (Role %s, kept by the manager)",
-		pod, key.revision, key.serviceAccount, revision.SnapshotName(pool, key.revision), agentaccess.Name)
+		pod, key.revision, key.serviceAccount, poolrevision.SnapshotName(pool, key.revision), agentaccess.Name)
 }
 
 // accessVersion names the namespace's agent Role and RoleBinding in the
@@ -103,7 +103,7 @@ func (r *WorkerPoolReconciler) accessVersion(ctx context.Context, ns string) (st
 // mayRead asks the API server whether the agents running as key's service
 // account may get the snapshot of key's revision.
 func (r *WorkerPoolReconciler) mayRead(ctx context.Context, pool *workersv1alpha1.WorkerPool, key accessKey) (bool, error) {
-	ns, snapshot := pool.Namespace, revision.SnapshotName(pool.Name, key.revision)
+	ns, snapshot := pool.Namespace, poolrevision.SnapshotName(pool.Name, key.revision)
 	review := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
 		User:   "system:serviceaccount:" + ns + ":" + key.serviceAccount,
 		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"},

@@ -9,7 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/softreload/softreload/internal/revision"
+	"github.com/softreload/softreload/internal/poolrevision"
 )
 
 // reconcileCode sets the target revision of a pool whose code is a
@@ -18,7 +18,7 @@ import (
 // resourceVersion (or the revision spec) differ from those the remembered
 // revision was made from, or its snapshot is missing. It returns the code
 // when it read it, nil when the revision was remembered.
-func (r *WorkerPoolReconciler) reconcileCode(ctx context.Context, s *scope) (*revision.Code, error) {
+func (r *WorkerPoolReconciler) reconcileCode(ctx context.Context, s *scope) (*poolrevision.Code, error) {
 	name := s.pool.Spec.Code.ConfigMapRef.Name
 	key := types.NamespacedName{Namespace: s.pool.Namespace, Name: name}
 	poolKey := client.ObjectKeyFromObject(s.pool)
@@ -43,10 +43,10 @@ func (r *WorkerPoolReconciler) reconcileCode(ctx context.Context, s *scope) (*re
 		}
 		return nil, fmt.Errorf("reading code ConfigMap %s: %w", name, err)
 	}
-	code := revision.CodeOf(cm)
+	code := poolrevision.CodeOf(cm)
 	c := codeRevision{uid: cm.UID, resourceVersion: cm.ResourceVersion, spec: s.spec, size: codeSize(code)}
 	if c.size <= maxSnapshotBytes {
-		c.target = revision.Hash(s.spec, code)
+		c.target = poolrevision.Hash(s.spec, code)
 	}
 	r.mem.rememberCode(poolKey, c)
 	useCodeRevision(s, name, c)
@@ -67,5 +67,5 @@ func useCodeRevision(s *scope, name string, c codeRevision) {
 // hasSnapshot says whether the cache holds the snapshot of rev.
 func (r *WorkerPoolReconciler) hasSnapshot(ctx context.Context, namespace, pool, rev string) bool {
 	cm := &corev1.ConfigMap{}
-	return r.client.Get(ctx, types.NamespacedName{Namespace: namespace, Name: revision.SnapshotName(pool, rev)}, cm) == nil
+	return r.client.Get(ctx, types.NamespacedName{Namespace: namespace, Name: poolrevision.SnapshotName(pool, rev)}, cm) == nil
 }

@@ -21,7 +21,7 @@ import (
 
 	workersv1alpha1 "github.com/softreload/softreload/api/v1alpha1"
 	"github.com/softreload/softreload/internal/injection"
-	"github.com/softreload/softreload/internal/revision"
+	"github.com/softreload/softreload/internal/poolrevision"
 	"github.com/softreload/softreload/internal/rollout"
 )
 
@@ -116,7 +116,7 @@ type scope struct {
 
 	// spec and target are the revision the pool makes now; target is ""
 	// when the revision cannot be made, and blocked says why.
-	spec    revision.Spec
+	spec    poolrevision.Spec
 	target  string
 	source  string
 	cause   string
@@ -166,9 +166,9 @@ func (s *scope) result() ctrl.Result {
 // reconcileRevision computes the pool's revision from its code and spec and
 // makes sure its snapshot exists.
 func (r *WorkerPoolReconciler) reconcileRevision(ctx context.Context, s *scope) error {
-	s.spec = revision.SpecOf(s.pool)
+	s.spec = poolrevision.SpecOf(s.pool)
 	// code is nil when the revision is remembered and its snapshot exists.
-	code := &revision.Code{}
+	code := &poolrevision.Code{}
 	if s.pool.Spec.Code.ConfigMapRef != nil {
 		var err error
 		if code, err = r.reconcileCode(ctx, s); err != nil || s.blocked != nil {
@@ -178,7 +178,7 @@ func (r *WorkerPoolReconciler) reconcileRevision(ctx context.Context, s *scope) 
 		if image := s.pool.Spec.Code.Image; image != nil {
 			s.source = "image " + image.Reference
 		}
-		s.target = revision.Hash(s.spec, *code)
+		s.target = poolrevision.Hash(s.spec, *code)
 	}
 
 	if err := r.ensureSnapshot(ctx, s, code); err != nil {
@@ -197,8 +197,8 @@ func (r *WorkerPoolReconciler) reconcileRevision(ctx context.Context, s *scope) 
 // exists. What the user must fix (a ConfigMap in the snapshot's place, a
 // snapshot the API server refuses) is also recorded in s.blocked. code is
 // nil only when the snapshot was just seen in the cache.
-func (r *WorkerPoolReconciler) ensureSnapshot(ctx context.Context, s *scope, code *revision.Code) error {
-	name := revision.SnapshotName(s.pool.Name, s.target)
+func (r *WorkerPoolReconciler) ensureSnapshot(ctx context.Context, s *scope, code *poolrevision.Code) error {
+	name := poolrevision.SnapshotName(s.pool.Name, s.target)
 	key := types.NamespacedName{Namespace: s.pool.Namespace, Name: name}
 	existing := &corev1.ConfigMap{}
 	err := r.client.Get(ctx, key, existing)
@@ -211,7 +211,7 @@ func (r *WorkerPoolReconciler) ensureSnapshot(ctx context.Context, s *scope, cod
 	if code == nil {
 		return fmt.Errorf("snapshot %s of revision %s is gone from the cache: making it again", name, s.target)
 	}
-	snapshot, err := revision.NewSnapshot(s.pool, s.target, s.spec, *code)
+	snapshot, err := poolrevision.NewSnapshot(s.pool, s.target, s.spec, *code)
 	if err != nil {
 		return err
 	}
@@ -261,13 +261,13 @@ func (r *WorkerPoolReconciler) causeOf(ctx context.Context, s *scope) string {
 }
 
 // specOf reads the revision spec of rev from its snapshot.
-func (r *WorkerPoolReconciler) specOf(ctx context.Context, pool *workersv1alpha1.WorkerPool, rev string) (revision.Spec, error) {
+func (r *WorkerPoolReconciler) specOf(ctx context.Context, pool *workersv1alpha1.WorkerPool, rev string) (poolrevision.Spec, error) {
 	cm := &corev1.ConfigMap{}
-	name := revision.SnapshotName(pool.Name, rev)
+	name := poolrevision.SnapshotName(pool.Name, rev)
 	if err := r.client.Get(ctx, types.NamespacedName{Namespace: pool.Namespace, Name: name}, cm); err != nil {
-		return revision.Spec{}, fmt.Errorf("getting snapshot %s of revision %s: %w", name, rev, err)
+		return poolrevision.Spec{}, fmt.Errorf("getting snapshot %s of revision %s: %w", name, rev, err)
 	}
-	return revision.SpecFrom(cm)
+	return poolrevision.SpecFrom(cm)
 }
 
 // reconcilePods plans the rollout from the pods' annotations and tells the
@@ -440,7 +440,7 @@ func (r *WorkerPoolReconciler) reconcileSnapshots(ctx context.Context, s *scope)
 	if l := s.pool.Spec.RevisionHistoryLimit; l != nil {
 		limit = int(*l)
 	}
-	for _, name := range revision.Prune(list.Items, inUse, history, limit) {
+	for _, name := range poolrevision.Prune(list.Items, inUse, history, limit) {
 		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: s.pool.Namespace, Name: name}}
 		if err := r.client.Delete(ctx, cm); client.IgnoreNotFound(err) != nil {
 			return fmt.Errorf("deleting old snapshot %s: %w", name, err)

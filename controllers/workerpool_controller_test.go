@@ -19,7 +19,7 @@ import (
 
 	workersv1alpha1 "github.com/softreload/softreload/api/v1alpha1"
 	"github.com/softreload/softreload/internal/injection"
-	"github.com/softreload/softreload/internal/revision"
+	"github.com/softreload/softreload/internal/poolrevision"
 )
 
 func TestRolloutCompletesWithinBudget(t *testing.T) {
@@ -372,7 +372,7 @@ func TestSnapshotsAreKeptToTheHistoryLimit(t *testing.T) {
 	}
 
 	// The current revision and one more: the limit.
-	want := []string{revision.SnapshotName(poolName, revs[3]), revision.SnapshotName(poolName, revs[2])}
+	want := []string{poolrevision.SnapshotName(poolName, revs[3]), poolrevision.SnapshotName(poolName, revs[2])}
 	slices.Sort(want)
 	f.eventually("old snapshots are deleted", func() error {
 		list := &corev1.ConfigMapList{}

@@ -18,7 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	workersv1alpha1 "github.com/softreload/softreload/api/v1alpha1"
-	"github.com/softreload/softreload/internal/revision"
+	"github.com/softreload/softreload/internal/poolrevision"
 )
 
 // TestPodsAreToldOnlyRevisionsTheirAgentsMayRead: without the agent-access
@@ -36,7 +36,7 @@ func TestPodsAreToldOnlyRevisionsTheirAgentsMayRead(t *testing.T) {
 
 	c := f.waitCondition(workersv1alpha1.ConditionProgressing, metav1.ConditionTrue, workersv1alpha1.ReasonWaitingForAgentAccess)
 	rev := f.pool().Status.UpdateRevision
-	if snapshot := revision.SnapshotName(poolName, rev); !strings.Contains(c.Message, snapshot) || !strings.Contains(c.Message, "service account default") {
+	if snapshot := poolrevision.SnapshotName(poolName, rev); !strings.Contains(c.Message, snapshot) || !strings.Contains(c.Message, "service account default") {
 		t.Errorf("Progressing message %q does not name snapshot %s and the service account", c.Message, snapshot)
 	}
 	for _, name := range podNames(2) {
@@ -83,7 +83,7 @@ func (f *fixture) watchToldAccess() func() []string {
 				User:   "system:serviceaccount:" + f.ns + ":default",
 				Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + f.ns, "system:authenticated"},
 				ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: f.ns, Verb: "get", Resource: "configmaps",
-					Name: revision.SnapshotName(poolName, rev)},
+					Name: poolrevision.SnapshotName(poolName, rev)},
 			}}
 			err := f.c.Create(f.ctx, review)
 			mu.Lock()
@@ -114,8 +114,8 @@ func TestASnapshotNameTakenIsReported(t *testing.T) {
 	f.createPods(podNames(2)...)
 	f.createPool()
 	// The revision of the pool as the API server defaulted it.
-	rev := revision.Hash(revision.SpecOf(f.pool()), revision.Code{Data: code})
-	squatter := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: revision.SnapshotName(poolName, rev)}}
+	rev := poolrevision.Hash(poolrevision.SpecOf(f.pool()), poolrevision.Code{Data: code})
+	squatter := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: poolrevision.SnapshotName(poolName, rev)}}
 	must(t, f.c.Create(f.ctx, squatter))
 	f.startManager(clock.RealClock{})
 
@@ -207,7 +207,7 @@ func TestARollbackRequestWaitsForAnUnreadableSnapshot(t *testing.T) {
 	f.editCode(map[string]string{"server.py": "print('v2')"})
 	v2 := f.waitRollout(v1, 2)
 
-	key := types.NamespacedName{Namespace: f.ns, Name: revision.SnapshotName(poolName, v1)}
+	key := types.NamespacedName{Namespace: f.ns, Name: poolrevision.SnapshotName(poolName, v1)}
 	spec := f.setSnapshotSpec(key, "{garbled")
 	f.updatePool(func(p *workersv1alpha1.WorkerPool) {
 		p.Annotations = map[string]string{workersv1alpha1.RollbackToAnnotation: v1}

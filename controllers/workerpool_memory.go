@@ -10,7 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	workersv1alpha1 "github.com/softreload/softreload/api/v1alpha1"
-	"github.com/softreload/softreload/internal/revision"
+	"github.com/softreload/softreload/internal/poolrevision"
 )
 
 // The controller decides from the API objects alone, but remembers, per
@@ -77,7 +77,7 @@ type expectedPod struct {
 type codeRevision struct {
 	uid             types.UID
 	resourceVersion string
-	spec            revision.Spec
+	spec            poolrevision.Spec
 	target          string
 	size            int
 }
@@ -194,7 +194,7 @@ func (m *memory) latest(cached *workersv1alpha1.WorkerPool) *workersv1alpha1.Wor
 
 // codeRevisionOf returns the remembered revision of the pool's code, if the
 // ConfigMap and the spec are those it was made from.
-func (m *memory) codeRevisionOf(pool types.NamespacedName, uid types.UID, resourceVersion string, spec revision.Spec) (codeRevision, bool) {
+func (m *memory) codeRevisionOf(pool types.NamespacedName, uid types.UID, resourceVersion string, spec poolrevision.Spec) (codeRevision, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	pm, ok := m.pools[pool]

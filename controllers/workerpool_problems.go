@@ -7,7 +7,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
 	workersv1alpha1 "github.com/softreload/softreload/api/v1alpha1"
-	"github.com/softreload/softreload/internal/revision"
+	"github.com/softreload/softreload/internal/poolrevision"
 )
 
 // problem is why the pool's revision cannot be made, when the user must
@@ -23,7 +23,7 @@ const maxSnapshotBytes = corev1.MaxSecretSize
 
 // codeSize is the size of code as the API server counts it against
 // maxSnapshotBytes.
-func codeSize(code revision.Code) int {
+func codeSize(code poolrevision.Code) int {
 	n := 0
 	for k, v := range code.Data {
 		n += len(k) + len(v)

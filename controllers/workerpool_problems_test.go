@@ -11,11 +11,11 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	workersv1alpha1 "github.com/softreload/softreload/api/v1alpha1"
-	"github.com/softreload/softreload/internal/revision"
+	"github.com/softreload/softreload/internal/poolrevision"
 )
 
 func TestCodeSize(t *testing.T) {
-	code := revision.Code{
+	code := poolrevision.Code{
 		Data:       map[string]string{"app.py": "print(1)\n"},
 		BinaryData: map[string][]byte{"logo.png": {1, 2, 3}},
 	}

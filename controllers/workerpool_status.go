@@ -11,7 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	workersv1alpha1 "github.com/softreload/softreload/api/v1alpha1"
-	"github.com/softreload/softreload/internal/revision"
+	"github.com/softreload/softreload/internal/poolrevision"
 	"github.com/softreload/softreload/internal/rollout"
 )
 
@@ -37,7 +37,7 @@ const maxHistory = 20
 
 // causeBetween says what changed from revision spec prev to next; the code,
 // when nothing in the spec did.
-func causeBetween(prev, next revision.Spec) string {
+func causeBetween(prev, next poolrevision.Spec) string {
 	switch {
 	case prev.RestartedAt != next.RestartedAt:
 		return CauseRestart

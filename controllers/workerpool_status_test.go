@@ -10,7 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	workersv1alpha1 "github.com/softreload/softreload/api/v1alpha1"
-	"github.com/softreload/softreload/internal/revision"
+	"github.com/softreload/softreload/internal/poolrevision"
 	"github.com/softreload/softreload/internal/rollout"
 )
 
@@ -287,15 +287,15 @@ func TestUpdateHistory(t *testing.T) {
 }
 
 func TestCauseBetween(t *testing.T) {
-	base := revision.Spec{Groups: []workersv1alpha1.WorkerGroup{{Name: "http", Command: []string{"a"}}}}
+	base := poolrevision.Spec{Groups: []workersv1alpha1.WorkerGroup{{Name: "http", Command: []string{"a"}}}}
 	cases := map[string]struct {
-		next revision.Spec
+		next poolrevision.Spec
 		want string
 	}{
 		"same spec: the code changed": {base, CauseCodeChanged},
-		"restart stamp":               {revision.Spec{Groups: base.Groups, RestartedAt: "now"}, CauseRestart},
-		"groups":                      {revision.Spec{Groups: []workersv1alpha1.WorkerGroup{{Name: "http", Command: []string{"b"}}}}, CauseSpecChanged},
-		"image":                       {revision.Spec{Groups: base.Groups, Image: &workersv1alpha1.ImageCodeSource{Reference: "x"}}, CauseCodeChanged},
+		"restart stamp":               {poolrevision.Spec{Groups: base.Groups, RestartedAt: "now"}, CauseRestart},
+		"groups":                      {poolrevision.Spec{Groups: []workersv1alpha1.WorkerGroup{{Name: "http", Command: []string{"b"}}}}, CauseSpecChanged},
+		"image":                       {poolrevision.Spec{Groups: base.Groups, Image: &workersv1alpha1.ImageCodeSource{Reference: "x"}}, CauseCodeChanged},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -13,7 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	v1alpha1 "github.com/softreload/softreload/api/v1alpha1"
-	"github.com/softreload/softreload/internal/revision"
+	"github.com/softreload/softreload/internal/poolrevision"
 )
 
 // Engine is the reload engine the agent drives: agent/supervisor's
@@ -33,7 +33,7 @@ type Revision struct {
 	// Name is the revision's name (its content hash).
 	Name string
 	// Spec holds the groups and how to replace workers.
-	Spec revision.Spec
+	Spec poolrevision.Spec
 	// Dir is the revision's code directory.
 	Dir string
 }

@@ -22,7 +22,7 @@ import (
 	"github.com/softreload/softreload/agent/pod"
 	"github.com/softreload/softreload/agent/testworker"
 	v1alpha1 "github.com/softreload/softreload/api/v1alpha1"
-	"github.com/softreload/softreload/internal/revision"
+	"github.com/softreload/softreload/internal/poolrevision"
 	"github.com/softreload/softreload/internal/testing/loopback"
 	"github.com/softreload/softreload/internal/testing/suite"
 )
@@ -128,9 +128,9 @@ func newClient(cfg *rest.Config) pod.Client {
 }
 
 // snapshot creates revision rev's snapshot as the controller does.
-func (r *rig) snapshot(rev string, spec revision.Spec, files map[string]string) {
+func (r *rig) snapshot(rev string, spec poolrevision.Spec, files map[string]string) {
 	pool := &v1alpha1.WorkerPool{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: r.ns, UID: "pool-uid"}}
-	cm, err := revision.NewSnapshot(pool, rev, spec, revision.Code{Data: files})
+	cm, err := poolrevision.NewSnapshot(pool, rev, spec, poolrevision.Code{Data: files})
 	Expect(err).NotTo(HaveOccurred())
 	_, err = r.kube.CoreV1().ConfigMaps(r.ns).Create(r.ctx, cm, metav1.CreateOptions{})
 	Expect(err).NotTo(HaveOccurred())
@@ -220,7 +220,7 @@ var _ = Describe("The pod agent", Label(suite.ControlPlane), func() {
 	// the running revision.
 	It("follows its pod", func() {
 		r := newRig("web-0", nil)
-		r.snapshot("r1", revision.Spec{Groups: groups}, map[string]string{"app.py": "print('v1')"})
+		r.snapshot("r1", poolrevision.Spec{Groups: groups}, map[string]string{"app.py": "print('v1')"})
 		r.start("web-0")
 		r.annotate("web-0", map[string]string{v1alpha1.DesiredRevisionAnnotation: "r1"})
 
@@ -238,7 +238,7 @@ var _ = Describe("The pod agent", Label(suite.ControlPlane), func() {
 		r.annotate("web-0", map[string]string{v1alpha1.DesiredRevisionAnnotation: "r2"})
 		r.waitLog("Waiting for the revision's snapshot")
 		r.waitReport("web-0", status("r2", v1alpha1.AgentReloading, "r1", HaveField("Message", ContainSubstring("waiting for snapshot web-r2"))))
-		r.snapshot("r2", revision.Spec{Groups: groups}, map[string]string{"app.py": "print('v2')"})
+		r.snapshot("r2", poolrevision.Spec{Groups: groups}, map[string]string{"app.py": "print('v2')"})
 		second := receive(r.engine.reloads, "reload to r2")
 		Expect(second.Name).To(Equal("r2"))
 		Expect(readFile(filepath.Join(second.Dir, "app.py"))).To(Equal("print('v2')"))
@@ -277,8 +277,8 @@ var _ = Describe("The pod agent", Label(suite.ControlPlane), func() {
 			v1alpha1.DesiredRevisionAnnotation: "r2",
 			v1alpha1.StatusAnnotation:          string(raw),
 		})
-		r.snapshot("r1", revision.Spec{Groups: groups}, map[string]string{"app.py": "v1"})
-		r.snapshot("r2", revision.Spec{Groups: groups}, map[string]string{"app.py": "v2"})
+		r.snapshot("r1", poolrevision.Spec{Groups: groups}, map[string]string{"app.py": "v1"})
+		r.snapshot("r2", poolrevision.Spec{Groups: groups}, map[string]string{"app.py": "v2"})
 		r.start("web-1")
 
 		Expect(receive(r.starts, "engine start").Name).To(Equal("r1"), "the restarted agent's revision (r2 failed here)")
@@ -293,7 +293,7 @@ var _ = Describe("The pod agent", Label(suite.ControlPlane), func() {
 	It("runs the code image its container delivers", func() {
 		r := newRig("api-0", nil, "app", pod.CodeContainer)
 		ref := "registry.example/api-code:v7"
-		r.snapshot("r7", revision.Spec{Groups: groups, Image: &v1alpha1.ImageCodeSource{Reference: ref, Path: "/code"}}, nil)
+		r.snapshot("r7", poolrevision.Spec{Groups: groups, Image: &v1alpha1.ImageCodeSource{Reference: ref, Path: "/code"}}, nil)
 		r.start("api-0")
 		r.annotate("api-0", map[string]string{v1alpha1.DesiredRevisionAnnotation: "r7"})
 		r.waitReport("api-0", SatisfyAll(HaveField("Revision", "r7"), HaveField("State", v1alpha1.AgentReloading),
@@ -315,8 +315,8 @@ var _ = Describe("The pod agent", Label(suite.ControlPlane), func() {
 	// why, instead of waiting for code that cannot come.
 	It("without a code container fails an image revision", func() {
 		r := newRig("api-1", nil)
-		r.snapshot("r1", revision.Spec{Groups: groups}, map[string]string{"app.py": "v1"})
-		r.snapshot("r2", revision.Spec{Groups: groups, Image: &v1alpha1.ImageCodeSource{Reference: "registry.example/code:v2", Path: "/code"}}, nil)
+		r.snapshot("r1", poolrevision.Spec{Groups: groups}, map[string]string{"app.py": "v1"})
+		r.snapshot("r2", poolrevision.Spec{Groups: groups, Image: &v1alpha1.ImageCodeSource{Reference: "registry.example/code:v2", Path: "/code"}}, nil)
 		r.start("api-1")
 		r.annotate("api-1", map[string]string{v1alpha1.DesiredRevisionAnnotation: "r1"})
 		receive(r.starts, "engine start")
@@ -331,7 +331,7 @@ var _ = Describe("The pod agent", Label(suite.ControlPlane), func() {
 	// are still published, and the snapshot that shows up late is not run.
 	It("does not hold a newer revision for a fetch", func() {
 		r := newRig("web-2", nil)
-		r.snapshot("r1", revision.Spec{Groups: groups}, map[string]string{"app.py": "v1"})
+		r.snapshot("r1", poolrevision.Spec{Groups: groups}, map[string]string{"app.py": "v1"})
 		r.start("web-2")
 		r.annotate("web-2", map[string]string{v1alpha1.DesiredRevisionAnnotation: "r1"})
 		receive(r.starts, "engine start")
@@ -343,10 +343,10 @@ var _ = Describe("The pod agent", Label(suite.ControlPlane), func() {
 		r.engine.status <- v1alpha1.AgentStatus{Revision: "r1", State: v1alpha1.AgentReady, Running: "r1", Ready: 0, Total: 1}
 		r.waitReport("web-2", SatisfyAll(HaveField("Revision", "r2"), HaveField("Ready", BeEquivalentTo(0)), HaveField("Total", BeEquivalentTo(1))))
 
-		r.snapshot("r3", revision.Spec{Groups: groups}, map[string]string{"app.py": "v3"})
+		r.snapshot("r3", poolrevision.Spec{Groups: groups}, map[string]string{"app.py": "v3"})
 		r.annotate("web-2", map[string]string{v1alpha1.DesiredRevisionAnnotation: "r3"})
 		Expect(receive(r.engine.reloads, "reload to r3").Name).To(Equal("r3"))
-		r.snapshot("r2", revision.Spec{Groups: groups}, map[string]string{"app.py": "v2"})
+		r.snapshot("r2", poolrevision.Spec{Groups: groups}, map[string]string{"app.py": "v2"})
 		nothing(r.engine.reloads, "reload to r2, which the pod no longer wants")
 	})
 
@@ -355,7 +355,7 @@ var _ = Describe("The pod agent", Label(suite.ControlPlane), func() {
 	// root, and catches up with its pod once the API server answers.
 	It("restarted serves without the API server", func() {
 		r := newRig("web-3", nil)
-		r.snapshot("r1", revision.Spec{Groups: groups}, map[string]string{"app.py": "v1"})
+		r.snapshot("r1", poolrevision.Spec{Groups: groups}, map[string]string{"app.py": "v1"})
 		stop := r.start("web-3")
 		r.annotate("web-3", map[string]string{v1alpha1.DesiredRevisionAnnotation: "r1"})
 		first := receive(r.starts, "engine start")
@@ -378,8 +378,8 @@ var _ = Describe("The pod agent", Label(suite.ControlPlane), func() {
 	// revision it kept is not reloaded, a newer desired one is.
 	It("restarted catches up", func() {
 		r := newRig("web-4", nil)
-		r.snapshot("r1", revision.Spec{Groups: groups}, map[string]string{"app.py": "v1"})
-		r.snapshot("r2", revision.Spec{Groups: groups}, map[string]string{"app.py": "v2"})
+		r.snapshot("r1", poolrevision.Spec{Groups: groups}, map[string]string{"app.py": "v1"})
+		r.snapshot("r2", poolrevision.Spec{Groups: groups}, map[string]string{"app.py": "v2"})
 		stop := r.start("web-4")
 		r.annotate("web-4", map[string]string{v1alpha1.DesiredRevisionAnnotation: "r1"})
 		receive(r.starts, "engine start")
@@ -398,8 +398,8 @@ var _ = Describe("The pod agent", Label(suite.ControlPlane), func() {
 	// nor writes a report over the failure.
 	It("restarted keeps its failures", func() {
 		r := newRig("web-5", nil)
-		r.snapshot("r1", revision.Spec{Groups: groups}, map[string]string{"app.py": "v1"})
-		r.snapshot("r2", revision.Spec{Groups: groups}, map[string]string{"app.py": "v2"})
+		r.snapshot("r1", poolrevision.Spec{Groups: groups}, map[string]string{"app.py": "v1"})
+		r.snapshot("r2", poolrevision.Spec{Groups: groups}, map[string]string{"app.py": "v2"})
 		stop := r.start("web-5")
 		r.annotate("web-5", map[string]string{v1alpha1.DesiredRevisionAnnotation: "r1"})
 		receive(r.starts, "engine start")

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	coderev "github.com/softreload/softreload/agent/revision"
+	"github.com/softreload/softreload/agent/codedir"
 )
 
 // WriteRevision writes files into root/revisions/rev and returns that
@@ -66,7 +66,7 @@ func WriteRevision(root, rev string, files map[string][]byte) (string, error) {
 // root/revisions beyond the newest limit, never one named in inUse: workers
 // may still run code of a kept revision, never of a pruned one.
 func PruneRevisions(root string, limit int, inUse ...string) error {
-	err := coderev.Prune(filepath.Join(root, "revisions"), limit, inUse...)
+	err := codedir.Prune(filepath.Join(root, "revisions"), limit, inUse...)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
@@ -76,7 +76,7 @@ func PruneRevisions(root string, limit int, inUse ...string) error {
 // CopyTree copies the directory tree from into a new directory to, whole or
 // not at all (a temporary directory renamed into place), as a revision
 // holds code: files and directories, a symlink as what it points to, one
-// that leaves from refused (agent/revision). It is what the code container
+// that leaves from refused (agent/codedir). It is what the code container
 // of image mode runs, each time it starts. A to that is there already must
 // hold the same files (the same image delivered again, after a restart of
 // its container): one with other content is an error, never kept, since
@@ -90,16 +90,16 @@ func CopyTree(from, to string) error {
 		return fmt.Errorf("creating %s: %w", tmp, err)
 	}
 	defer os.RemoveAll(tmp) // a no-op once renamed
-	if _, err := coderev.Copy(from, tmp); err != nil {
+	if _, err := codedir.Copy(from, tmp); err != nil {
 		return fmt.Errorf("copying the code from %s: %w", from, err)
 	}
 	if _, err := os.Stat(to); err == nil {
 		// Both copies made the same way: equal hashes, equal code.
-		want, err := coderev.Hash(tmp)
+		want, err := codedir.Hash(tmp)
 		if err != nil {
 			return err
 		}
-		got, err := coderev.Hash(to)
+		got, err := codedir.Hash(to)
 		if err != nil {
 			return fmt.Errorf("reading the code in %s: %w", to, err)
 		}

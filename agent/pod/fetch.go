@@ -13,7 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	v1alpha1 "github.com/softreload/softreload/api/v1alpha1"
-	"github.com/softreload/softreload/internal/revision"
+	"github.com/softreload/softreload/internal/poolrevision"
 )
 
 // fetch reads revision rev's snapshot and puts its code in place: the
@@ -26,7 +26,7 @@ func (a *Agent) fetch(ctx context.Context, rev string, progress func(string)) (R
 	if err != nil {
 		return Revision{}, err
 	}
-	spec, err := revision.SpecFrom(cm)
+	spec, err := poolrevision.SpecFrom(cm)
 	if err != nil {
 		return Revision{}, err
 	}
@@ -37,7 +37,7 @@ func (a *Agent) fetch(ctx context.Context, rev string, progress func(string)) (R
 		}
 		return Revision{Name: rev, Spec: spec, Dir: dir}, nil
 	}
-	files, err := revision.FilesOf(cm)
+	files, err := poolrevision.FilesOf(cm)
 	if err != nil {
 		return Revision{}, err
 	}
@@ -53,7 +53,7 @@ func (a *Agent) fetch(ctx context.Context, rev string, progress func(string)) (R
 // snapshot a moment after the controller makes it, and not at all while the
 // manager is down) or the API server cannot be reached.
 func (a *Agent) readSnapshot(ctx context.Context, rev string, progress func(string)) (*corev1.ConfigMap, error) {
-	name := revision.SnapshotName(a.opts.Pool, rev)
+	name := poolrevision.SnapshotName(a.opts.Pool, rev)
 	start := time.Now()
 	var (
 		cm      *corev1.ConfigMap

@@ -23,7 +23,7 @@ import (
 	"github.com/softreload/softreload/agent/testworker"
 	v1alpha1 "github.com/softreload/softreload/api/v1alpha1"
 	"github.com/softreload/softreload/internal/load"
-	"github.com/softreload/softreload/internal/revision"
+	"github.com/softreload/softreload/internal/poolrevision"
 	"github.com/softreload/softreload/internal/testing/loopback"
 	"github.com/softreload/softreload/internal/testing/suite"
 )
@@ -92,12 +92,12 @@ var _ = Describe("The pod agent with its real engine", Label(suite.ControlPlane)
 		gateway := workerGroup("gateway", 1, gwAddr)
 		gateway.Reloadable = ptr.To(false)
 		code := map[string]string{"version": "1"}
-		r.snapshot("r1", revision.Spec{Groups: []v1alpha1.WorkerGroup{workerGroup("web", 1, a), gateway}}, code)
+		r.snapshot("r1", poolrevision.Spec{Groups: []v1alpha1.WorkerGroup{workerGroup("web", 1, a), gateway}}, code)
 		r2 := []v1alpha1.WorkerGroup{workerGroup("web", 2, a, b), gateway, workerGroup("api", 1, apiAddr)}
-		r.snapshot("r2", revision.Spec{Groups: r2}, code)
+		r.snapshot("r2", poolrevision.Spec{Groups: r2}, code)
 		changed := *gateway.DeepCopy()
 		changed.Env = append(changed.Env, v1alpha1.EnvVar{Name: "GATEWAY_MODE", Value: "new"})
-		r.snapshot("r3", revision.Spec{Groups: []v1alpha1.WorkerGroup{workerGroup("web", 1, a), changed}}, code)
+		r.snapshot("r3", poolrevision.Spec{Groups: []v1alpha1.WorkerGroup{workerGroup("web", 1, a), changed}}, code)
 
 		agent, err := pod.New(pod.Options{
 			Client: newClient(env.Config), Namespace: r.ns, PodName: "web-groups", Pool: "web", CodeRoot: r.root,

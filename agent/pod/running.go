@@ -7,15 +7,15 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/softreload/softreload/internal/revision"
+	"github.com/softreload/softreload/internal/poolrevision"
 )
 
 // runningRecord is what the agent keeps in its code root of the revision
 // its workers run, to serve it again after a restart.
 type runningRecord struct {
-	Name string        `json:"name"`
-	Spec revision.Spec `json:"spec"`
-	Dir  string        `json:"dir"`
+	Name string            `json:"name"`
+	Spec poolrevision.Spec `json:"spec"`
+	Dir  string            `json:"dir"`
 }
 
 // runningFile is where the record is kept.

@@ -23,7 +23,7 @@ import (
 	"github.com/softreload/softreload/agent/testworker"
 	"github.com/softreload/softreload/api/v1alpha1"
 	"github.com/softreload/softreload/internal/injection"
-	"github.com/softreload/softreload/internal/revision"
+	"github.com/softreload/softreload/internal/poolrevision"
 	"github.com/softreload/softreload/internal/testing/envtest"
 	"github.com/softreload/softreload/internal/testing/suite"
 )
@@ -148,11 +148,11 @@ var _ = Describe("agent pod, signalled", Label(suite.ControlPlane), func() {
 		ns, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "signals-"}}, metav1.CreateOptions{})
 		Expect(err).NotTo(HaveOccurred())
 		pool := &v1alpha1.WorkerPool{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns.Name, UID: "pool-uid"}}
-		spec := revision.Spec{Groups: []v1alpha1.WorkerGroup{{
+		spec := poolrevision.Spec{Groups: []v1alpha1.WorkerGroup{{
 			Name: "web", Command: []string{"sh", "-c", signalWorker}, Count: 1,
 			Readiness: v1alpha1.Readiness{Type: v1alpha1.ReadinessDelay, DelaySeconds: new(int32)},
 		}}}
-		snapshot, err := revision.NewSnapshot(pool, "r1", spec, revision.Code{Data: map[string]string{"README": "signals"}})
+		snapshot, err := poolrevision.NewSnapshot(pool, "r1", spec, poolrevision.Code{Data: map[string]string{"README": "signals"}})
 		Expect(err).NotTo(HaveOccurred())
 		_, err = kube.CoreV1().ConfigMaps(ns.Name).Create(ctx, snapshot, metav1.CreateOptions{})
 		Expect(err).NotTo(HaveOccurred())

@@ -21,7 +21,7 @@ import (
 	workersv1alpha1 "github.com/softreload/softreload/api/v1alpha1"
 	"github.com/softreload/softreload/controllers"
 	"github.com/softreload/softreload/internal/injection"
-	"github.com/softreload/softreload/internal/revision"
+	"github.com/softreload/softreload/internal/poolrevision"
 	"github.com/softreload/softreload/internal/testing/envtest"
 	"github.com/softreload/softreload/internal/testing/suite"
 )
@@ -125,9 +125,9 @@ var _ = Describe("the manager's cache", Ordered, Label(suite.ControlPlane), func
 		Expect(cached.List(ctx, maps, client.InNamespace(ns))).To(Succeed())
 		Expect(maps.Items).To(HaveLen(1))
 		snapshot := maps.Items[0]
-		Expect(snapshot.Name).To(Equal(revision.SnapshotName("web", rev)))
+		Expect(snapshot.Name).To(Equal(poolrevision.SnapshotName("web", rev)))
 		Expect(snapshot.Data).To(BeEmpty())
-		spec, err := revision.SpecFrom(&snapshot)
+		spec, err := poolrevision.SpecFrom(&snapshot)
 		Expect(err).NotTo(HaveOccurred())
 		Expect(spec.Groups).To(HaveLen(1))
 		fromServer := &corev1.ConfigMap{}

@@ -14,7 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	workersv1alpha1 "github.com/softreload/softreload/api/v1alpha1"
-	"github.com/softreload/softreload/internal/revision"
+	"github.com/softreload/softreload/internal/poolrevision"
 )
 
 // Path is where the webhook server serves the injector.
@@ -92,7 +92,7 @@ func (i *Injector) startOf(ctx context.Context, pool *workersv1alpha1.WorkerPool
 		start.Image = pool.Spec.Code.Image
 		return start, nil
 	}
-	name := revision.SnapshotName(pool.Name, start.Revision)
+	name := poolrevision.SnapshotName(pool.Name, start.Revision)
 	cm := &corev1.ConfigMap{}
 	err := i.reader.Get(ctx, types.NamespacedName{Namespace: pool.Namespace, Name: name}, cm)
 	if apierrors.IsNotFound(err) {
@@ -103,7 +103,7 @@ func (i *Injector) startOf(ctx context.Context, pool *workersv1alpha1.WorkerPool
 	if err != nil {
 		return Start{}, fmt.Errorf("reading snapshot %s of revision %s, which new pods of WorkerPool %s start at: %w", name, start.Revision, pool.Name, err)
 	}
-	spec, err := revision.SpecFrom(cm)
+	spec, err := poolrevision.SpecFrom(cm)
 	if err != nil {
 		return Start{}, fmt.Errorf("revision %s, which new pods of WorkerPool %s start at: %w", start.Revision, pool.Name, err)
 	}

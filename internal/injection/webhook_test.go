@@ -14,7 +14,7 @@ import (
 
 	workersv1alpha1 "github.com/softreload/softreload/api/v1alpha1"
 	"github.com/softreload/softreload/internal/injection"
-	"github.com/softreload/softreload/internal/revision"
+	"github.com/softreload/softreload/internal/poolrevision"
 	"github.com/softreload/softreload/internal/testing/suite"
 )
 
@@ -53,7 +53,7 @@ var _ = Describe("The injection webhook", Ordered, Label(suite.ControlPlane), fu
 		Expect(c.Create(ctx, api)).To(Succeed())
 		api.Status.CurrentRevision = "rev-9"
 		Expect(c.Status().Update(ctx, api)).To(Succeed())
-		snap, err := revision.NewSnapshot(api, "rev-9", revision.Spec{Groups: api.Spec.Groups, Image: good}, revision.Code{})
+		snap, err := poolrevision.NewSnapshot(api, "rev-9", poolrevision.Spec{Groups: api.Spec.Groups, Image: good}, poolrevision.Code{})
 		Expect(err).NotTo(HaveOccurred())
 		Expect(c.Create(ctx, snap)).To(Succeed())
 		wrongContainer := pool("wrong", workersv1alpha1.CodeSource{ConfigMapRef: &workersv1alpha1.ConfigMapCodeSource{Name: "web-code"}})

@@ -22,7 +22,7 @@ import (
 	v1alpha1 "github.com/softreload/softreload/api/v1alpha1"
 	"github.com/softreload/softreload/internal/agentaccess"
 	"github.com/softreload/softreload/internal/local"
-	"github.com/softreload/softreload/internal/revision"
+	"github.com/softreload/softreload/internal/poolrevision"
 )
 
 // The faults of a running pool, injected for real: processes killed and
@@ -152,7 +152,7 @@ func (s *suite) newerRevisionDuringFetch() {
 	skipped := s.changeCode("greeting.txt", "Hello from a revision never read\n")
 	first := s.waitFirstAsked(skipped)
 	s.must(s.cluster.KillManager())
-	snapshot := revision.SnapshotName(local.ExamplePool, skipped)
+	snapshot := poolrevision.SnapshotName(local.ExamplePool, skipped)
 	s.must(s.c.Delete(s.ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: s.ns, Name: snapshot}}))
 	logged := s.logSize(first)
 	s.releaseAgents()
@@ -195,7 +195,7 @@ func (s *suite) managerDown() {
 	first := s.waitFirstAsked(rev)
 	s.must(s.cluster.KillManager())
 	down := time.Now()
-	snapshot := revision.SnapshotName(local.ExamplePool, rev)
+	snapshot := poolrevision.SnapshotName(local.ExamplePool, rev)
 	s.revokeSnapshot(snapshot)
 	logged := s.logSize(first)
 	s.releaseAgents()

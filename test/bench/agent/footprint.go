@@ -31,7 +31,7 @@ import (
 
 	"github.com/softreload/softreload/agent/control"
 	v1alpha1 "github.com/softreload/softreload/api/v1alpha1"
-	"github.com/softreload/softreload/internal/revision"
+	"github.com/softreload/softreload/internal/poolrevision"
 	"github.com/softreload/softreload/internal/testing/envtest"
 )
 
@@ -410,14 +410,14 @@ func podRun(env *envtest.Env, agentBin, worker, dir string, agentEnv []string) (
 	if err != nil {
 		return footprint{}, err
 	}
-	spec := revision.Spec{Groups: []v1alpha1.WorkerGroup{{
+	spec := poolrevision.Spec{Groups: []v1alpha1.WorkerGroup{{
 		Name: "web", Command: []string{worker}, Count: footprintWorkers,
 		Listen:    []v1alpha1.ListenAddress{v1alpha1.ListenAddress("tcp://" + addr)},
 		Readiness: v1alpha1.Readiness{Type: v1alpha1.ReadinessNotify, TimeoutSeconds: 60},
 	}}}
 	pool := &v1alpha1.WorkerPool{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns.Name, UID: "footprint"}}
 	for i := 0; i <= footprintReloads; i++ {
-		cm, err := revision.NewSnapshot(pool, revName(i), spec, revision.Code{Data: map[string]string{"RELEASE": strconv.Itoa(i)}})
+		cm, err := poolrevision.NewSnapshot(pool, revName(i), spec, poolrevision.Code{Data: map[string]string{"RELEASE": strconv.Itoa(i)}})
 		if err != nil {
 			return footprint{}, err
 		}

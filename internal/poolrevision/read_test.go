@@ -1,4 +1,4 @@
-package revision
+package poolrevision
 
 import (
 	"encoding/json"
@@ -85,7 +85,7 @@ func TestFilesOf(t *testing.T) {
 
 // FuzzSpecFrom: whatever a snapshot's spec annotation holds, SpecFrom does
 // not panic, and what it accepts an agent can run: valid groups, within the
-// API's bounds. `go test -fuzz FuzzSpecFrom ./internal/revision` searches
+// API's bounds. `go test -fuzz FuzzSpecFrom ./internal/poolrevision` searches
 // further than the seeds.
 func FuzzSpecFrom(f *testing.F) {
 	valid, err := json.Marshal(SpecOf(pool()))

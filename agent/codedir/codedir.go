@@ -1,4 +1,4 @@
-package revision
+package codedir
 
 import (
 	"crypto/sha256"

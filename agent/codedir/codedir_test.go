@@ -1,4 +1,4 @@
-package revision_test
+package codedir_test
 
 import (
 	"io/fs"
@@ -10,7 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/softreload/softreload/agent/revision"
+	"github.com/softreload/softreload/agent/codedir"
 )
 
 func write(t *testing.T, path, content string) {
@@ -31,7 +31,7 @@ func TestSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	rev1, dir1, err := revision.Snapshot(src, state)
+	rev1, dir1, err := codedir.Snapshot(src, state)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,14 +47,14 @@ func TestSnapshot(t *testing.T) {
 	}
 
 	// Unchanged code is the same revision, reused.
-	rev, dir, err := revision.Snapshot(src, state)
+	rev, dir, err := codedir.Snapshot(src, state)
 	if err != nil || rev != rev1 || dir != dir1 {
 		t.Errorf("snapshot of unchanged code = %s %s %v, want %s %s", rev, dir, err, rev1, dir1)
 	}
 
 	// Changed code is a new revision; the old snapshot keeps the old files.
 	write(t, filepath.Join(src, "app.php"), "<?php echo 2;")
-	rev2, dir2, err := revision.Snapshot(src, state)
+	rev2, dir2, err := codedir.Snapshot(src, state)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +77,7 @@ func TestSnapshot(t *testing.T) {
 	if err := os.Chmod(filepath.Join(src, "app.php"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if rev3, err := revision.Hash(src); err != nil || rev3 == rev2 {
+	if rev3, err := codedir.Hash(src); err != nil || rev3 == rev2 {
 		t.Errorf("hash after chmod = %s, %v; want a new revision", rev3, err)
 	}
 }
@@ -95,7 +95,7 @@ func TestPruneKeepsNewestAndInUse(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := revision.Prune(state, 2, "a"); err != nil {
+	if err := codedir.Prune(state, 2, "a"); err != nil {
 		t.Fatal(err)
 	}
 	var left []string
@@ -112,7 +112,7 @@ func TestSnapshotLeavesOutAStateDirInsideTheCode(t *testing.T) {
 	src := t.TempDir()
 	write(t, filepath.Join(src, "main.py"), "print(1)")
 	state := filepath.Join(src, ".softreload")
-	rev1, dir, err := revision.Snapshot(src, state)
+	rev1, dir, err := codedir.Snapshot(src, state)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +120,7 @@ func TestSnapshotLeavesOutAStateDirInsideTheCode(t *testing.T) {
 		t.Errorf("the snapshot holds the state directory: %v", err)
 	}
 	// The snapshot just made does not change the revision.
-	rev2, _, err := revision.Snapshot(src, state)
+	rev2, _, err := codedir.Snapshot(src, state)
 	if err != nil || rev2 != rev1 {
 		t.Errorf("second snapshot = %s, %v; want %s", rev2, err, rev1)
 	}
@@ -136,7 +136,7 @@ func TestSnapshotFollowsSymlinks(t *testing.T) {
 	symlink(t, "shared/lib", filepath.Join(src, "lib"))
 	symlink(t, filepath.Join(src, "shared", "settings.py"), filepath.Join(src, "absolute.py"))
 
-	rev1, dir1, err := revision.Snapshot(src, state)
+	rev1, dir1, err := codedir.Snapshot(src, state)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +150,7 @@ func TestSnapshotFollowsSymlinks(t *testing.T) {
 	}
 
 	write(t, filepath.Join(src, "shared", "lib", "util.py"), "def f(): return 2")
-	rev2, dir2, err := revision.Snapshot(src, state)
+	rev2, dir2, err := codedir.Snapshot(src, state)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +170,7 @@ func TestSnapshotOfAMountedConfigMap(t *testing.T) {
 	mount := configMapVolume{t: t, dir: src}
 	mount.update("2026_12_02_10_00_00.000000001", map[string]string{"worker.php": "<?php echo 1;", "conf/app.ini": "a=1"})
 
-	rev1, dir1, err := revision.Snapshot(src, state)
+	rev1, dir1, err := codedir.Snapshot(src, state)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,12 +182,12 @@ func TestSnapshotOfAMountedConfigMap(t *testing.T) {
 
 	// The same content under another timestamp is the same revision.
 	mount.update("2026_12_02_10_05_00.000000002", map[string]string{"worker.php": "<?php echo 1;", "conf/app.ini": "a=1"})
-	if rev, _, err := revision.Snapshot(src, state); err != nil || rev != rev1 {
+	if rev, _, err := codedir.Snapshot(src, state); err != nil || rev != rev1 {
 		t.Errorf("the same ConfigMap written again: revision %s, %v; want %s", rev, err, rev1)
 	}
 
 	mount.update("2026_12_02_10_10_00.000000003", map[string]string{"worker.php": "<?php echo 2;", "conf/app.ini": "a=1"})
-	rev2, dir2, err := revision.Snapshot(src, state)
+	rev2, dir2, err := codedir.Snapshot(src, state)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +219,7 @@ func TestSnapshotRefusesBadSymlinks(t *testing.T) {
 			write(t, filepath.Join(out, "secret.txt"), "s3cr3t")
 			write(t, filepath.Join(src, "lib", "util.py"), "pass")
 			symlink(t, strings.ReplaceAll(tc.target, "OUT", out), filepath.Join(src, filepath.FromSlash(tc.link)))
-			_, _, err := revision.Snapshot(src, t.TempDir())
+			_, _, err := codedir.Snapshot(src, t.TempDir())
 			if err == nil {
 				t.Fatal("Snapshot accepted the symlink")
 			}
