@@ -1,55 +1,49 @@
-package controllers_test
+package controllers
 
 import (
 	"context"
-	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	workersv1alpha1 "github.com/softreload/softreload/api/v1alpha1"
-	"github.com/softreload/softreload/controllers"
 	"github.com/softreload/softreload/internal/agentaccess"
-	"github.com/softreload/softreload/internal/testing/envtest"
+	"github.com/softreload/softreload/internal/testing/suite"
 )
 
-// TestAgentAccess runs the agent-access reconciler against a real API server
-// and follows the namespace's Role and RoleBinding as pods and snapshots come
+// The agent-access reconciler, against a real API server, follows the namespace's Role and RoleBinding as pods and snapshots come
 // and go.
-func TestAgentAccess(t *testing.T) {
-	env, err := envtest.Start(envtest.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
+var _ = It("keeps the agents' Role and RoleBinding to the pools' pods and snapshots", Label(suite.ControlPlane), func() {
+	t := GinkgoT()
+	env := poolEnv
+	const ns = "shop"
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
 		Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
-		Cache: controllers.CacheOptions(),
+		Cache: testCacheOptions(ns),
 		// -count=2 builds the controller a second time in this process.
 		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := controllers.NewAgentAccessReconciler(mgr.GetClient()).SetupWithManager(mgr); err != nil {
+	if err := NewAgentAccessReconciler(mgr.GetClient()).SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}
 	go func() { _ = mgr.Start(ctx) }()
 	c := env.Client
-	const ns = "shop"
-	mustDo(t, c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
+	must(t, c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
 
 	pool := &workersv1alpha1.WorkerPool{
 		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns},
@@ -59,7 +53,7 @@ func TestAgentAccess(t *testing.T) {
 			Groups:   []workersv1alpha1.WorkerGroup{{Name: "http", Command: []string{"./server"}}},
 		},
 	}
-	mustDo(t, c.Create(ctx, pool))
+	must(t, c.Create(ctx, pool))
 	pod := func(name, app, sa string) *corev1.Pod {
 		return &corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{"app": app, workersv1alpha1.PoolLabel: app}},
@@ -68,15 +62,15 @@ func TestAgentAccess(t *testing.T) {
 	}
 	web1, web2, other := pod("web-1", "web", "web-sa"), pod("web-2", "web", ""), pod("db-1", "db", "db-sa")
 	for _, p := range []*corev1.Pod{web1, web2, other} {
-		mustDo(t, c.Create(ctx, p))
+		must(t, c.Create(ctx, p))
 	}
 	snapshot := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{
 		Name: "web-rev-1", Namespace: ns, Labels: map[string]string{workersv1alpha1.PoolNameLabel: "web"},
 	}}
-	mustDo(t, c.Create(ctx, snapshot))
-	mustDo(t, c.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "web-code", Namespace: ns}}))
+	must(t, c.Create(ctx, snapshot))
+	must(t, c.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "web-code", Namespace: ns}}))
 
-	// waitFor polls until the namespace's grants are what want says: the
+	// waitFor waits until the namespace's grants are what want says: the
 	// subjects of the RoleBinding, and the pods and ConfigMaps the Role
 	// names (nil: neither object exists).
 	type grants struct{ Subjects, Pods, Snapshots []string }
@@ -103,41 +97,27 @@ func TestAgentAccess(t *testing.T) {
 		return g
 	}
 	waitFor := func(step string, want *grants) {
-		t.Helper()
-		var got *grants
-		err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
-			got = read()
-			return cmp.Equal(want, got), nil
-		})
-		if err != nil {
-			t.Fatalf("%s: grants (-want +got):\n%s", step, cmp.Diff(want, got))
-		}
+		GinkgoHelper()
+		Eventually(read).WithTimeout(30*time.Second).WithPolling(100*time.Millisecond).Should(BeComparableTo(want), step)
 	}
 
 	waitFor("pods and a snapshot", &grants{Subjects: []string{"default", "web-sa"}, Pods: []string{"web-1", "web-2"}, Snapshots: []string{"web-rev-1"}})
 
-	mustDo(t, c.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{
+	must(t, c.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{
 		Name: "web-rev-2", Namespace: ns, Labels: map[string]string{workersv1alpha1.PoolNameLabel: "web"},
 	}}))
 	waitFor("a second snapshot", &grants{Subjects: []string{"default", "web-sa"}, Pods: []string{"web-1", "web-2"}, Snapshots: []string{"web-rev-1", "web-rev-2"}})
 
-	mustDo(t, c.Delete(ctx, web2))
+	must(t, c.Delete(ctx, web2))
 	waitFor("a pod gone", &grants{Subjects: []string{"web-sa"}, Pods: []string{"web-1"}, Snapshots: []string{"web-rev-1", "web-rev-2"}})
 
 	// A hand edit of the binding is put back.
 	binding := &rbacv1.RoleBinding{}
-	mustDo(t, c.Get(ctx, types.NamespacedName{Namespace: ns, Name: agentaccess.Name}, binding))
+	must(t, c.Get(ctx, types.NamespacedName{Namespace: ns, Name: agentaccess.Name}, binding))
 	binding.Subjects = append(binding.Subjects, rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Name: "intruder", Namespace: ns})
-	mustDo(t, c.Update(ctx, binding))
+	must(t, c.Update(ctx, binding))
 	waitFor("a hand edit", &grants{Subjects: []string{"web-sa"}, Pods: []string{"web-1"}, Snapshots: []string{"web-rev-1", "web-rev-2"}})
 
-	mustDo(t, c.Delete(ctx, web1))
+	must(t, c.Delete(ctx, web1))
 	waitFor("no governed pod left", nil)
-}
-
-func mustDo(t *testing.T, err error) {
-	t.Helper()
-	if err != nil {
-		t.Fatal(err)
-	}
-}
+})

@@ -4,10 +4,10 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	. "github.com/onsi/ginkgo/v2"
 	dto "github.com/prometheus/client_model/go"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -20,10 +20,11 @@ import (
 	workersv1alpha1 "github.com/softreload/softreload/api/v1alpha1"
 	"github.com/softreload/softreload/internal/injection"
 	"github.com/softreload/softreload/internal/poolrevision"
+	"github.com/softreload/softreload/internal/testing/suite"
 )
 
-func TestRolloutCompletesWithinBudget(t *testing.T) {
-	t.Parallel()
+var _ = It("a rollout completes within its budget", Label(suite.ControlPlane), func() {
+	t := GinkgoT()
 	f := newFixture(t)
 	f.startManager(clock.RealClock{})
 	f.createCode(map[string]string{"server.py": "print('v1')"})
@@ -69,7 +70,7 @@ func TestRolloutCompletesWithinBudget(t *testing.T) {
 	if got := counter(t, rolloutsTotal.WithLabelValues(ResultComplete)); got < 2 {
 		t.Errorf("softreload_rollouts_total{result=Complete} = %v, want at least this test's 2", got)
 	}
-}
+})
 
 // failAt makes the agent of pod fail revisions other than good.
 func failAt(pod string, good string) func(string, string) outcome {
@@ -81,8 +82,8 @@ func failAt(pod string, good string) func(string, string) outcome {
 	}
 }
 
-func TestFailureRollsBackWithAuto(t *testing.T) {
-	t.Parallel()
+var _ = It("rolls a failed revision back with rollback Auto", Label(suite.ControlPlane), func() {
+	t := GinkgoT()
 	f := newFixture(t)
 	f.startManager(clock.RealClock{})
 	f.createCode(map[string]string{"server.py": "print('v1')"})
@@ -127,10 +128,10 @@ func TestFailureRollsBackWithAuto(t *testing.T) {
 	if c := f.condition(workersv1alpha1.ConditionDegraded); !strings.Contains(c.Message, "web-2") {
 		t.Errorf("after the rollback Degraded says %q, want it to still name web-2", c.Message)
 	}
-}
+})
 
-func TestFailureHoldsWithManual(t *testing.T) {
-	t.Parallel()
+var _ = It("holds a failed revision with rollback Manual", Label(suite.ControlPlane), func() {
+	t := GinkgoT()
 	f := newFixture(t)
 	f.startManager(clock.RealClock{})
 	f.createCode(map[string]string{"server.py": "print('v1')"})
@@ -166,10 +167,10 @@ func TestFailureHoldsWithManual(t *testing.T) {
 		t.Fatalf("the fix made no new revision")
 	}
 	f.waitCondition(workersv1alpha1.ConditionDegraded, metav1.ConditionFalse, workersv1alpha1.ReasonAsExpected)
-}
+})
 
-func TestPauseAndResume(t *testing.T) {
-	t.Parallel()
+var _ = It("pauses and resumes a rollout", Label(suite.ControlPlane), func() {
+	t := GinkgoT()
 	f := newFixture(t)
 	f.startManager(clock.RealClock{})
 	f.createCode(map[string]string{"server.py": "print('v1')"})
@@ -195,10 +196,10 @@ func TestPauseAndResume(t *testing.T) {
 	if got := f.waitComplete(4); got != v2 {
 		t.Errorf("after resuming every pod runs %s, want %s", got, v2)
 	}
-}
+})
 
-func TestControllerRestartMidRollout(t *testing.T) {
-	t.Parallel()
+var _ = It("keeps the budget across a controller restart mid-rollout", Label(suite.ControlPlane), func() {
+	t := GinkgoT()
 	f := newFixture(t)
 	f.startManager(clock.RealClock{})
 	f.createCode(map[string]string{"server.py": "print('v1')"})
@@ -230,10 +231,10 @@ func TestControllerRestartMidRollout(t *testing.T) {
 			t.Errorf("pod %s was told %v, want %v: once each", name, got, want)
 		}
 	}
-}
+})
 
-func TestPodsAddedAndRemovedMidRollout(t *testing.T) {
-	t.Parallel()
+var _ = It("goes on as pods are added and removed mid-rollout", Label(suite.ControlPlane), func() {
+	t := GinkgoT()
 	f := newFixture(t)
 	f.startManager(clock.RealClock{})
 	f.createCode(map[string]string{"server.py": "print('v1')"})
@@ -270,10 +271,10 @@ func TestPodsAddedAndRemovedMidRollout(t *testing.T) {
 			t.Errorf("new pod %s was told %v, want only %s", name, got, v2)
 		}
 	}
-}
+})
 
-func TestMissingConfigMapRecovers(t *testing.T) {
-	t.Parallel()
+var _ = It("a missing ConfigMap recovers", Label(suite.ControlPlane), func() {
+	t := GinkgoT()
 	f := newFixture(t)
 	f.startManager(clock.RealClock{})
 	f.createPods(podNames(2)...)
@@ -289,10 +290,10 @@ func TestMissingConfigMapRecovers(t *testing.T) {
 	f.createCode(map[string]string{"server.py": "print('v1')"})
 	f.waitComplete(2)
 	f.waitCondition(workersv1alpha1.ConditionDegraded, metav1.ConditionFalse, workersv1alpha1.ReasonAsExpected)
-}
+})
 
-func TestReloadOnDemand(t *testing.T) {
-	t.Parallel()
+var _ = It("reloads on demand", Label(suite.ControlPlane), func() {
+	t := GinkgoT()
 	f := newFixture(t)
 	f.startManager(clock.RealClock{})
 	f.createCode(map[string]string{"server.py": "print('v1')"})
@@ -312,10 +313,10 @@ func TestReloadOnDemand(t *testing.T) {
 			t.Errorf("pod %s was told %v, want %s then %s", name, got, v1, v2)
 		}
 	}
-}
+})
 
-func TestImageModePatchesOnlyTheCodeContainer(t *testing.T) {
-	t.Parallel()
+var _ = It("in image mode patches only the code container", Label(suite.ControlPlane), func() {
+	t := GinkgoT()
 	f := newFixture(t)
 	f.startManager(clock.RealClock{})
 	for _, name := range podNames(3) {
@@ -356,10 +357,10 @@ func TestImageModePatchesOnlyTheCodeContainer(t *testing.T) {
 	if h := f.pool().Status.History[0]; h.Cause != CauseCodeChanged || !strings.Contains(h.Source, "code:v2") {
 		t.Errorf("history[0] = %+v, want CodeChanged from the v2 image", h)
 	}
-}
+})
 
-func TestSnapshotsAreKeptToTheHistoryLimit(t *testing.T) {
-	t.Parallel()
+var _ = It("snapshots are kept to the history limit", Label(suite.ControlPlane), func() {
+	t := GinkgoT()
 	f := newFixture(t)
 	f.startManager(clock.RealClock{})
 	f.createCode(map[string]string{"server.py": "print(1)"})
@@ -392,10 +393,10 @@ func TestSnapshotsAreKeptToTheHistoryLimit(t *testing.T) {
 		}
 		return nil
 	})
-}
+})
 
-func TestProgressDeadline(t *testing.T) {
-	t.Parallel()
+var _ = It("a rollout without progress past its deadline is degraded", Label(suite.ControlPlane), func() {
+	t := GinkgoT()
 	f := newFixture(t)
 	clk := clocktesting.NewFakeClock(time.Now())
 	f.startManager(clk)
@@ -427,10 +428,10 @@ func TestProgressDeadline(t *testing.T) {
 	if got := f.waitEvent(EventProgressDeadlineExceeded); !strings.HasPrefix(got[0], "Warning") {
 		t.Errorf("event %q, want a Warning", got[0])
 	}
-}
+})
 
-func TestRollbackToAKeptRevision(t *testing.T) {
-	t.Parallel()
+var _ = It("rollback to a kept revision", Label(suite.ControlPlane), func() {
+	t := GinkgoT()
 	f := newFixture(t)
 	f.startManager(clock.RealClock{})
 	f.createCode(map[string]string{"server.py": "print('v1')"})
@@ -472,10 +473,10 @@ func TestRollbackToAKeptRevision(t *testing.T) {
 			t.Errorf("pod %s was told %v, want v1, v2, v1, v3", name, sent)
 		}
 	}
-}
+})
 
-func TestRollbackToAMissingRevisionIsRefused(t *testing.T) {
-	t.Parallel()
+var _ = It("rollback to a missing revision is refused", Label(suite.ControlPlane), func() {
+	t := GinkgoT()
 	f := newFixture(t)
 	f.startManager(clock.RealClock{})
 	f.createCode(map[string]string{"server.py": "print('v1')"})
@@ -498,16 +499,16 @@ func TestRollbackToAMissingRevisionIsRefused(t *testing.T) {
 	if got := f.pool().Status.CurrentRevision; got != v1 {
 		t.Errorf("currentRevision %s, want %s", got, v1)
 	}
-}
+})
 
-func gauge(t *testing.T, m interface{ Write(*dto.Metric) error }) float64 {
+func gauge(t testingT, m interface{ Write(*dto.Metric) error }) float64 {
 	t.Helper()
 	var out dto.Metric
 	must(t, m.Write(&out))
 	return out.GetGauge().GetValue()
 }
 
-func counter(t *testing.T, m interface{ Write(*dto.Metric) error }) float64 {
+func counter(t testingT, m interface{ Write(*dto.Metric) error }) float64 {
 	t.Helper()
 	var out dto.Metric
 	must(t, m.Write(&out))

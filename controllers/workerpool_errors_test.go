@@ -6,8 +6,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"testing"
 
+	. "github.com/onsi/ginkgo/v2"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -19,14 +19,15 @@ import (
 
 	workersv1alpha1 "github.com/softreload/softreload/api/v1alpha1"
 	"github.com/softreload/softreload/internal/poolrevision"
+	"github.com/softreload/softreload/internal/testing/suite"
 )
 
-// TestPodsAreToldOnlyRevisionsTheirAgentsMayRead: without the agent-access
+// Without the agent-access
 // controller nobody lets the agents read the new snapshot, so no pod may be
 // told the revision; once it runs, every pod is told, and at the moment it
 // is told its agent may read the snapshot.
-func TestPodsAreToldOnlyRevisionsTheirAgentsMayRead(t *testing.T) {
-	t.Parallel()
+var _ = It("pods are told only revisions their agents may read", Label(suite.ControlPlane), func() {
+	t := GinkgoT()
 	f := newFixture(t)
 	denied := f.watchToldAccess()
 	f.startControllers(poolEnv.Config, clock.RealClock{}, false)
@@ -53,7 +54,7 @@ func TestPodsAreToldOnlyRevisionsTheirAgentsMayRead(t *testing.T) {
 	if got := denied(); len(got) > 0 {
 		t.Errorf("pods told a revision their agent could not read yet: %v", got)
 	}
-}
+})
 
 // watchToldAccess asks, each time a pod of the fixture is told a revision,
 // whether its agent may read that revision's snapshot, and returns what
@@ -103,11 +104,11 @@ func (f *fixture) watchToldAccess() func() []string {
 	}
 }
 
-// TestASnapshotNameTakenIsReported: a ConfigMap in the place of the
+// A ConfigMap in the place of the
 // revision's snapshot stops the rollout with the ConfigMap named in the
 // conditions and a Warning event; removing it lets the rollout go on.
-func TestASnapshotNameTakenIsReported(t *testing.T) {
-	t.Parallel()
+var _ = It("a snapshot name taken is reported", Label(suite.ControlPlane), func() {
+	t := GinkgoT()
 	f := newFixture(t)
 	code := map[string]string{"server.py": "print('v1')"}
 	f.createCode(code)
@@ -138,13 +139,13 @@ func TestASnapshotNameTakenIsReported(t *testing.T) {
 		t.Errorf("completed %s, want %s", got, rev)
 	}
 	f.waitCondition(workersv1alpha1.ConditionDegraded, metav1.ConditionFalse, workersv1alpha1.ReasonAsExpected)
-}
+})
 
-// TestASnapshotTheAPIServerRefusesIsReported: a quota that leaves no room
+// A quota that leaves no room
 // for the snapshot stops the rollout with the snapshot and the API server's
 // reason in the conditions and a Warning event; room lets it go on.
-func TestASnapshotTheAPIServerRefusesIsReported(t *testing.T) {
-	t.Parallel()
+var _ = It("a snapshot the API server refuses is reported", Label(suite.ControlPlane), func() {
+	t := GinkgoT()
 	f := newFixture(t)
 	f.createCode(map[string]string{"server.py": "print('v1')"})
 	f.createPods(podNames(2)...)
@@ -164,7 +165,7 @@ func TestASnapshotTheAPIServerRefusesIsReported(t *testing.T) {
 	must(t, f.c.Delete(f.ctx, quota))
 	f.waitComplete(2)
 	f.waitCondition(workersv1alpha1.ConditionDegraded, metav1.ConditionFalse, workersv1alpha1.ReasonAsExpected)
-}
+})
 
 // fillConfigMapQuota puts a quota on ConfigMaps in the namespace that is
 // used up (as the quota controller, which envtest lacks, would record it),
@@ -193,11 +194,11 @@ func (f *fixture) fillConfigMapQuota() *corev1.ResourceQuota {
 	return quota
 }
 
-// TestARollbackRequestWaitsForAnUnreadableSnapshot: a snapshot that exists
+// A snapshot that exists
 // but cannot be read (here its spec is garbled) is not "not kept": the
 // request stays, is retried, and the rollback happens once it can be read.
-func TestARollbackRequestWaitsForAnUnreadableSnapshot(t *testing.T) {
-	t.Parallel()
+var _ = It("a rollback request waits for an unreadable snapshot", Label(suite.ControlPlane), func() {
+	t := GinkgoT()
 	f := newFixture(t)
 	f.startManager(clock.RealClock{})
 	f.createCode(map[string]string{"server.py": "print('v1')"})
@@ -232,7 +233,7 @@ func TestARollbackRequestWaitsForAnUnreadableSnapshot(t *testing.T) {
 		}
 		return nil
 	})
-}
+})
 
 // setSnapshotSpec sets the spec annotation of a snapshot (its metadata can
 // change; its files cannot) and returns the value it had.
@@ -246,11 +247,11 @@ func (f *fixture) setSnapshotSpec(key types.NamespacedName, value string) string
 	return old
 }
 
-// TestAnInvalidSelectorIsReported: a selector the API server accepts but
+// A selector the API server accepts but
 // that is no label selector (an unknown operator) is named in the
 // conditions and a Warning event; fixing it lets the rollout go on.
-func TestAnInvalidSelectorIsReported(t *testing.T) {
-	t.Parallel()
+var _ = It("an invalid selector is reported", Label(suite.ControlPlane), func() {
+	t := GinkgoT()
 	f := newFixture(t)
 	f.startManager(clock.RealClock{})
 	f.createCode(map[string]string{"server.py": "print('v1')"})
@@ -275,4 +276,4 @@ func TestAnInvalidSelectorIsReported(t *testing.T) {
 	})
 	f.waitComplete(2)
 	f.waitCondition(workersv1alpha1.ConditionDegraded, metav1.ConditionFalse, workersv1alpha1.ReasonAsExpected)
-}
+})

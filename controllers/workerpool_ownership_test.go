@@ -4,10 +4,10 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -17,51 +17,38 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	workersv1alpha1 "github.com/softreload/softreload/api/v1alpha1"
+	"github.com/softreload/softreload/internal/testing/suite"
 )
 
-func TestSetSelectorOverlapCondition(t *testing.T) {
-	now := metav1.NewTime(time.Date(2026, 12, 2, 8, 0, 0, 0, time.UTC))
-	tests := map[string]struct {
-		pods []corev1.Pod
-		want brief
-	}{
-		"every pod governed": {
-			pods: []corev1.Pod{labelled("web-0", "web"), labelled("web-1", "web")},
-			want: brief{metav1.ConditionFalse, workersv1alpha1.ReasonNoOverlap, "The pool governs every pod its selector matches"},
+var _ = DescribeTable("the SelectorOverlap condition",
+	func(pods []corev1.Pod, want brief) {
+		now := metav1.NewTime(time.Date(2026, 12, 2, 8, 0, 0, 0, time.UTC))
+		pool := &workersv1alpha1.WorkerPool{ObjectMeta: metav1.ObjectMeta{Name: "web"}}
+		var conds []metav1.Condition
+		setSelectorOverlapCondition(&conds, notGovernedOf(pool, pods), 3, now)
+		c := meta.FindStatusCondition(conds, workersv1alpha1.ConditionSelectorOverlap)
+		Expect(c).NotTo(BeNil(), "no SelectorOverlap condition")
+		Expect(brief{c.Status, c.Reason, c.Message}).To(BeComparableTo(want), "SelectorOverlap")
+		Expect(c.ObservedGeneration).To(BeEquivalentTo(3), "observedGeneration")
+	},
+	Entry("every pod governed",
+		[]corev1.Pod{labelled("web-0", "web"), labelled("web-1", "web")},
+		brief{metav1.ConditionFalse, workersv1alpha1.ReasonNoOverlap, "The pool governs every pod its selector matches"}),
+	Entry("a pod without the label",
+		[]corev1.Pod{labelled("web-0", "web"), labelled("stray", "")},
+		brief{metav1.ConditionTrue, workersv1alpha1.ReasonPodsWithoutPoolLabel,
+			"spec.selector also matches pod stray without the softreload.dev/pool label (no agent): this pool never writes to them and they hold no slot of its budget; narrow spec.selector, or label the pods softreload.dev/pool=<pool>"}),
+	Entry("pods of two other pools and one without the label",
+		[]corev1.Pod{
+			labelled("web-0", "web"), labelled("b-1", "b"), labelled("a-3", "a"), labelled("a-1", "a"), labelled("a-0", "a"),
+			labelled("a-2", "a"), labelled("stray", ""),
 		},
-		"a pod without the label": {
-			pods: []corev1.Pod{labelled("web-0", "web"), labelled("stray", "")},
-			want: brief{metav1.ConditionTrue, workersv1alpha1.ReasonPodsWithoutPoolLabel,
-				"spec.selector also matches pod stray without the softreload.dev/pool label (no agent): this pool never writes to them and they hold no slot of its budget; narrow spec.selector, or label the pods softreload.dev/pool=<pool>"},
-		},
-		"pods of two other pools and one without the label": {
-			pods: []corev1.Pod{
-				labelled("web-0", "web"), labelled("b-1", "b"), labelled("a-3", "a"), labelled("a-1", "a"), labelled("a-0", "a"),
-				labelled("a-2", "a"), labelled("stray", ""),
-			},
-			want: brief{metav1.ConditionTrue, workersv1alpha1.ReasonPodsOfOtherPools,
-				"spec.selector also matches pods a-0, a-1, a-2 and 1 more of WorkerPool a (softreload.dev/pool=a); pod b-1 of WorkerPool b (softreload.dev/pool=b); pod stray without the softreload.dev/pool label (no agent): this pool never writes to them and they hold no slot of its budget; narrow spec.selector, or label the pods softreload.dev/pool=<pool>"},
-		},
-		"a pod of another pool being deleted": {
-			pods: []corev1.Pod{labelled("web-0", "web"), deleting(labelled("a-0", "a"))},
-			want: brief{metav1.ConditionFalse, workersv1alpha1.ReasonNoOverlap, "The pool governs every pod its selector matches"},
-		},
-	}
-	pool := &workersv1alpha1.WorkerPool{ObjectMeta: metav1.ObjectMeta{Name: "web"}}
-	for name, tc := range tests {
-		t.Run(name, func(t *testing.T) {
-			var conds []metav1.Condition
-			setSelectorOverlapCondition(&conds, notGovernedOf(pool, tc.pods), 3, now)
-			c := meta.FindStatusCondition(conds, workersv1alpha1.ConditionSelectorOverlap)
-			if diff := cmp.Diff(tc.want, brief{c.Status, c.Reason, c.Message}); diff != "" {
-				t.Errorf("SelectorOverlap (-want +got):\n%s", diff)
-			}
-			if c.ObservedGeneration != 3 {
-				t.Errorf("observedGeneration %d, want 3", c.ObservedGeneration)
-			}
-		})
-	}
-}
+		brief{metav1.ConditionTrue, workersv1alpha1.ReasonPodsOfOtherPools,
+			"spec.selector also matches pods a-0, a-1, a-2 and 1 more of WorkerPool a (softreload.dev/pool=a); pod b-1 of WorkerPool b (softreload.dev/pool=b); pod stray without the softreload.dev/pool label (no agent): this pool never writes to them and they hold no slot of its budget; narrow spec.selector, or label the pods softreload.dev/pool=<pool>"}),
+	Entry("a pod of another pool being deleted",
+		[]corev1.Pod{labelled("web-0", "web"), deleting(labelled("a-0", "a"))},
+		brief{metav1.ConditionFalse, workersv1alpha1.ReasonNoOverlap, "The pool governs every pod its selector matches"}),
+)
 
 func labelled(name, pool string) corev1.Pod {
 	pod := corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"app": "web"}}}
@@ -76,14 +63,14 @@ func deleting(pod corev1.Pod) corev1.Pod {
 	return pod
 }
 
-// TestOnePodOnePool: a pool governs only the pods its selector matches that
+// A pool governs only the pods its selector matches that
 // carry its name. A selected pod without the label is never told a revision
 // and holds no slot of the budget (maxUnavailable 1: it would stall the
 // rollout); a second pool with the same selector sends the first pool's
 // pods nothing, counts none of them, and says so; the first pool rolls on,
 // and deleting the second leaves it as it was.
-func TestOnePodOnePool(t *testing.T) {
-	t.Parallel()
+var _ = It("lets one pool alone govern a pod", Label(suite.ControlPlane), func() {
+	t := GinkgoT()
 	f := newFixture(t)
 	f.startManager(clock.RealClock{})
 	f.createCode(map[string]string{"server.py": "print('v1')"})
@@ -175,7 +162,7 @@ func TestOnePodOnePool(t *testing.T) {
 
 	must(t, f.c.Delete(f.ctx, stray))
 	f.waitCondition(workersv1alpha1.ConditionSelectorOverlap, metav1.ConditionFalse, workersv1alpha1.ReasonNoOverlap)
-}
+})
 
 // pods calls check with every pod of the fixture's namespace.
 func (f *fixture) pods(check func(*corev1.Pod)) {

@@ -5,8 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"testing"
 
+	. "github.com/onsi/ginkgo/v2"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
@@ -15,14 +15,15 @@ import (
 
 	workersv1alpha1 "github.com/softreload/softreload/api/v1alpha1"
 	"github.com/softreload/softreload/internal/testing/envtest"
+	"github.com/softreload/softreload/internal/testing/suite"
 )
 
-// TestGeneratedRoleIsEnough runs the controller as a user that has only the
+// The controller runs as a user that has only the
 // ClusterRole generated into config/rbac from the +kubebuilder:rbac
 // markers: a rollout, a failure rolled back, and a rollback on request
 // must all work with it.
-func TestGeneratedRoleIsEnough(t *testing.T) {
-	t.Parallel()
+var _ = It("runs with no more than the generated ClusterRole", Label(suite.ControlPlane), func() {
+	t := GinkgoT()
 	f := newFixture(t)
 	root, err := envtest.RepoRoot()
 	must(t, err)
@@ -74,4 +75,4 @@ func TestGeneratedRoleIsEnough(t *testing.T) {
 	if strings.Contains(strings.Join(f.agents.sentTo("web-2"), ","), v2) {
 		t.Errorf("web-2 was told the failed revision %s", v2)
 	}
-}
+})

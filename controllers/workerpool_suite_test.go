@@ -2,7 +2,6 @@ package controllers
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"log"
 	"os"
@@ -12,14 +11,16 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/funcr"
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -31,44 +32,32 @@ import (
 	workersv1alpha1 "github.com/softreload/softreload/api/v1alpha1"
 	"github.com/softreload/softreload/internal/testing/envtest"
 	"github.com/softreload/softreload/internal/testing/fakeagent"
+	"github.com/softreload/softreload/internal/testing/suite"
 )
 
-// The WorkerPool tests run on one real API server; each test has its own
-// namespace, its own manager watching only that namespace, and test agents
-// that answer for the pods the way the agent in a pod would.
+// The WorkerPool specs run on one real API server, started once for the
+// suite; each spec has its own namespace, its own manager watching only that
+// namespace, and test agents that answer for the pods the way the agent in
+// a pod would. With go test -short no control plane starts and only the
+// specs that need none run.
 
 var poolEnv *envtest.Env
 
-// pureTests are the tests that need no control plane: go test -short runs
-// them alone, in seconds.
-const pureTests = "^(TestCacheTransforms|TestSetSelectorOverlapCondition|TestCodeSize|TestSnapshotRefused|" +
-	"TestSetAvailableCondition|TestSetProgressingAndDegradedConditions|TestComputeBlockedStatus|TestUpdateHistory|TestCauseBetween)$"
+func TestControllers(t *testing.T) { suite.Run(t, "controllers") }
 
-func TestMain(m *testing.M) {
-	flag.Parse()
-	if testing.Short() {
-		if err := flag.Set("test.run", pureTests); err != nil {
-			panic(err)
-		}
-		os.Exit(m.Run())
-	}
+var _ = BeforeSuite(func() {
 	logger := logr.Discard()
 	if os.Getenv("SOFTRELOAD_TEST_LOG") != "" {
 		logger = funcr.New(func(prefix, args string) { log.Println(prefix, args) }, funcr.Options{Verbosity: 1})
 	}
 	ctrl.SetLogger(logger)
-	env, err := envtest.Start(envtest.Options{})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	poolEnv = env
-	code := m.Run()
-	if err := env.Stop(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-	}
-	os.Exit(code)
-}
+	poolEnv = suite.StartControlPlane(envtest.Options{})
+})
+
+var _ = AfterSuite(func() { suite.StopControlPlane(poolEnv) })
+
+// testingT is what the fixture needs of a spec: GinkgoT() in a spec.
+type testingT = GinkgoTInterface
 
 const (
 	timeout  = 90 * time.Second
@@ -78,7 +67,7 @@ const (
 
 // fixture is one test's namespace, manager and agents.
 type fixture struct {
-	t       *testing.T
+	t       testingT
 	ctx     context.Context
 	ns      string
 	c       client.Client
@@ -86,7 +75,7 @@ type fixture struct {
 	stopMgr func()
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testingT) *fixture {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -208,15 +197,11 @@ func (f *fixture) createPool(change ...func(*workersv1alpha1.WorkerPool)) {
 // updatePool changes the pool's spec or metadata, retrying on conflicts.
 func (f *fixture) updatePool(change func(*workersv1alpha1.WorkerPool)) {
 	f.t.Helper()
-	for {
+	must(f.t, retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		p := f.pool()
 		change(p)
-		err := f.c.Update(f.ctx, p)
-		if !apierrors.IsConflict(err) {
-			must(f.t, err)
-			return
-		}
-	}
+		return f.c.Update(f.ctx, p)
+	}))
 }
 
 func (f *fixture) createPods(names ...string) {
@@ -352,22 +337,14 @@ func (f *fixture) waitEvent(reason string) []string {
 	return got
 }
 
+// eventually waits for cond to return nil, failing the spec with what
+// after timeout.
 func (f *fixture) eventually(what string, cond func() error) {
-	f.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			f.t.Fatalf("%s: not within %s: %v", what, timeout, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	GinkgoHelper()
+	Eventually(cond).WithTimeout(timeout).WithPolling(50*time.Millisecond).Should(Succeed(), what)
 }
 
-func must(t *testing.T, err error) {
+func must(t testingT, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
@@ -390,15 +367,20 @@ const (
 // the most pods that were ever in flight at once.
 type agents struct {
 	*fakeagent.Agents
-	t  *testing.T
+	t  testingT
 	ns string
 }
 
-func startAgents(t *testing.T, ctx context.Context, ns string) *agents {
+func startAgents(t testingT, ctx context.Context, ns string) *agents {
 	a, err := fakeagent.Start(ctx, poolEnv.Config, fakeagent.Options{
 		Namespace: ns,
 		Delay:     100 * time.Millisecond,
-		OnError:   func(err error) { t.Errorf("test agents: %v", err) },
+		// Called from the agents' goroutines: GinkgoRecover hands the
+		// failure to the spec instead of crashing the test binary.
+		OnError: func(err error) {
+			defer GinkgoRecover()
+			Fail("test agents: " + err.Error())
+		},
 	})
 	if err != nil {
 		t.Fatalf("starting the test agents: %v", err)
@@ -419,14 +401,9 @@ func (a *agents) releaseHeld() { a.ReleaseHeld() }
 // every pod settled: it is called after a rollout completed, and the pool's
 // status can say so before that watch delivers the agents' last reports.
 func (a *agents) resetMaxInFlight() {
-	a.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for a.InFlight() > 0 {
-		if time.Now().After(deadline) {
-			a.t.Fatalf("the test agents still see %d pods in flight after %s", a.InFlight(), timeout)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	GinkgoHelper()
+	Eventually(a.InFlight).WithTimeout(timeout).WithPolling(10*time.Millisecond).Should(BeZero(),
+		"the test agents still see pods in flight")
 	a.ResetCounts()
 }
 
