@@ -23,11 +23,10 @@ import (
 // The agent-access reconciler, against a real API server, follows the namespace's Role and RoleBinding as pods and snapshots come
 // and go.
 var _ = It("keeps the agents' Role and RoleBinding to the pools' pods and snapshots", Label(suite.ControlPlane), func() {
-	t := GinkgoT()
 	env := poolEnv
 	const ns = "shop"
 	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
+	DeferCleanup(cancel)
 
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
 		Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
@@ -35,15 +34,11 @@ var _ = It("keeps the agents' Role and RoleBinding to the pools' pods and snapsh
 		// -count=2 builds the controller a second time in this process.
 		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := NewAgentAccessReconciler(mgr.GetClient()).SetupWithManager(mgr); err != nil {
-		t.Fatal(err)
-	}
+	Expect(err).NotTo(HaveOccurred())
+	Expect(NewAgentAccessReconciler(mgr.GetClient()).SetupWithManager(mgr)).To(Succeed())
 	go func() { _ = mgr.Start(ctx) }()
 	c := env.Client
-	must(t, c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
+	Expect(c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
 
 	pool := &workersv1alpha1.WorkerPool{
 		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns},
@@ -53,7 +48,7 @@ var _ = It("keeps the agents' Role and RoleBinding to the pools' pods and snapsh
 			Groups:   []workersv1alpha1.WorkerGroup{{Name: "http", Command: []string{"./server"}}},
 		},
 	}
-	must(t, c.Create(ctx, pool))
+	Expect(c.Create(ctx, pool)).To(Succeed())
 	pod := func(name, app, sa string) *corev1.Pod {
 		return &corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{"app": app, workersv1alpha1.PoolLabel: app}},
@@ -62,13 +57,13 @@ var _ = It("keeps the agents' Role and RoleBinding to the pools' pods and snapsh
 	}
 	web1, web2, other := pod("web-1", "web", "web-sa"), pod("web-2", "web", ""), pod("db-1", "db", "db-sa")
 	for _, p := range []*corev1.Pod{web1, web2, other} {
-		must(t, c.Create(ctx, p))
+		Expect(c.Create(ctx, p)).To(Succeed())
 	}
 	snapshot := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{
 		Name: "web-rev-1", Namespace: ns, Labels: map[string]string{workersv1alpha1.PoolNameLabel: "web"},
 	}}
-	must(t, c.Create(ctx, snapshot))
-	must(t, c.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "web-code", Namespace: ns}}))
+	Expect(c.Create(ctx, snapshot)).To(Succeed())
+	Expect(c.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "web-code", Namespace: ns}})).To(Succeed())
 
 	// waitFor waits until the namespace's grants are what want says: the
 	// subjects of the RoleBinding, and the pods and ConfigMaps the Role
@@ -103,21 +98,21 @@ var _ = It("keeps the agents' Role and RoleBinding to the pools' pods and snapsh
 
 	waitFor("pods and a snapshot", &grants{Subjects: []string{"default", "web-sa"}, Pods: []string{"web-1", "web-2"}, Snapshots: []string{"web-rev-1"}})
 
-	must(t, c.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{
+	Expect(c.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{
 		Name: "web-rev-2", Namespace: ns, Labels: map[string]string{workersv1alpha1.PoolNameLabel: "web"},
-	}}))
+	}})).To(Succeed())
 	waitFor("a second snapshot", &grants{Subjects: []string{"default", "web-sa"}, Pods: []string{"web-1", "web-2"}, Snapshots: []string{"web-rev-1", "web-rev-2"}})
 
-	must(t, c.Delete(ctx, web2))
+	Expect(c.Delete(ctx, web2)).To(Succeed())
 	waitFor("a pod gone", &grants{Subjects: []string{"web-sa"}, Pods: []string{"web-1"}, Snapshots: []string{"web-rev-1", "web-rev-2"}})
 
 	// A hand edit of the binding is put back.
 	binding := &rbacv1.RoleBinding{}
-	must(t, c.Get(ctx, types.NamespacedName{Namespace: ns, Name: agentaccess.Name}, binding))
+	Expect(c.Get(ctx, types.NamespacedName{Namespace: ns, Name: agentaccess.Name}, binding)).To(Succeed())
 	binding.Subjects = append(binding.Subjects, rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Name: "intruder", Namespace: ns})
-	must(t, c.Update(ctx, binding))
+	Expect(c.Update(ctx, binding)).To(Succeed())
 	waitFor("a hand edit", &grants{Subjects: []string{"web-sa"}, Pods: []string{"web-1"}, Snapshots: []string{"web-rev-1", "web-rev-2"}})
 
-	must(t, c.Delete(ctx, web1))
+	Expect(c.Delete(ctx, web1)).To(Succeed())
 	waitFor("no governed pod left", nil)
 })

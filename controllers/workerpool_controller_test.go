@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
 	dto "github.com/prometheus/client_model/go"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -25,7 +26,7 @@ import (
 
 var _ = It("a rollout completes within its budget", Label(suite.ControlPlane), func() {
 	t := GinkgoT()
-	f := newFixture(t)
+	f := newFixture()
 	f.startManager(clock.RealClock{})
 	f.createCode(map[string]string{"server.py": "print('v1')"})
 	f.createPods(podNames(10)...)
@@ -64,10 +65,10 @@ var _ = It("a rollout completes within its budget", Label(suite.ControlPlane), f
 	if got := f.events(EventRolloutStarted); len(got) < 2 {
 		t.Errorf("RolloutStarted events = %q, want one per revision", got)
 	}
-	if got := gauge(t, podsByState.WithLabelValues(f.ns, poolName, "updated")); got != 10 {
+	if got := gauge(podsByState.WithLabelValues(f.ns, poolName, "updated")); got != 10 {
 		t.Errorf("softreload_pods{state=updated} = %v, want 10", got)
 	}
-	if got := counter(t, rolloutsTotal.WithLabelValues(ResultComplete)); got < 2 {
+	if got := counter(rolloutsTotal.WithLabelValues(ResultComplete)); got < 2 {
 		t.Errorf("softreload_rollouts_total{result=Complete} = %v, want at least this test's 2", got)
 	}
 })
@@ -84,7 +85,7 @@ func failAt(pod string, good string) func(string, string) outcome {
 
 var _ = It("rolls a failed revision back with rollback Auto", Label(suite.ControlPlane), func() {
 	t := GinkgoT()
-	f := newFixture(t)
+	f := newFixture()
 	f.startManager(clock.RealClock{})
 	f.createCode(map[string]string{"server.py": "print('v1')"})
 	f.createPods(podNames(5)...)
@@ -132,7 +133,7 @@ var _ = It("rolls a failed revision back with rollback Auto", Label(suite.Contro
 
 var _ = It("holds a failed revision with rollback Manual", Label(suite.ControlPlane), func() {
 	t := GinkgoT()
-	f := newFixture(t)
+	f := newFixture()
 	f.startManager(clock.RealClock{})
 	f.createCode(map[string]string{"server.py": "print('v1')"})
 	f.createPods(podNames(5)...)
@@ -171,7 +172,7 @@ var _ = It("holds a failed revision with rollback Manual", Label(suite.ControlPl
 
 var _ = It("pauses and resumes a rollout", Label(suite.ControlPlane), func() {
 	t := GinkgoT()
-	f := newFixture(t)
+	f := newFixture()
 	f.startManager(clock.RealClock{})
 	f.createCode(map[string]string{"server.py": "print('v1')"})
 	f.createPods(podNames(4)...)
@@ -200,7 +201,7 @@ var _ = It("pauses and resumes a rollout", Label(suite.ControlPlane), func() {
 
 var _ = It("keeps the budget across a controller restart mid-rollout", Label(suite.ControlPlane), func() {
 	t := GinkgoT()
-	f := newFixture(t)
+	f := newFixture()
 	f.startManager(clock.RealClock{})
 	f.createCode(map[string]string{"server.py": "print('v1')"})
 	f.createPods(podNames(8)...)
@@ -212,12 +213,12 @@ var _ = It("keeps the budget across a controller restart mid-rollout", Label(sui
 	f.agents.hold(func(pod string) bool { return pod == "web-2" || pod == "web-3" })
 	f.agents.resetMaxInFlight()
 	f.editCode(map[string]string{"server.py": "print('v2')"})
-	f.eventually("the rollout is half way, two pods reloading", func() error {
+	Eventually(func() error {
 		if st := f.pool().Status; st.UpdateRevision == v1 || st.UpdatedPods != 2 || st.ReloadingPods != 2 {
 			return fmt.Errorf("status %+v", st)
 		}
 		return nil
-	})
+	}).Should(Succeed(), "the rollout is half way, two pods reloading")
 	f.stopManager()
 	f.startManager(clock.RealClock{})
 	f.agents.releaseHeld()
@@ -235,7 +236,7 @@ var _ = It("keeps the budget across a controller restart mid-rollout", Label(sui
 
 var _ = It("goes on as pods are added and removed mid-rollout", Label(suite.ControlPlane), func() {
 	t := GinkgoT()
-	f := newFixture(t)
+	f := newFixture()
 	f.startManager(clock.RealClock{})
 	f.createCode(map[string]string{"server.py": "print('v1')"})
 	f.createPods(podNames(4)...)
@@ -251,14 +252,14 @@ var _ = It("goes on as pods are added and removed mid-rollout", Label(suite.Cont
 		return succeed
 	})
 	f.editCode(map[string]string{"server.py": "print('v2')"})
-	f.eventually("web-1 is stuck reloading", func() error {
+	Eventually(func() error {
 		st := f.pool().Status
 		if got := f.pod("web-1").Annotations[workersv1alpha1.DesiredRevisionAnnotation]; got != st.UpdateRevision || st.ReloadingPods != 1 {
 			return fmt.Errorf("web-1 desired %s, status %+v", got, st)
 		}
 		return nil
-	})
-	must(t, f.c.Delete(f.ctx, f.pod("web-1")))
+	}).Should(Succeed(), "web-1 is stuck reloading")
+	Expect(f.c.Delete(f.ctx, f.pod("web-1"))).To(Succeed())
 	f.createPods("web-4", "web-5")
 	v2 := f.waitComplete(5)
 	for _, name := range []string{"web-0", "web-2", "web-3", "web-4", "web-5"} {
@@ -275,7 +276,7 @@ var _ = It("goes on as pods are added and removed mid-rollout", Label(suite.Cont
 
 var _ = It("a missing ConfigMap recovers", Label(suite.ControlPlane), func() {
 	t := GinkgoT()
-	f := newFixture(t)
+	f := newFixture()
 	f.startManager(clock.RealClock{})
 	f.createPods(podNames(2)...)
 	f.createPool()
@@ -294,7 +295,7 @@ var _ = It("a missing ConfigMap recovers", Label(suite.ControlPlane), func() {
 
 var _ = It("reloads on demand", Label(suite.ControlPlane), func() {
 	t := GinkgoT()
-	f := newFixture(t)
+	f := newFixture()
 	f.startManager(clock.RealClock{})
 	f.createCode(map[string]string{"server.py": "print('v1')"})
 	f.createPods(podNames(3)...)
@@ -317,12 +318,12 @@ var _ = It("reloads on demand", Label(suite.ControlPlane), func() {
 
 var _ = It("in image mode patches only the code container", Label(suite.ControlPlane), func() {
 	t := GinkgoT()
-	f := newFixture(t)
+	f := newFixture()
 	f.startManager(clock.RealClock{})
 	for _, name := range podNames(3) {
 		pod := newPod(f.ns, name)
 		pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{Name: injection.CodeContainer, Image: "registry.example/code:v1"})
-		must(t, f.c.Create(f.ctx, pod))
+		Expect(f.c.Create(f.ctx, pod)).To(Succeed())
 	}
 	image := func(ref string) func(*workersv1alpha1.WorkerPool) {
 		return func(p *workersv1alpha1.WorkerPool) {
@@ -360,8 +361,7 @@ var _ = It("in image mode patches only the code container", Label(suite.ControlP
 })
 
 var _ = It("snapshots are kept to the history limit", Label(suite.ControlPlane), func() {
-	t := GinkgoT()
-	f := newFixture(t)
+	f := newFixture()
 	f.startManager(clock.RealClock{})
 	f.createCode(map[string]string{"server.py": "print(1)"})
 	f.createPods(podNames(2)...)
@@ -375,7 +375,7 @@ var _ = It("snapshots are kept to the history limit", Label(suite.ControlPlane),
 	// The current revision and one more: the limit.
 	want := []string{poolrevision.SnapshotName(poolName, revs[3]), poolrevision.SnapshotName(poolName, revs[2])}
 	slices.Sort(want)
-	f.eventually("old snapshots are deleted", func() error {
+	Eventually(func() error {
 		list := &corev1.ConfigMapList{}
 		if err := f.c.List(f.ctx, list, client.InNamespace(f.ns), client.MatchingLabels{workersv1alpha1.PoolNameLabel: poolName}); err != nil {
 			return err
@@ -392,12 +392,12 @@ var _ = It("snapshots are kept to the history limit", Label(suite.ControlPlane),
 			return fmt.Errorf("snapshots %v, want %v", got, want)
 		}
 		return nil
-	})
+	}).Should(Succeed(), "old snapshots are deleted")
 })
 
 var _ = It("a rollout without progress past its deadline is degraded", Label(suite.ControlPlane), func() {
 	t := GinkgoT()
-	f := newFixture(t)
+	f := newFixture()
 	clk := clocktesting.NewFakeClock(time.Now())
 	f.startManager(clk)
 	f.createCode(map[string]string{"server.py": "print('v1')"})
@@ -432,7 +432,7 @@ var _ = It("a rollout without progress past its deadline is degraded", Label(sui
 
 var _ = It("rollback to a kept revision", Label(suite.ControlPlane), func() {
 	t := GinkgoT()
-	f := newFixture(t)
+	f := newFixture()
 	f.startManager(clock.RealClock{})
 	f.createCode(map[string]string{"server.py": "print('v1')"})
 	f.createPods(podNames(3)...)
@@ -447,12 +447,12 @@ var _ = It("rollback to a kept revision", Label(suite.ControlPlane), func() {
 	if got := f.waitRollout(v2, 3); got != v1 {
 		t.Fatalf("rolled back to %s, want %s", got, v1)
 	}
-	f.eventually("the request is removed once recorded", func() error {
+	Eventually(func() error {
 		if v, ok := f.pool().Annotations[workersv1alpha1.RollbackToAnnotation]; ok {
 			return fmt.Errorf("%s is still %q", workersv1alpha1.RollbackToAnnotation, v)
 		}
 		return nil
-	})
+	}).Should(Succeed(), "the request is removed once recorded")
 	if h := f.pool().Status.History[0]; h.Revision != v1 || h.Cause != CauseRollback {
 		t.Errorf("history[0] = %+v, want %s caused by Rollback", h, v1)
 	}
@@ -477,7 +477,7 @@ var _ = It("rollback to a kept revision", Label(suite.ControlPlane), func() {
 
 var _ = It("rollback to a missing revision is refused", Label(suite.ControlPlane), func() {
 	t := GinkgoT()
-	f := newFixture(t)
+	f := newFixture()
 	f.startManager(clock.RealClock{})
 	f.createCode(map[string]string{"server.py": "print('v1')"})
 	f.createPods(podNames(2)...)
@@ -490,27 +490,27 @@ var _ = It("rollback to a missing revision is refused", Label(suite.ControlPlane
 	if got := f.waitEvent(EventRollbackRefused); !strings.Contains(got[0], "0000000000000000") {
 		t.Errorf("event %q does not name the revision", got[0])
 	}
-	f.eventually("the request is removed", func() error {
+	Eventually(func() error {
 		if _, ok := f.pool().Annotations[workersv1alpha1.RollbackToAnnotation]; ok {
 			return fmt.Errorf("still there")
 		}
 		return nil
-	})
+	}).Should(Succeed(), "the request is removed")
 	if got := f.pool().Status.CurrentRevision; got != v1 {
 		t.Errorf("currentRevision %s, want %s", got, v1)
 	}
 })
 
-func gauge(t testingT, m interface{ Write(*dto.Metric) error }) float64 {
-	t.Helper()
+func gauge(m interface{ Write(*dto.Metric) error }) float64 {
+	GinkgoHelper()
 	var out dto.Metric
-	must(t, m.Write(&out))
+	Expect(m.Write(&out)).To(Succeed())
 	return out.GetGauge().GetValue()
 }
 
-func counter(t testingT, m interface{ Write(*dto.Metric) error }) float64 {
-	t.Helper()
+func counter(m interface{ Write(*dto.Metric) error }) float64 {
+	GinkgoHelper()
 	var out dto.Metric
-	must(t, m.Write(&out))
+	Expect(m.Write(&out)).To(Succeed())
 	return out.GetCounter().GetValue()
 }

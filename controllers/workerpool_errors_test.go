@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -28,7 +29,7 @@ import (
 // is told its agent may read the snapshot.
 var _ = It("pods are told only revisions their agents may read", Label(suite.ControlPlane), func() {
 	t := GinkgoT()
-	f := newFixture(t)
+	f := newFixture()
 	denied := f.watchToldAccess()
 	f.startControllers(poolEnv.Config, clock.RealClock{}, false)
 	f.createCode(map[string]string{"server.py": "print('v1')"})
@@ -61,9 +62,9 @@ var _ = It("pods are told only revisions their agents may read", Label(suite.Con
 // returns the pods told one it could not.
 func (f *fixture) watchToldAccess() func() []string {
 	wc, err := client.NewWithWatch(poolEnv.Config, client.Options{Scheme: poolEnv.Scheme})
-	must(f.t, err)
+	Expect(err).To(Succeed())
 	w, err := wc.Watch(f.ctx, &corev1.PodList{}, client.InNamespace(f.ns))
-	must(f.t, err)
+	Expect(err).To(Succeed())
 	var (
 		mu     sync.Mutex
 		denied []string
@@ -109,7 +110,7 @@ func (f *fixture) watchToldAccess() func() []string {
 // conditions and a Warning event; removing it lets the rollout go on.
 var _ = It("a snapshot name taken is reported", Label(suite.ControlPlane), func() {
 	t := GinkgoT()
-	f := newFixture(t)
+	f := newFixture()
 	code := map[string]string{"server.py": "print('v1')"}
 	f.createCode(code)
 	f.createPods(podNames(2)...)
@@ -117,7 +118,7 @@ var _ = It("a snapshot name taken is reported", Label(suite.ControlPlane), func(
 	// The revision of the pool as the API server defaulted it.
 	rev := poolrevision.Hash(poolrevision.SpecOf(f.pool()), poolrevision.Code{Data: code})
 	squatter := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: poolrevision.SnapshotName(poolName, rev)}}
-	must(t, f.c.Create(f.ctx, squatter))
+	Expect(f.c.Create(f.ctx, squatter)).To(Succeed())
 	f.startManager(clock.RealClock{})
 
 	c := f.waitCondition(workersv1alpha1.ConditionDegraded, metav1.ConditionTrue, workersv1alpha1.ReasonSnapshotNameTaken)
@@ -134,7 +135,7 @@ var _ = It("a snapshot name taken is reported", Label(suite.ControlPlane), func(
 		}
 	}
 
-	must(t, f.c.Delete(f.ctx, squatter))
+	Expect(f.c.Delete(f.ctx, squatter)).To(Succeed())
 	if got := f.waitComplete(2); got != rev {
 		t.Errorf("completed %s, want %s", got, rev)
 	}
@@ -146,7 +147,7 @@ var _ = It("a snapshot name taken is reported", Label(suite.ControlPlane), func(
 // reason in the conditions and a Warning event; room lets it go on.
 var _ = It("a snapshot the API server refuses is reported", Label(suite.ControlPlane), func() {
 	t := GinkgoT()
-	f := newFixture(t)
+	f := newFixture()
 	f.createCode(map[string]string{"server.py": "print('v1')"})
 	f.createPods(podNames(2)...)
 	quota := f.fillConfigMapQuota()
@@ -162,7 +163,7 @@ var _ = It("a snapshot the API server refuses is reported", Label(suite.ControlP
 		t.Errorf("event %q, want a Warning", got[0])
 	}
 
-	must(t, f.c.Delete(f.ctx, quota))
+	Expect(f.c.Delete(f.ctx, quota)).To(Succeed())
 	f.waitComplete(2)
 	f.waitCondition(workersv1alpha1.ConditionDegraded, metav1.ConditionFalse, workersv1alpha1.ReasonAsExpected)
 })
@@ -171,26 +172,26 @@ var _ = It("a snapshot the API server refuses is reported", Label(suite.ControlP
 // used up (as the quota controller, which envtest lacks, would record it),
 // and waits until the API server refuses a ConfigMap for it.
 func (f *fixture) fillConfigMapQuota() *corev1.ResourceQuota {
-	f.t.Helper()
+	GinkgoHelper()
 	name := corev1.ResourceName("count/configmaps")
 	list := &corev1.ConfigMapList{}
-	must(f.t, f.c.List(f.ctx, list, client.InNamespace(f.ns)))
+	Expect(f.c.List(f.ctx, list, client.InNamespace(f.ns))).To(Succeed())
 	used := *resource.NewQuantity(int64(len(list.Items)), resource.DecimalSI)
 	quota := &corev1.ResourceQuota{
 		ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "configmaps"},
 		Spec:       corev1.ResourceQuotaSpec{Hard: corev1.ResourceList{name: used}},
 	}
-	must(f.t, f.c.Create(f.ctx, quota))
+	Expect(f.c.Create(f.ctx, quota)).To(Succeed())
 	quota.Status = corev1.ResourceQuotaStatus{Hard: corev1.ResourceList{name: used}, Used: corev1.ResourceList{name: used}}
-	must(f.t, f.c.Status().Update(f.ctx, quota))
-	f.eventually("the quota refuses a ConfigMap", func() error {
+	Expect(f.c.Status().Update(f.ctx, quota)).To(Succeed())
+	Eventually(func() error {
 		probe := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "quota-probe"}}
 		err := f.c.Create(f.ctx, probe, client.DryRunAll)
 		if apierrors.IsForbidden(err) {
 			return nil
 		}
 		return fmt.Errorf("a ConfigMap is still admitted: %w", err)
-	})
+	}).Should(Succeed(), "the quota refuses a ConfigMap")
 	return quota
 }
 
@@ -199,7 +200,7 @@ func (f *fixture) fillConfigMapQuota() *corev1.ResourceQuota {
 // request stays, is retried, and the rollback happens once it can be read.
 var _ = It("a rollback request waits for an unreadable snapshot", Label(suite.ControlPlane), func() {
 	t := GinkgoT()
-	f := newFixture(t)
+	f := newFixture()
 	f.startManager(clock.RealClock{})
 	f.createCode(map[string]string{"server.py": "print('v1')"})
 	f.createPods(podNames(2)...)
@@ -227,23 +228,23 @@ var _ = It("a rollback request waits for an unreadable snapshot", Label(suite.Co
 	if got := f.waitRollout(v2, 2); got != v1 {
 		t.Fatalf("rolled back to %s, want %s", got, v1)
 	}
-	f.eventually("the request is removed once recorded", func() error {
+	Eventually(func() error {
 		if v, ok := f.pool().Annotations[workersv1alpha1.RollbackToAnnotation]; ok {
 			return fmt.Errorf("%s is still %q", workersv1alpha1.RollbackToAnnotation, v)
 		}
 		return nil
-	})
+	}).Should(Succeed(), "the request is removed once recorded")
 })
 
 // setSnapshotSpec sets the spec annotation of a snapshot (its metadata can
 // change; its files cannot) and returns the value it had.
 func (f *fixture) setSnapshotSpec(key types.NamespacedName, value string) string {
-	f.t.Helper()
+	GinkgoHelper()
 	cm := &corev1.ConfigMap{}
-	must(f.t, f.c.Get(context.Background(), key, cm))
+	Expect(f.c.Get(context.Background(), key, cm)).To(Succeed())
 	old := cm.Annotations[workersv1alpha1.SnapshotSpecAnnotation]
 	cm.Annotations[workersv1alpha1.SnapshotSpecAnnotation] = value
-	must(f.t, f.c.Update(f.ctx, cm))
+	Expect(f.c.Update(f.ctx, cm)).To(Succeed())
 	return old
 }
 
@@ -252,7 +253,7 @@ func (f *fixture) setSnapshotSpec(key types.NamespacedName, value string) string
 // conditions and a Warning event; fixing it lets the rollout go on.
 var _ = It("an invalid selector is reported", Label(suite.ControlPlane), func() {
 	t := GinkgoT()
-	f := newFixture(t)
+	f := newFixture()
 	f.startManager(clock.RealClock{})
 	f.createCode(map[string]string{"server.py": "print('v1')"})
 	f.createPods(podNames(2)...)

@@ -71,7 +71,7 @@ func deleting(pod corev1.Pod) corev1.Pod {
 // and deleting the second leaves it as it was.
 var _ = It("lets one pool alone govern a pod", Label(suite.ControlPlane), func() {
 	t := GinkgoT()
-	f := newFixture(t)
+	f := newFixture()
 	f.startManager(clock.RealClock{})
 	f.createCode(map[string]string{"server.py": "print('v1')"})
 	f.createPods(podNames(3)...)
@@ -83,7 +83,7 @@ var _ = It("lets one pool alone govern a pod", Label(suite.ControlPlane), func()
 
 	stray := newPod(f.ns, "stray")
 	delete(stray.Labels, workersv1alpha1.PoolLabel)
-	must(t, f.c.Create(f.ctx, stray))
+	Expect(f.c.Create(f.ctx, stray)).To(Succeed())
 	c := f.waitCondition(workersv1alpha1.ConditionSelectorOverlap, metav1.ConditionTrue, workersv1alpha1.ReasonPodsWithoutPoolLabel)
 	if !strings.Contains(c.Message, "pod stray without the softreload.dev/pool label") {
 		t.Errorf("SelectorOverlap message %q does not name pod stray", c.Message)
@@ -95,16 +95,16 @@ var _ = It("lets one pool alone govern a pod", Label(suite.ControlPlane), func()
 	v2 := f.waitRollout(v1, 3)
 
 	intruderCode := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "intruder-code", Namespace: f.ns}, Data: map[string]string{"server.py": "print('intruder')"}}
-	must(t, f.c.Create(f.ctx, intruderCode))
+	Expect(f.c.Create(f.ctx, intruderCode)).To(Succeed())
 	intruder := newPool(f.ns, func(p *workersv1alpha1.WorkerPool) {
 		p.Name = "intruder"
 		p.Spec.Code.ConfigMapRef.Name = intruderCode.Name
 	})
-	must(t, f.c.Create(f.ctx, intruder))
+	Expect(f.c.Create(f.ctx, intruder)).To(Succeed())
 	// The condition is written in the reconcile that would have sent the
 	// pods a revision: once it shows, any such write has been made.
 	var st workersv1alpha1.WorkerPoolStatus
-	f.eventually("the intruder reports the pods it does not govern", func() error {
+	Eventually(func() error {
 		got := &workersv1alpha1.WorkerPool{}
 		if err := f.c.Get(f.ctx, client.ObjectKeyFromObject(intruder), got); err != nil {
 			return err
@@ -115,7 +115,7 @@ var _ = It("lets one pool alone govern a pod", Label(suite.ControlPlane), func()
 			return fmt.Errorf("status %+v", st)
 		}
 		return nil
-	})
+	}).Should(Succeed(), "the intruder reports the pods it does not govern")
 	c = meta.FindStatusCondition(st.Conditions, workersv1alpha1.ConditionSelectorOverlap)
 	for _, want := range []string{"pods web-0, web-1, web-2 of WorkerPool web (softreload.dev/pool=web)", "pod stray without"} {
 		if !strings.Contains(c.Message, want) {
@@ -125,12 +125,12 @@ var _ = It("lets one pool alone govern a pod", Label(suite.ControlPlane), func()
 	if a := meta.FindStatusCondition(st.Conditions, workersv1alpha1.ConditionAvailable); st.Pods != 0 || a == nil || a.Reason != workersv1alpha1.ReasonNoPods {
 		t.Errorf("the intruder counts %d pods, Available %+v; want 0 and NoPods", st.Pods, a)
 	}
-	f.eventually("a SelectorOverlap event of the intruder", func() error {
+	Eventually(func() error {
 		if got := poolEvents(f, "intruder", EventSelectorOverlap); len(got) == 0 {
 			return fmt.Errorf("none")
 		}
 		return nil
-	})
+	}).Should(Succeed(), "a SelectorOverlap event of the intruder")
 	f.pods(func(pod *corev1.Pod) {
 		if got := pod.Annotations[workersv1alpha1.DesiredRevisionAnnotation]; pod.Name != "stray" && got != v2 {
 			t.Errorf("pod %s is told %q, want %s of its own pool", pod.Name, got, v2)
@@ -139,14 +139,14 @@ var _ = It("lets one pool alone govern a pod", Label(suite.ControlPlane), func()
 
 	f.editCode(map[string]string{"server.py": "print('v3')"})
 	v3 := f.waitRollout(v2, 3)
-	must(t, f.c.Delete(f.ctx, intruder))
-	f.eventually("the intruder is gone", func() error {
+	Expect(f.c.Delete(f.ctx, intruder)).To(Succeed())
+	Eventually(func() error {
 		err := f.c.Get(f.ctx, client.ObjectKeyFromObject(intruder), &workersv1alpha1.WorkerPool{})
 		if !apierrors.IsNotFound(err) {
 			return fmt.Errorf("get: %w", err)
 		}
 		return nil
-	})
+	}).Should(Succeed(), "the intruder is gone")
 	f.waitComplete(3)
 	for _, name := range podNames(3) {
 		if got, want := f.agents.sentTo(name), []string{v1, v2, v3}; !slices.Equal(got, want) {
@@ -160,15 +160,15 @@ var _ = It("lets one pool alone govern a pod", Label(suite.ControlPlane), func()
 		t.Errorf("after the intruder's deletion the pool runs %s on %d pods, want %s on 3", p.Status.CurrentRevision, p.Status.Pods, v3)
 	}
 
-	must(t, f.c.Delete(f.ctx, stray))
+	Expect(f.c.Delete(f.ctx, stray)).To(Succeed())
 	f.waitCondition(workersv1alpha1.ConditionSelectorOverlap, metav1.ConditionFalse, workersv1alpha1.ReasonNoOverlap)
 })
 
 // pods calls check with every pod of the fixture's namespace.
 func (f *fixture) pods(check func(*corev1.Pod)) {
-	f.t.Helper()
+	GinkgoHelper()
 	list := &corev1.PodList{}
-	must(f.t, f.c.List(f.ctx, list, client.InNamespace(f.ns)))
+	Expect(f.c.List(f.ctx, list, client.InNamespace(f.ns))).To(Succeed())
 	for i := range list.Items {
 		check(&list.Items[i])
 	}
@@ -177,9 +177,9 @@ func (f *fixture) pods(check func(*corev1.Pod)) {
 // poolEvents returns the notes of the events with reason about the named
 // pool.
 func poolEvents(f *fixture, pool, reason string) []string {
-	f.t.Helper()
+	GinkgoHelper()
 	list := &eventsv1.EventList{}
-	must(f.t, f.c.List(f.ctx, list, client.InNamespace(f.ns)))
+	Expect(f.c.List(f.ctx, list, client.InNamespace(f.ns))).To(Succeed())
 	var out []string
 	for _, e := range list.Items {
 		if e.Reason == reason && e.Regarding.Kind == "WorkerPool" && e.Regarding.Name == pool {

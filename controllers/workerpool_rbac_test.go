@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
@@ -24,22 +25,22 @@ import (
 // must all work with it.
 var _ = It("runs with no more than the generated ClusterRole", Label(suite.ControlPlane), func() {
 	t := GinkgoT()
-	f := newFixture(t)
+	f := newFixture()
 	root, err := envtest.RepoRoot()
-	must(t, err)
+	Expect(err).To(Succeed())
 	b, err := os.ReadFile(filepath.Join(root, "config", "rbac", "role.yaml"))
-	must(t, err)
+	Expect(err).To(Succeed())
 	role := &rbacv1.ClusterRole{}
-	must(t, yaml.Unmarshal(b, role))
+	Expect(yaml.Unmarshal(b, role)).To(Succeed())
 	user := "softreload-manager-" + f.ns
 	role.Name = user
-	must(t, f.c.Create(f.ctx, role))
-	must(t, f.c.Create(f.ctx, &rbacv1.ClusterRoleBinding{
+	Expect(f.c.Create(f.ctx, role)).To(Succeed())
+	Expect(f.c.Create(f.ctx, &rbacv1.ClusterRoleBinding{
 		ObjectMeta: metav1.ObjectMeta{Name: user},
 		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: user},
 		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}},
-	}))
-	t.Cleanup(func() {
+	})).To(Succeed())
+	DeferCleanup(func() {
 		_ = f.c.Delete(f.ctx, role)
 	})
 	cfg := rest.CopyConfig(poolEnv.Config)
@@ -66,12 +67,12 @@ var _ = It("runs with no more than the generated ClusterRole", Label(suite.Contr
 	if got := f.waitRollout(v3, 3); got != v1 {
 		t.Fatalf("rolled back to %s, want %s", got, v1)
 	}
-	f.eventually("the rollback request is removed", func() error {
+	Eventually(func() error {
 		if _, ok := f.pool().Annotations[workersv1alpha1.RollbackToAnnotation]; ok {
 			return fmt.Errorf("%s is still set", workersv1alpha1.RollbackToAnnotation)
 		}
 		return nil
-	})
+	}).Should(Succeed(), "the rollback request is removed")
 	if strings.Contains(strings.Join(f.agents.sentTo("web-2"), ","), v2) {
 		t.Errorf("web-2 was told the failed revision %s", v2)
 	}

@@ -51,13 +51,13 @@ var _ = BeforeSuite(func() {
 		logger = funcr.New(func(prefix, args string) { log.Println(prefix, args) }, funcr.Options{Verbosity: 1})
 	}
 	ctrl.SetLogger(logger)
+	// A rollout on a loaded machine takes seconds, not Gomega's default 1s.
+	SetDefaultEventuallyTimeout(timeout)
+	SetDefaultEventuallyPollingInterval(50 * time.Millisecond)
 	poolEnv = suite.StartControlPlane(envtest.Options{})
 })
 
 var _ = AfterSuite(func() { suite.StopControlPlane(poolEnv) })
-
-// testingT is what the fixture needs of a spec: GinkgoT() in a spec.
-type testingT = GinkgoTInterface
 
 const (
 	timeout  = 90 * time.Second
@@ -67,7 +67,6 @@ const (
 
 // fixture is one test's namespace, manager and agents.
 type fixture struct {
-	t       testingT
 	ctx     context.Context
 	ns      string
 	c       client.Client
@@ -75,29 +74,29 @@ type fixture struct {
 	stopMgr func()
 }
 
-func newFixture(t testingT) *fixture {
-	t.Helper()
+// newFixture makes a namespace and starts the test agents for it, until
+// the spec ends.
+func newFixture() *fixture {
+	GinkgoHelper()
 	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
+	DeferCleanup(cancel)
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "wp-"}}
-	if err := poolEnv.Client.Create(ctx, ns); err != nil {
-		t.Fatalf("creating a namespace: %v", err)
-	}
-	f := &fixture{t: t, ctx: ctx, ns: ns.Name, c: poolEnv.Client}
-	f.agents = startAgents(t, ctx, ns.Name)
+	Expect(poolEnv.Client.Create(ctx, ns)).To(Succeed(), "creating a namespace")
+	f := &fixture{ctx: ctx, ns: ns.Name, c: poolEnv.Client}
+	f.agents = startAgents(ctx, ns.Name)
 	return f
 }
 
 // startManager runs the WorkerPool controller for the fixture's namespace
 // until the test ends or stopManager is called.
 func (f *fixture) startManager(clk clock.PassiveClock) {
-	f.t.Helper()
+	GinkgoHelper()
 	f.startManagerWith(poolEnv.Config, clk)
 }
 
 // startManagerWith is startManager with the manager's own API credentials.
 func (f *fixture) startManagerWith(cfg *rest.Config, clk clock.PassiveClock) {
-	f.t.Helper()
+	GinkgoHelper()
 	f.startControllers(cfg, clk, true)
 }
 
@@ -105,7 +104,7 @@ func (f *fixture) startManagerWith(cfg *rest.Config, clk clock.PassiveClock) {
 // agent-access controller that grants the agents their rights, as the
 // manager does.
 func (f *fixture) startControllers(cfg *rest.Config, clk clock.PassiveClock, access bool) {
-	f.t.Helper()
+	GinkgoHelper()
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 poolEnv.Scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
@@ -113,17 +112,11 @@ func (f *fixture) startControllers(cfg *rest.Config, clk clock.PassiveClock, acc
 		Cache:                  testCacheOptions(f.ns),
 		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
 	})
-	if err != nil {
-		f.t.Fatalf("creating a manager: %v", err)
-	}
+	Expect(err).NotTo(HaveOccurred(), "creating a manager")
 	r := NewWorkerPoolReconciler(mgr.GetClient(), mgr.GetEventRecorder("softreload"), clk)
-	if err := r.SetupWithManager(mgr); err != nil {
-		f.t.Fatalf("setting up the reconciler: %v", err)
-	}
+	Expect(r.SetupWithManager(mgr)).To(Succeed(), "setting up the reconciler")
 	if access {
-		if err := NewAgentAccessReconciler(mgr.GetClient()).SetupWithManager(mgr); err != nil {
-			f.t.Fatalf("setting up the agent access reconciler: %v", err)
-		}
+		Expect(NewAgentAccessReconciler(mgr.GetClient()).SetupWithManager(mgr)).To(Succeed(), "setting up the agent access reconciler")
 	}
 	ctx, cancel := context.WithCancel(f.ctx)
 	done := make(chan error, 1)
@@ -132,12 +125,10 @@ func (f *fixture) startControllers(cfg *rest.Config, clk clock.PassiveClock, acc
 	f.stopMgr = func() {
 		once.Do(func() {
 			cancel()
-			if err := <-done; err != nil {
-				f.t.Errorf("manager: %v", err)
-			}
+			Expect(<-done).To(Succeed(), "manager")
 		})
 	}
-	f.t.Cleanup(f.stopMgr)
+	DeferCleanup(f.stopMgr)
 }
 
 func (f *fixture) stopManager() { f.stopMgr() }
@@ -153,17 +144,17 @@ func testCacheOptions(ns string) cache.Options {
 // Builders.
 
 func (f *fixture) createCode(data map[string]string) {
-	f.t.Helper()
+	GinkgoHelper()
 	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: codeName, Namespace: f.ns}, Data: data}
-	must(f.t, f.c.Create(f.ctx, cm))
+	Expect(f.c.Create(f.ctx, cm)).To(Succeed())
 }
 
 func (f *fixture) editCode(data map[string]string) {
-	f.t.Helper()
+	GinkgoHelper()
 	cm := &corev1.ConfigMap{}
-	must(f.t, f.c.Get(f.ctx, types.NamespacedName{Namespace: f.ns, Name: codeName}, cm))
+	Expect(f.c.Get(f.ctx, types.NamespacedName{Namespace: f.ns, Name: codeName}, cm)).To(Succeed())
 	cm.Data = data
-	must(f.t, f.c.Update(f.ctx, cm))
+	Expect(f.c.Update(f.ctx, cm)).To(Succeed())
 }
 
 func newPool(ns string, change ...func(*workersv1alpha1.WorkerPool)) *workersv1alpha1.WorkerPool {
@@ -190,24 +181,24 @@ func rollback(policy workersv1alpha1.RollbackPolicy) func(*workersv1alpha1.Worke
 }
 
 func (f *fixture) createPool(change ...func(*workersv1alpha1.WorkerPool)) {
-	f.t.Helper()
-	must(f.t, f.c.Create(f.ctx, newPool(f.ns, change...)))
+	GinkgoHelper()
+	Expect(f.c.Create(f.ctx, newPool(f.ns, change...))).To(Succeed())
 }
 
 // updatePool changes the pool's spec or metadata, retrying on conflicts.
 func (f *fixture) updatePool(change func(*workersv1alpha1.WorkerPool)) {
-	f.t.Helper()
-	must(f.t, retry.RetryOnConflict(retry.DefaultRetry, func() error {
+	GinkgoHelper()
+	Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		p := f.pool()
 		change(p)
 		return f.c.Update(f.ctx, p)
-	}))
+	})).To(Succeed())
 }
 
 func (f *fixture) createPods(names ...string) {
-	f.t.Helper()
+	GinkgoHelper()
 	for _, name := range names {
-		must(f.t, f.c.Create(f.ctx, newPod(f.ns, name)))
+		Expect(f.c.Create(f.ctx, newPod(f.ns, name))).To(Succeed())
 	}
 }
 
@@ -231,38 +222,38 @@ func podNames(n int) []string {
 // Reading.
 
 func (f *fixture) pool() *workersv1alpha1.WorkerPool {
-	f.t.Helper()
+	GinkgoHelper()
 	p := &workersv1alpha1.WorkerPool{}
-	must(f.t, f.c.Get(f.ctx, types.NamespacedName{Namespace: f.ns, Name: poolName}, p))
+	Expect(f.c.Get(f.ctx, types.NamespacedName{Namespace: f.ns, Name: poolName}, p)).To(Succeed())
 	return p
 }
 
 func (f *fixture) pod(name string) *corev1.Pod {
-	f.t.Helper()
+	GinkgoHelper()
 	p := &corev1.Pod{}
-	must(f.t, f.c.Get(f.ctx, types.NamespacedName{Namespace: f.ns, Name: name}, p))
+	Expect(f.c.Get(f.ctx, types.NamespacedName{Namespace: f.ns, Name: name}, p)).To(Succeed())
 	return p
 }
 
 // waitRollout waits for a revision other than from to complete on pods
 // pods, and returns it.
 func (f *fixture) waitRollout(from string, pods int) string {
-	f.t.Helper()
-	f.eventually("a new revision", func() error {
+	GinkgoHelper()
+	Eventually(func() error {
 		if got := f.pool().Status.UpdateRevision; got == from {
 			return fmt.Errorf("updateRevision still %s", got)
 		}
 		return nil
-	})
+	}).Should(Succeed(), "a new revision")
 	return f.waitComplete(pods)
 }
 
 // waitComplete waits until the pool's status describes its current spec
 // and every pod runs one revision, and returns that revision.
 func (f *fixture) waitComplete(pods int) string {
-	f.t.Helper()
+	GinkgoHelper()
 	var rev string
-	f.eventually("the rollout completes", func() error {
+	Eventually(func() error {
 		p := f.pool()
 		st := p.Status
 		c := meta.FindStatusCondition(st.Conditions, workersv1alpha1.ConditionProgressing)
@@ -276,7 +267,7 @@ func (f *fixture) waitComplete(pods int) string {
 		}
 		rev = st.CurrentRevision
 		return nil
-	})
+	}).Should(Succeed(), "the rollout completes")
 	return rev
 }
 
@@ -286,36 +277,36 @@ func (f *fixture) condition(typ string) *metav1.Condition {
 
 // waitCondition waits for the condition to have the status and reason.
 func (f *fixture) waitCondition(typ string, status metav1.ConditionStatus, reason string) *metav1.Condition {
-	f.t.Helper()
+	GinkgoHelper()
 	var got *metav1.Condition
-	f.eventually(fmt.Sprintf("%s is %s (%s)", typ, status, reason), func() error {
+	Eventually(func() error {
 		got = f.condition(typ)
 		if got == nil || got.Status != status || got.Reason != reason {
 			return fmt.Errorf("%s: %+v", typ, got)
 		}
 		return nil
-	})
+	}).Should(Succeed(), fmt.Sprintf("%s is %s (%s)", typ, status, reason))
 	return got
 }
 
 // waitReconciled waits until the status describes the pool's generation:
 // a reconcile has seen the latest spec.
 func (f *fixture) waitReconciled() {
-	f.t.Helper()
-	f.eventually("the status observes the latest generation", func() error {
+	GinkgoHelper()
+	Eventually(func() error {
 		p := f.pool()
 		if p.Status.ObservedGeneration != p.Generation {
 			return fmt.Errorf("observedGeneration %d, generation %d", p.Status.ObservedGeneration, p.Generation)
 		}
 		return nil
-	})
+	}).Should(Succeed(), "the status observes the latest generation")
 }
 
 // events returns the notes of the pool's events with reason.
 func (f *fixture) events(reason string) []string {
-	f.t.Helper()
+	GinkgoHelper()
 	list := &eventsv1.EventList{}
-	must(f.t, f.c.List(f.ctx, list, client.InNamespace(f.ns)))
+	Expect(f.c.List(f.ctx, list, client.InNamespace(f.ns))).To(Succeed())
 	var out []string
 	for _, e := range list.Items {
 		if e.Reason == reason && e.Regarding.Kind == "WorkerPool" {
@@ -326,29 +317,15 @@ func (f *fixture) events(reason string) []string {
 }
 
 func (f *fixture) waitEvent(reason string) []string {
-	f.t.Helper()
+	GinkgoHelper()
 	var got []string
-	f.eventually("a "+reason+" event", func() error {
+	Eventually(func() error {
 		if got = f.events(reason); len(got) == 0 {
 			return fmt.Errorf("no %s event", reason)
 		}
 		return nil
-	})
+	}).Should(Succeed(), "a "+reason+" event")
 	return got
-}
-
-// eventually waits for cond to return nil, failing the spec with what
-// after timeout.
-func (f *fixture) eventually(what string, cond func() error) {
-	GinkgoHelper()
-	Eventually(cond).WithTimeout(timeout).WithPolling(50*time.Millisecond).Should(Succeed(), what)
-}
-
-func must(t testingT, err error) {
-	t.Helper()
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 // The test agents.
@@ -367,11 +344,11 @@ const (
 // the most pods that were ever in flight at once.
 type agents struct {
 	*fakeagent.Agents
-	t  testingT
 	ns string
 }
 
-func startAgents(t testingT, ctx context.Context, ns string) *agents {
+func startAgents(ctx context.Context, ns string) *agents {
+	GinkgoHelper()
 	a, err := fakeagent.Start(ctx, poolEnv.Config, fakeagent.Options{
 		Namespace: ns,
 		Delay:     100 * time.Millisecond,
@@ -382,10 +359,8 @@ func startAgents(t testingT, ctx context.Context, ns string) *agents {
 			Fail("test agents: " + err.Error())
 		},
 	})
-	if err != nil {
-		t.Fatalf("starting the test agents: %v", err)
-	}
-	return &agents{Agents: a, t: t, ns: ns}
+	Expect(err).NotTo(HaveOccurred(), "starting the test agents")
+	return &agents{Agents: a, ns: ns}
 }
 
 // setBehaviour decides what the agents do with each revision from now on.
@@ -402,7 +377,7 @@ func (a *agents) releaseHeld() { a.ReleaseHeld() }
 // status can say so before that watch delivers the agents' last reports.
 func (a *agents) resetMaxInFlight() {
 	GinkgoHelper()
-	Eventually(a.InFlight).WithTimeout(timeout).WithPolling(10*time.Millisecond).Should(BeZero(),
+	Eventually(a.InFlight).WithPolling(10*time.Millisecond).Should(BeZero(),
 		"the test agents still see pods in flight")
 	a.ResetCounts()
 }
