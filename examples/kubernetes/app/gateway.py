@@ -7,6 +7,7 @@ sends comes back as "<pid>: <line>". It serves on the socket the agent
 passes (fd 3) and says READY=1 once it accepts.
 """
 import os
+import select
 import signal
 import socket
 import sys
@@ -39,7 +40,14 @@ def main():
     signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(0))
     notify("READY=1")
     while True:
-        conn, _ = listener.accept()
+        # The agent passes its sockets non-blocking (docs/agent.md, the
+        # worker contract): wait for a connection, then take it.
+        select.select([listener], [], [])
+        try:
+            conn, _ = listener.accept()
+        except BlockingIOError:
+            continue  # another process took it first
+        conn.setblocking(True)
         threading.Thread(target=serve, args=(conn,), daemon=True).start()
 
 
