@@ -6,7 +6,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	dto "github.com/prometheus/client_model/go"
@@ -25,7 +24,6 @@ import (
 )
 
 var _ = It("a rollout completes within its budget", Label(suite.ControlPlane), func() {
-	t := GinkgoT()
 	f := newFixture()
 	f.startManager(clock.RealClock{})
 	f.createCode(map[string]string{"server.py": "print('v1')"})
@@ -37,40 +35,26 @@ var _ = It("a rollout completes within its budget", Label(suite.ControlPlane), f
 	f.editCode(map[string]string{"server.py": "print('v2')"})
 	v2 := f.waitRollout(v1, 10)
 
-	if v2 == v1 {
-		t.Fatalf("a code change made no new revision: %s", v1)
-	}
-	if got := f.agents.MaxInFlight(); got > 3 || got == 0 {
-		t.Errorf("at most %d pods were reloading at once, want 1 to 3 (30%% of 10)", got)
-	}
+	Expect(v2).NotTo(Equal(v1), "a code change made no new revision")
+	Expect(f.agents.MaxInFlight()).To(SatisfyAll(BeNumerically(">=", 1), BeNumerically("<=", 3)), "the most pods reloading at once: 1 to 3 (30% of 10)")
 	for _, name := range podNames(10) {
-		if got, want := f.agents.sentTo(name), []string{v1, v2}; !slices.Equal(got, want) {
-			t.Errorf("pod %s was told %v, want %v", name, got, want)
-		}
+		Expect(f.agents.sentTo(name)).To(Equal([]string{v1, v2}), "the revisions pod %s was told", name)
 	}
 	p := f.pool()
-	if h := p.Status.History; len(h) < 2 || h[0].Revision != v2 || h[0].Result != ResultComplete || h[0].Cause != CauseCodeChanged ||
-		h[1].Revision != v1 || h[1].Result != ResultComplete {
-		t.Errorf("history = %+v, want %s (CodeChanged, Complete) then %s (Complete)", h, v2, v1)
+	Expect(len(p.Status.History)).To(BeNumerically(">=", 2), "records in the history %+v", p.Status.History)
+	Expect(p.Status.History[0]).To(SatisfyAll(HaveField("Revision", v2), HaveField("Result", ResultComplete), HaveField("Cause", CauseCodeChanged)),
+		"the history's newest record: the new revision, CodeChanged, Complete")
+	Expect(p.Status.History[1]).To(SatisfyAll(HaveField("Revision", v1), HaveField("Result", ResultComplete)),
+		"the history's second record: the first revision, Complete")
+	Expect(f.condition(workersv1alpha1.ConditionAvailable)).To(HaveField("Status", metav1.ConditionTrue), "Available")
+	Expect(f.condition(workersv1alpha1.ConditionDegraded)).To(HaveField("Status", metav1.ConditionFalse), "Degraded")
+	for _, reason := range []string{EventRolloutComplete, EventRolloutStarted} {
+		got := f.events(reason)
+		Expect(len(got)).To(BeNumerically(">=", 2), "%s events %q: want one per revision", reason, got)
 	}
-	if c := f.condition(workersv1alpha1.ConditionAvailable); c.Status != metav1.ConditionTrue {
-		t.Errorf("Available = %+v, want True", c)
-	}
-	if c := f.condition(workersv1alpha1.ConditionDegraded); c.Status != metav1.ConditionFalse {
-		t.Errorf("Degraded = %+v, want False", c)
-	}
-	if got := f.events(EventRolloutComplete); len(got) < 2 {
-		t.Errorf("RolloutComplete events = %q, want one per revision", got)
-	}
-	if got := f.events(EventRolloutStarted); len(got) < 2 {
-		t.Errorf("RolloutStarted events = %q, want one per revision", got)
-	}
-	if got := gauge(podsByState.WithLabelValues(f.ns, poolName, "updated")); got != 10 {
-		t.Errorf("softreload_pods{state=updated} = %v, want 10", got)
-	}
-	if got := counter(rolloutsTotal.WithLabelValues(ResultComplete)); got < 2 {
-		t.Errorf("softreload_rollouts_total{result=Complete} = %v, want at least this test's 2", got)
-	}
+	Expect(gauge(podsByState.WithLabelValues(f.ns, poolName, "updated"))).To(BeEquivalentTo(10), "softreload_pods{state=updated}")
+	Expect(counter(rolloutsTotal.WithLabelValues(ResultComplete))).To(BeNumerically(">=", 2),
+		"softreload_rollouts_total{result=Complete}: at least this spec's 2")
 })
 
 // failAt makes the agent of pod fail revisions other than good.
@@ -84,7 +68,6 @@ func failAt(pod string, good string) func(string, string) outcome {
 }
 
 var _ = It("rolls a failed revision back with rollback Auto", Label(suite.ControlPlane), func() {
-	t := GinkgoT()
 	f := newFixture()
 	f.startManager(clock.RealClock{})
 	f.createCode(map[string]string{"server.py": "print('v1')"})
@@ -96,43 +79,31 @@ var _ = It("rolls a failed revision back with rollback Auto", Label(suite.Contro
 	f.editCode(map[string]string{"server.py": "syntax error"})
 
 	degraded := f.waitCondition(workersv1alpha1.ConditionDegraded, metav1.ConditionTrue, workersv1alpha1.ReasonReloadFailed)
-	if !strings.Contains(degraded.Message, "web-2") || !strings.Contains(degraded.Message, "SyntaxError") {
-		t.Errorf("Degraded message %q does not name the pod and its message", degraded.Message)
-	}
+	Expect(degraded.Message).To(containAll("web-2", "SyntaxError"), "the Degraded message names the pod and its message")
 	f.waitCondition(workersv1alpha1.ConditionProgressing, metav1.ConditionFalse, workersv1alpha1.ReasonRolledBack)
 	warnings := f.waitEvent(EventReloadFailed)
-	if !strings.HasPrefix(warnings[0], "Warning") || !strings.Contains(warnings[0], "web-2") {
-		t.Errorf("ReloadFailed event %q, want a Warning naming web-2", warnings[0])
-	}
+	Expect(warnings[0]).To(SatisfyAll(HavePrefix("Warning"), ContainSubstring("web-2")), "the ReloadFailed event is a Warning naming web-2")
 	f.waitEvent(EventRolledBack)
 
 	p := f.pool()
 	v2 := p.Status.History[0].Revision
-	if p.Status.CurrentRevision != v1 || p.Status.History[0].Result != ResultRolledBack {
-		t.Errorf("status = %+v, want currentRevision %s and %s RolledBack", p.Status, v1, v2)
-	}
+	Expect(p.Status.CurrentRevision).To(Equal(v1), "currentRevision after the rollback")
+	Expect(p.Status.History[0].Result).To(Equal(ResultRolledBack), "the failed revision's result")
 	for _, name := range podNames(5) {
 		pod := f.pod(name)
-		if got := pod.Annotations[workersv1alpha1.DesiredRevisionAnnotation]; got != v1 {
-			t.Errorf("pod %s desired revision %s, want %s after rollback", name, got, v1)
-		}
+		Expect(pod.Annotations[workersv1alpha1.DesiredRevisionAnnotation]).To(Equal(v1), "pod %s's desired revision after the rollback", name)
 		// The budget is 1 and pods move by name: web-3 and web-4 come
 		// after the failure and must never have been told the bad revision.
 		sent := f.agents.sentTo(name)
-		if (name == "web-3" || name == "web-4") && slices.Contains(sent, v2) {
-			t.Errorf("pod %s was told the failed revision after the failure: %v", name, sent)
+		if name == "web-3" || name == "web-4" {
+			Expect(sent).NotTo(ContainElement(v2), "pod %s was told the failed revision after the failure", name)
 		}
-		if n := strings.Count(strings.Join(sent, ","), v2); n > 1 {
-			t.Errorf("pod %s was told %s %d times: %v", name, v2, n, sent)
-		}
+		Expect(strings.Count(strings.Join(sent, ","), v2)).To(BeNumerically("<=", 1), "pod %s was told the failed revision more than once: %v", name, sent)
 	}
-	if c := f.condition(workersv1alpha1.ConditionDegraded); !strings.Contains(c.Message, "web-2") {
-		t.Errorf("after the rollback Degraded says %q, want it to still name web-2", c.Message)
-	}
+	Expect(f.condition(workersv1alpha1.ConditionDegraded).Message).To(ContainSubstring("web-2"), "after the rollback Degraded still names web-2")
 })
 
 var _ = It("holds a failed revision with rollback Manual", Label(suite.ControlPlane), func() {
-	t := GinkgoT()
 	f := newFixture()
 	f.startManager(clock.RealClock{})
 	f.createCode(map[string]string{"server.py": "print('v1')"})
@@ -152,26 +123,19 @@ var _ = It("holds a failed revision with rollback Manual", Label(suite.ControlPl
 	f.waitReconciled()
 	want := map[string]string{"web-0": v2, "web-1": v2, "web-2": v1, "web-3": v1, "web-4": v1}
 	for name, rev := range want {
-		if got := f.pod(name).Annotations[workersv1alpha1.DesiredRevisionAnnotation]; got != rev {
-			t.Errorf("pod %s desired revision %s, want %s: Manual must hold", name, got, rev)
-		}
+		Expect(f.pod(name).Annotations[workersv1alpha1.DesiredRevisionAnnotation]).To(Equal(rev), "pod %s's desired revision: Manual must hold", name)
 	}
-	if h := f.pool().Status.History; h[0].Result != ResultFailed {
-		t.Errorf("history[0] = %+v, want Failed", h[0])
-	}
+	Expect(f.pool().Status.History[0].Result).To(Equal(ResultFailed), "history[0]")
 
 	// A new change goes ahead.
 	f.agents.setBehaviour(func(string, string) outcome { return succeed })
 	f.editCode(map[string]string{"server.py": "print('v3')"})
 	v3 := f.waitRollout(v2, 5)
-	if v3 == v2 || v3 == v1 {
-		t.Fatalf("the fix made no new revision")
-	}
+	Expect(v3).NotTo(BeElementOf(v1, v2), "the fix made no new revision")
 	f.waitCondition(workersv1alpha1.ConditionDegraded, metav1.ConditionFalse, workersv1alpha1.ReasonAsExpected)
 })
 
 var _ = It("pauses and resumes a rollout", Label(suite.ControlPlane), func() {
-	t := GinkgoT()
 	f := newFixture()
 	f.startManager(clock.RealClock{})
 	f.createCode(map[string]string{"server.py": "print('v1')"})
@@ -184,23 +148,16 @@ var _ = It("pauses and resumes a rollout", Label(suite.ControlPlane), func() {
 	f.editCode(map[string]string{"server.py": "print('v2')"})
 	f.waitCondition(workersv1alpha1.ConditionProgressing, metav1.ConditionFalse, workersv1alpha1.ReasonRolloutPaused)
 	v2 := f.pool().Status.UpdateRevision
-	if v2 == v1 {
-		t.Fatalf("the code change made no new revision")
-	}
+	Expect(v2).NotTo(Equal(v1), "the code change made no new revision")
 	for _, name := range podNames(4) {
-		if got := f.pod(name).Annotations[workersv1alpha1.DesiredRevisionAnnotation]; got != v1 {
-			t.Errorf("pod %s was moved to %s while paused", name, got)
-		}
+		Expect(f.pod(name).Annotations[workersv1alpha1.DesiredRevisionAnnotation]).To(Equal(v1), "pod %s was moved while paused", name)
 	}
 
 	f.updatePool(func(p *workersv1alpha1.WorkerPool) { p.Spec.Paused = false })
-	if got := f.waitComplete(4); got != v2 {
-		t.Errorf("after resuming every pod runs %s, want %s", got, v2)
-	}
+	Expect(f.waitComplete(4)).To(Equal(v2), "the revision every pod runs after resuming")
 })
 
 var _ = It("keeps the budget across a controller restart mid-rollout", Label(suite.ControlPlane), func() {
-	t := GinkgoT()
 	f := newFixture()
 	f.startManager(clock.RealClock{})
 	f.createCode(map[string]string{"server.py": "print('v1')"})
@@ -224,18 +181,13 @@ var _ = It("keeps the budget across a controller restart mid-rollout", Label(sui
 	f.agents.releaseHeld()
 	v2 := f.waitComplete(8)
 
-	if got := f.agents.MaxInFlight(); got > 2 {
-		t.Errorf("%d pods were reloading at once across the restart, budget 2", got)
-	}
+	Expect(f.agents.MaxInFlight()).To(BeNumerically("<=", 2), "pods reloading at once across the restart, budget 2")
 	for _, name := range podNames(8) {
-		if got, want := f.agents.sentTo(name), []string{v1, v2}; !slices.Equal(got, want) {
-			t.Errorf("pod %s was told %v, want %v: once each", name, got, want)
-		}
+		Expect(f.agents.sentTo(name)).To(Equal([]string{v1, v2}), "the revisions pod %s was told: each once", name)
 	}
 })
 
 var _ = It("goes on as pods are added and removed mid-rollout", Label(suite.ControlPlane), func() {
-	t := GinkgoT()
 	f := newFixture()
 	f.startManager(clock.RealClock{})
 	f.createCode(map[string]string{"server.py": "print('v1')"})
@@ -263,28 +215,21 @@ var _ = It("goes on as pods are added and removed mid-rollout", Label(suite.Cont
 	f.createPods("web-4", "web-5")
 	v2 := f.waitComplete(5)
 	for _, name := range []string{"web-0", "web-2", "web-3", "web-4", "web-5"} {
-		if got := f.pod(name).Annotations[workersv1alpha1.DesiredRevisionAnnotation]; got != v2 {
-			t.Errorf("pod %s runs %s, want %s", name, got, v2)
-		}
+		Expect(f.pod(name).Annotations[workersv1alpha1.DesiredRevisionAnnotation]).To(Equal(v2), "the revision pod %s runs", name)
 	}
 	for _, name := range []string{"web-4", "web-5"} {
-		if got := f.agents.sentTo(name); !slices.Equal(got, []string{v2}) {
-			t.Errorf("new pod %s was told %v, want only %s", name, got, v2)
-		}
+		Expect(f.agents.sentTo(name)).To(Equal([]string{v2}), "new pod %s is told the new revision alone", name)
 	}
 })
 
 var _ = It("a missing ConfigMap recovers", Label(suite.ControlPlane), func() {
-	t := GinkgoT()
 	f := newFixture()
 	f.startManager(clock.RealClock{})
 	f.createPods(podNames(2)...)
 	f.createPool()
 
 	c := f.waitCondition(workersv1alpha1.ConditionDegraded, metav1.ConditionTrue, workersv1alpha1.ReasonCodeSourceNotFound)
-	if !strings.Contains(c.Message, codeName) {
-		t.Errorf("Degraded message %q does not name the ConfigMap %s", c.Message, codeName)
-	}
+	Expect(c.Message).To(ContainSubstring(codeName), "the Degraded message names the ConfigMap")
 	f.waitCondition(workersv1alpha1.ConditionProgressing, metav1.ConditionFalse, workersv1alpha1.ReasonCodeSourceNotFound)
 	f.waitEvent(EventCodeSourceNotFound)
 
@@ -294,7 +239,6 @@ var _ = It("a missing ConfigMap recovers", Label(suite.ControlPlane), func() {
 })
 
 var _ = It("reloads on demand", Label(suite.ControlPlane), func() {
-	t := GinkgoT()
 	f := newFixture()
 	f.startManager(clock.RealClock{})
 	f.createCode(map[string]string{"server.py": "print('v1')"})
@@ -306,18 +250,14 @@ var _ = It("reloads on demand", Label(suite.ControlPlane), func() {
 		p.Annotations = map[string]string{workersv1alpha1.RestartedAtAnnotation: "2026-11-28T13:00:00Z"}
 	})
 	v2 := f.waitRollout(v1, 3)
-	if h := f.pool().Status.History[0]; h.Revision != v2 || h.Cause != CauseRestart {
-		t.Errorf("history[0] = %+v, want %s caused by Restart", h, v2)
-	}
+	Expect(f.pool().Status.History[0]).To(SatisfyAll(HaveField("Revision", v2), HaveField("Cause", CauseRestart)),
+		"history[0]: the new revision, caused by Restart")
 	for _, name := range podNames(3) {
-		if got := f.agents.sentTo(name); !slices.Equal(got, []string{v1, v2}) {
-			t.Errorf("pod %s was told %v, want %s then %s", name, got, v1, v2)
-		}
+		Expect(f.agents.sentTo(name)).To(Equal([]string{v1, v2}), "the revisions pod %s was told", name)
 	}
 })
 
 var _ = It("in image mode patches only the code container", Label(suite.ControlPlane), func() {
-	t := GinkgoT()
 	f := newFixture()
 	f.startManager(clock.RealClock{})
 	for _, name := range podNames(3) {
@@ -343,21 +283,17 @@ var _ = It("in image mode patches only the code container", Label(suite.ControlP
 		pod := f.pod(name)
 		want := before[name].Spec.DeepCopy()
 		want.Containers[1].Image = "registry.example/code:v2"
-		if diff := cmp.Diff(*want, pod.Spec); diff != "" {
-			t.Errorf("pod %s spec (-want +got):\n%s", name, diff)
-		}
-		if got := pod.Annotations[workersv1alpha1.DesiredRevisionAnnotation]; got != v2 {
-			t.Errorf("pod %s desired revision %s, want %s", name, got, v2)
-		}
+		Expect(pod.Spec).To(BeComparableTo(*want), "pod %s's spec", name)
+		Expect(pod.Annotations[workersv1alpha1.DesiredRevisionAnnotation]).To(Equal(v2), "pod %s's desired revision", name)
 		// The code container learns what it delivers from these, written
 		// with its new image.
-		if img, path := pod.Annotations[workersv1alpha1.CodeImageAnnotation], pod.Annotations[workersv1alpha1.CodePathAnnotation]; img != "registry.example/code:v2" || path != "/code" {
-			t.Errorf("pod %s names code image %q at %q, want registry.example/code:v2 at /code", name, img, path)
-		}
+		Expect(pod.Annotations).To(SatisfyAll(
+			HaveKeyWithValue(workersv1alpha1.CodeImageAnnotation, "registry.example/code:v2"),
+			HaveKeyWithValue(workersv1alpha1.CodePathAnnotation, "/code"),
+		), "pod %s names the code image and its path", name)
 	}
-	if h := f.pool().Status.History[0]; h.Cause != CauseCodeChanged || !strings.Contains(h.Source, "code:v2") {
-		t.Errorf("history[0] = %+v, want CodeChanged from the v2 image", h)
-	}
+	Expect(f.pool().Status.History[0]).To(SatisfyAll(HaveField("Cause", CauseCodeChanged), HaveField("Source", ContainSubstring("code:v2"))),
+		"history[0]: CodeChanged, from the v2 image")
 })
 
 var _ = It("snapshots are kept to the history limit", Label(suite.ControlPlane), func() {
@@ -396,7 +332,6 @@ var _ = It("snapshots are kept to the history limit", Label(suite.ControlPlane),
 })
 
 var _ = It("a rollout without progress past its deadline is degraded", Label(suite.ControlPlane), func() {
-	t := GinkgoT()
 	f := newFixture()
 	clk := clocktesting.NewFakeClock(time.Now())
 	f.startManager(clk)
@@ -413,25 +348,18 @@ var _ = It("a rollout without progress past its deadline is degraded", Label(sui
 	})
 	f.editCode(map[string]string{"server.py": "print('v2')"})
 	f.waitCondition(workersv1alpha1.ConditionProgressing, metav1.ConditionTrue, workersv1alpha1.ReasonRolloutInProgress)
-	if c := f.condition(workersv1alpha1.ConditionDegraded); c.Status != metav1.ConditionFalse {
-		t.Fatalf("Degraded before the deadline: %+v", c)
-	}
+	Expect(f.condition(workersv1alpha1.ConditionDegraded)).To(HaveField("Status", metav1.ConditionFalse), "Degraded before the deadline")
 
 	clk.Step(31 * time.Second)
 	f.updatePool(func(p *workersv1alpha1.WorkerPool) {
 		p.Annotations = map[string]string{"test.softreload.dev/poke": "1"} // a reconcile now, not at the real deadline
 	})
 	c := f.waitCondition(workersv1alpha1.ConditionDegraded, metav1.ConditionTrue, workersv1alpha1.ReasonProgressDeadlineExceeded)
-	if !strings.Contains(c.Message, "30s") {
-		t.Errorf("Degraded message %q does not say the deadline", c.Message)
-	}
-	if got := f.waitEvent(EventProgressDeadlineExceeded); !strings.HasPrefix(got[0], "Warning") {
-		t.Errorf("event %q, want a Warning", got[0])
-	}
+	Expect(c.Message).To(ContainSubstring("30s"), "the Degraded message says the deadline")
+	Expect(f.waitEvent(EventProgressDeadlineExceeded)[0]).To(HavePrefix("Warning"), "the event is a Warning")
 })
 
 var _ = It("rollback to a kept revision", Label(suite.ControlPlane), func() {
-	t := GinkgoT()
 	f := newFixture()
 	f.startManager(clock.RealClock{})
 	f.createCode(map[string]string{"server.py": "print('v1')"})
@@ -444,39 +372,30 @@ var _ = It("rollback to a kept revision", Label(suite.ControlPlane), func() {
 	f.updatePool(func(p *workersv1alpha1.WorkerPool) {
 		p.Annotations = map[string]string{workersv1alpha1.RollbackToAnnotation: v1}
 	})
-	if got := f.waitRollout(v2, 3); got != v1 {
-		t.Fatalf("rolled back to %s, want %s", got, v1)
-	}
+	Expect(f.waitRollout(v2, 3)).To(Equal(v1), "the revision rolled back to")
 	Eventually(func() error {
 		if v, ok := f.pool().Annotations[workersv1alpha1.RollbackToAnnotation]; ok {
 			return fmt.Errorf("%s is still %q", workersv1alpha1.RollbackToAnnotation, v)
 		}
 		return nil
 	}).Should(Succeed(), "the request is removed once recorded")
-	if h := f.pool().Status.History[0]; h.Revision != v1 || h.Cause != CauseRollback {
-		t.Errorf("history[0] = %+v, want %s caused by Rollback", h, v1)
-	}
+	Expect(f.pool().Status.History[0]).To(SatisfyAll(HaveField("Revision", v1), HaveField("Cause", CauseRollback)),
+		"history[0]: the first revision, caused by Rollback")
 
 	// The rollback holds across reconciles until the code changes.
 	f.updatePool(func(p *workersv1alpha1.WorkerPool) { p.Spec.Strategy.ProgressDeadlineSeconds = 700 })
 	f.waitReconciled()
-	if got := f.pool().Status.UpdateRevision; got != v1 {
-		t.Errorf("after an unrelated change the pool rolls %s, want the rollback to %s to hold", got, v1)
-	}
+	Expect(f.pool().Status.UpdateRevision).To(Equal(v1), "after an unrelated change the rollback holds")
 	f.editCode(map[string]string{"server.py": "print('v3')"})
-	if v3 := f.waitRollout(v1, 3); v3 == v2 {
-		t.Errorf("a code change after the rollback went back to %s", v2)
-	}
+	Expect(f.waitRollout(v1, 3)).NotTo(Equal(v2), "a code change after the rollback went back to the rolled-back revision")
 	for _, name := range podNames(3) {
 		sent := f.agents.sentTo(name)
-		if len(sent) != 4 || sent[2] != v1 {
-			t.Errorf("pod %s was told %v, want v1, v2, v1, v3", name, sent)
-		}
+		Expect(sent).To(HaveLen(4), "pod %s was told %v, want v1, v2, v1, v3", name, sent)
+		Expect(sent[2]).To(Equal(v1), "pod %s was told %v, want v1, v2, v1, v3", name, sent)
 	}
 })
 
 var _ = It("rollback to a missing revision is refused", Label(suite.ControlPlane), func() {
-	t := GinkgoT()
 	f := newFixture()
 	f.startManager(clock.RealClock{})
 	f.createCode(map[string]string{"server.py": "print('v1')"})
@@ -487,18 +406,14 @@ var _ = It("rollback to a missing revision is refused", Label(suite.ControlPlane
 	f.updatePool(func(p *workersv1alpha1.WorkerPool) {
 		p.Annotations = map[string]string{workersv1alpha1.RollbackToAnnotation: "0000000000000000"}
 	})
-	if got := f.waitEvent(EventRollbackRefused); !strings.Contains(got[0], "0000000000000000") {
-		t.Errorf("event %q does not name the revision", got[0])
-	}
+	Expect(f.waitEvent(EventRollbackRefused)[0]).To(ContainSubstring("0000000000000000"), "the event names the revision")
 	Eventually(func() error {
 		if _, ok := f.pool().Annotations[workersv1alpha1.RollbackToAnnotation]; ok {
 			return fmt.Errorf("still there")
 		}
 		return nil
 	}).Should(Succeed(), "the request is removed")
-	if got := f.pool().Status.CurrentRevision; got != v1 {
-		t.Errorf("currentRevision %s, want %s", got, v1)
-	}
+	Expect(f.pool().Status.CurrentRevision).To(Equal(v1), "currentRevision")
 })
 
 func gauge(m interface{ Write(*dto.Metric) error }) float64 {

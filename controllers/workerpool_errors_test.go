@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -28,7 +27,6 @@ import (
 // told the revision; once it runs, every pod is told, and at the moment it
 // is told its agent may read the snapshot.
 var _ = It("pods are told only revisions their agents may read", Label(suite.ControlPlane), func() {
-	t := GinkgoT()
 	f := newFixture()
 	denied := f.watchToldAccess()
 	f.startControllers(poolEnv.Config, clock.RealClock{}, false)
@@ -38,23 +36,16 @@ var _ = It("pods are told only revisions their agents may read", Label(suite.Con
 
 	c := f.waitCondition(workersv1alpha1.ConditionProgressing, metav1.ConditionTrue, workersv1alpha1.ReasonWaitingForAgentAccess)
 	rev := f.pool().Status.UpdateRevision
-	if snapshot := poolrevision.SnapshotName(poolName, rev); !strings.Contains(c.Message, snapshot) || !strings.Contains(c.Message, "service account default") {
-		t.Errorf("Progressing message %q does not name snapshot %s and the service account", c.Message, snapshot)
-	}
+	Expect(c.Message).To(containAll(poolrevision.SnapshotName(poolName, rev), "service account default"),
+		"the Progressing message names the snapshot and the service account")
 	for _, name := range podNames(2) {
-		if got := f.agents.sentTo(name); len(got) > 0 {
-			t.Errorf("pod %s was told %v before its agent may read the snapshot", name, got)
-		}
+		Expect(f.agents.sentTo(name)).To(BeEmpty(), "pod %s was told a revision before its agent may read the snapshot", name)
 	}
 
 	f.stopManager()
 	f.startManager(clock.RealClock{})
-	if got := f.waitComplete(2); got != rev {
-		t.Fatalf("completed revision %s, want %s", got, rev)
-	}
-	if got := denied(); len(got) > 0 {
-		t.Errorf("pods told a revision their agent could not read yet: %v", got)
-	}
+	Expect(f.waitComplete(2)).To(Equal(rev), "the completed revision")
+	Expect(denied()).To(BeEmpty(), "pods told a revision their agent could not read yet")
 })
 
 // watchToldAccess asks, each time a pod of the fixture is told a revision,
@@ -109,7 +100,6 @@ func (f *fixture) watchToldAccess() func() []string {
 // revision's snapshot stops the rollout with the ConfigMap named in the
 // conditions and a Warning event; removing it lets the rollout go on.
 var _ = It("a snapshot name taken is reported", Label(suite.ControlPlane), func() {
-	t := GinkgoT()
 	f := newFixture()
 	code := map[string]string{"server.py": "print('v1')"}
 	f.createCode(code)
@@ -122,23 +112,16 @@ var _ = It("a snapshot name taken is reported", Label(suite.ControlPlane), func(
 	f.startManager(clock.RealClock{})
 
 	c := f.waitCondition(workersv1alpha1.ConditionDegraded, metav1.ConditionTrue, workersv1alpha1.ReasonSnapshotNameTaken)
-	if !strings.Contains(c.Message, "ConfigMap "+squatter.Name) {
-		t.Errorf("Degraded message %q does not name ConfigMap %s", c.Message, squatter.Name)
-	}
+	Expect(c.Message).To(ContainSubstring("ConfigMap "+squatter.Name), "the Degraded message names the ConfigMap")
 	f.waitCondition(workersv1alpha1.ConditionProgressing, metav1.ConditionFalse, workersv1alpha1.ReasonSnapshotNameTaken)
-	if got := f.waitEvent(EventSnapshotNameTaken); !strings.HasPrefix(got[0], "Warning: ") || !strings.Contains(got[0], squatter.Name) {
-		t.Errorf("event %q, want a Warning naming %s", got[0], squatter.Name)
-	}
+	Expect(f.waitEvent(EventSnapshotNameTaken)[0]).To(SatisfyAll(HavePrefix("Warning: "), ContainSubstring(squatter.Name)),
+		"the event is a Warning naming the ConfigMap")
 	for _, name := range podNames(2) {
-		if got := f.agents.sentTo(name); len(got) > 0 {
-			t.Errorf("pod %s was told %v without a snapshot", name, got)
-		}
+		Expect(f.agents.sentTo(name)).To(BeEmpty(), "pod %s was told a revision without a snapshot", name)
 	}
 
 	Expect(f.c.Delete(f.ctx, squatter)).To(Succeed())
-	if got := f.waitComplete(2); got != rev {
-		t.Errorf("completed %s, want %s", got, rev)
-	}
+	Expect(f.waitComplete(2)).To(Equal(rev), "the completed revision")
 	f.waitCondition(workersv1alpha1.ConditionDegraded, metav1.ConditionFalse, workersv1alpha1.ReasonAsExpected)
 })
 
@@ -146,7 +129,6 @@ var _ = It("a snapshot name taken is reported", Label(suite.ControlPlane), func(
 // for the snapshot stops the rollout with the snapshot and the API server's
 // reason in the conditions and a Warning event; room lets it go on.
 var _ = It("a snapshot the API server refuses is reported", Label(suite.ControlPlane), func() {
-	t := GinkgoT()
 	f := newFixture()
 	f.createCode(map[string]string{"server.py": "print('v1')"})
 	f.createPods(podNames(2)...)
@@ -155,13 +137,9 @@ var _ = It("a snapshot the API server refuses is reported", Label(suite.ControlP
 	f.createPool()
 
 	c := f.waitCondition(workersv1alpha1.ConditionDegraded, metav1.ConditionTrue, workersv1alpha1.ReasonSnapshotNotCreated)
-	if !strings.Contains(c.Message, "ConfigMap "+poolName+"-") || !strings.Contains(c.Message, "exceeded quota") {
-		t.Errorf("Degraded message %q names neither the snapshot nor the quota", c.Message)
-	}
+	Expect(c.Message).To(containAll("ConfigMap "+poolName+"-", "exceeded quota"), "the Degraded message names the snapshot and the quota")
 	f.waitCondition(workersv1alpha1.ConditionProgressing, metav1.ConditionFalse, workersv1alpha1.ReasonSnapshotNotCreated)
-	if got := f.waitEvent(EventSnapshotNotCreated); !strings.HasPrefix(got[0], "Warning: ") {
-		t.Errorf("event %q, want a Warning", got[0])
-	}
+	Expect(f.waitEvent(EventSnapshotNotCreated)[0]).To(HavePrefix("Warning: "), "the event is a Warning")
 
 	Expect(f.c.Delete(f.ctx, quota)).To(Succeed())
 	f.waitComplete(2)
@@ -199,7 +177,6 @@ func (f *fixture) fillConfigMapQuota() *corev1.ResourceQuota {
 // but cannot be read (here its spec is garbled) is not "not kept": the
 // request stays, is retried, and the rollback happens once it can be read.
 var _ = It("a rollback request waits for an unreadable snapshot", Label(suite.ControlPlane), func() {
-	t := GinkgoT()
 	f := newFixture()
 	f.startManager(clock.RealClock{})
 	f.createCode(map[string]string{"server.py": "print('v1')"})
@@ -214,20 +191,12 @@ var _ = It("a rollback request waits for an unreadable snapshot", Label(suite.Co
 	f.updatePool(func(p *workersv1alpha1.WorkerPool) {
 		p.Annotations = map[string]string{workersv1alpha1.RollbackToAnnotation: v1}
 	})
-	if got := f.waitEvent(EventRollbackPending); !strings.Contains(got[0], v1) {
-		t.Errorf("event %q does not name revision %s", got[0], v1)
-	}
-	if got := f.events(EventRollbackRefused); len(got) > 0 {
-		t.Errorf("the request was refused as if no snapshot were kept: %q", got)
-	}
-	if got := f.pool().Annotations[workersv1alpha1.RollbackToAnnotation]; got != v1 {
-		t.Fatalf("the request was dropped: %s is %q, want %s", workersv1alpha1.RollbackToAnnotation, got, v1)
-	}
+	Expect(f.waitEvent(EventRollbackPending)[0]).To(ContainSubstring(v1), "the event names the revision")
+	Expect(f.events(EventRollbackRefused)).To(BeEmpty(), "the request was refused as if no snapshot were kept")
+	Expect(f.pool().Annotations).To(HaveKeyWithValue(workersv1alpha1.RollbackToAnnotation, v1), "the request was dropped")
 
 	f.setSnapshotSpec(key, spec)
-	if got := f.waitRollout(v2, 2); got != v1 {
-		t.Fatalf("rolled back to %s, want %s", got, v1)
-	}
+	Expect(f.waitRollout(v2, 2)).To(Equal(v1), "the revision rolled back to")
 	Eventually(func() error {
 		if v, ok := f.pool().Annotations[workersv1alpha1.RollbackToAnnotation]; ok {
 			return fmt.Errorf("%s is still %q", workersv1alpha1.RollbackToAnnotation, v)
@@ -252,7 +221,6 @@ func (f *fixture) setSnapshotSpec(key types.NamespacedName, value string) string
 // that is no label selector (an unknown operator) is named in the
 // conditions and a Warning event; fixing it lets the rollout go on.
 var _ = It("an invalid selector is reported", Label(suite.ControlPlane), func() {
-	t := GinkgoT()
 	f := newFixture()
 	f.startManager(clock.RealClock{})
 	f.createCode(map[string]string{"server.py": "print('v1')"})
@@ -264,13 +232,9 @@ var _ = It("an invalid selector is reported", Label(suite.ControlPlane), func() 
 	})
 
 	c := f.waitCondition(workersv1alpha1.ConditionDegraded, metav1.ConditionTrue, workersv1alpha1.ReasonInvalidSelector)
-	if !strings.Contains(c.Message, "spec.selector") || !strings.Contains(c.Message, "Sometimes") {
-		t.Errorf("Degraded message %q names neither spec.selector nor the operator", c.Message)
-	}
+	Expect(c.Message).To(containAll("spec.selector", "Sometimes"), "the Degraded message names spec.selector and the operator")
 	f.waitCondition(workersv1alpha1.ConditionProgressing, metav1.ConditionFalse, workersv1alpha1.ReasonInvalidSelector)
-	if got := f.waitEvent(EventInvalidSelector); !strings.HasPrefix(got[0], "Warning: ") {
-		t.Errorf("event %q, want a Warning", got[0])
-	}
+	Expect(f.waitEvent(EventInvalidSelector)[0]).To(HavePrefix("Warning: "), "the event is a Warning")
 
 	f.updatePool(func(p *workersv1alpha1.WorkerPool) {
 		p.Spec.Selector = metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}}

@@ -2,8 +2,6 @@ package controllers
 
 import (
 	"fmt"
-	"slices"
-	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -70,27 +68,21 @@ func deleting(pod corev1.Pod) corev1.Pod {
 // pods nothing, counts none of them, and says so; the first pool rolls on,
 // and deleting the second leaves it as it was.
 var _ = It("lets one pool alone govern a pod", Label(suite.ControlPlane), func() {
-	t := GinkgoT()
 	f := newFixture()
 	f.startManager(clock.RealClock{})
 	f.createCode(map[string]string{"server.py": "print('v1')"})
 	f.createPods(podNames(3)...)
 	f.createPool()
 	v1 := f.waitComplete(3)
-	if c := f.condition(workersv1alpha1.ConditionSelectorOverlap); c == nil || c.Reason != workersv1alpha1.ReasonNoOverlap {
-		t.Errorf("SelectorOverlap = %+v, want False/NoOverlap", c)
-	}
+	Expect(f.condition(workersv1alpha1.ConditionSelectorOverlap)).To(
+		HaveField("Reason", workersv1alpha1.ReasonNoOverlap), "SelectorOverlap")
 
 	stray := newPod(f.ns, "stray")
 	delete(stray.Labels, workersv1alpha1.PoolLabel)
 	Expect(f.c.Create(f.ctx, stray)).To(Succeed())
 	c := f.waitCondition(workersv1alpha1.ConditionSelectorOverlap, metav1.ConditionTrue, workersv1alpha1.ReasonPodsWithoutPoolLabel)
-	if !strings.Contains(c.Message, "pod stray without the softreload.dev/pool label") {
-		t.Errorf("SelectorOverlap message %q does not name pod stray", c.Message)
-	}
-	if got := f.waitEvent(EventSelectorOverlap); !strings.Contains(got[0], "Warning: ") || !strings.Contains(got[0], "pod stray") {
-		t.Errorf("SelectorOverlap events %q, want a Warning naming pod stray", got)
-	}
+	Expect(c.Message).To(ContainSubstring("pod stray without the softreload.dev/pool label"), "the SelectorOverlap message names pod stray")
+	Expect(f.waitEvent(EventSelectorOverlap)[0]).To(containAll("Warning: ", "pod stray"), "the SelectorOverlap event is a Warning naming pod stray")
 	f.editCode(map[string]string{"server.py": "print('v2')"})
 	v2 := f.waitRollout(v1, 3)
 
@@ -117,14 +109,11 @@ var _ = It("lets one pool alone govern a pod", Label(suite.ControlPlane), func()
 		return nil
 	}).Should(Succeed(), "the intruder reports the pods it does not govern")
 	c = meta.FindStatusCondition(st.Conditions, workersv1alpha1.ConditionSelectorOverlap)
-	for _, want := range []string{"pods web-0, web-1, web-2 of WorkerPool web (softreload.dev/pool=web)", "pod stray without"} {
-		if !strings.Contains(c.Message, want) {
-			t.Errorf("the intruder's SelectorOverlap message %q does not say %q", c.Message, want)
-		}
-	}
-	if a := meta.FindStatusCondition(st.Conditions, workersv1alpha1.ConditionAvailable); st.Pods != 0 || a == nil || a.Reason != workersv1alpha1.ReasonNoPods {
-		t.Errorf("the intruder counts %d pods, Available %+v; want 0 and NoPods", st.Pods, a)
-	}
+	Expect(c.Message).To(containAll("pods web-0, web-1, web-2 of WorkerPool web (softreload.dev/pool=web)", "pod stray without"),
+		"the intruder's SelectorOverlap message")
+	Expect(st.Pods).To(BeZero(), "the pods the intruder counts")
+	Expect(meta.FindStatusCondition(st.Conditions, workersv1alpha1.ConditionAvailable)).To(
+		HaveField("Reason", workersv1alpha1.ReasonNoPods), "the intruder's Available condition")
 	Eventually(func() error {
 		if got := poolEvents(f, "intruder", EventSelectorOverlap); len(got) == 0 {
 			return fmt.Errorf("none")
@@ -132,8 +121,8 @@ var _ = It("lets one pool alone govern a pod", Label(suite.ControlPlane), func()
 		return nil
 	}).Should(Succeed(), "a SelectorOverlap event of the intruder")
 	f.pods(func(pod *corev1.Pod) {
-		if got := pod.Annotations[workersv1alpha1.DesiredRevisionAnnotation]; pod.Name != "stray" && got != v2 {
-			t.Errorf("pod %s is told %q, want %s of its own pool", pod.Name, got, v2)
+		if pod.Name != "stray" {
+			Expect(pod.Annotations[workersv1alpha1.DesiredRevisionAnnotation]).To(Equal(v2), "pod %s is told a revision not of its own pool", pod.Name)
 		}
 	})
 
@@ -149,16 +138,11 @@ var _ = It("lets one pool alone govern a pod", Label(suite.ControlPlane), func()
 	}).Should(Succeed(), "the intruder is gone")
 	f.waitComplete(3)
 	for _, name := range podNames(3) {
-		if got, want := f.agents.sentTo(name), []string{v1, v2, v3}; !slices.Equal(got, want) {
-			t.Errorf("pod %s was told %v, want %v: its own pool's revisions alone", name, got, want)
-		}
+		Expect(f.agents.sentTo(name)).To(Equal([]string{v1, v2, v3}), "pod %s is told its own pool's revisions alone", name)
 	}
-	if got := f.agents.sentTo("stray"); len(got) != 0 {
-		t.Errorf("pod stray, without the pool label, was told %v, want nothing", got)
-	}
-	if p := f.pool(); p.Status.CurrentRevision != v3 || p.Status.Pods != 3 {
-		t.Errorf("after the intruder's deletion the pool runs %s on %d pods, want %s on 3", p.Status.CurrentRevision, p.Status.Pods, v3)
-	}
+	Expect(f.agents.sentTo("stray")).To(BeEmpty(), "pod stray, without the pool label, was told a revision")
+	Expect(f.pool().Status).To(SatisfyAll(HaveField("CurrentRevision", v3), HaveField("Pods", BeEquivalentTo(3))),
+		"after the intruder's deletion the pool runs the last revision on its 3 pods")
 
 	Expect(f.c.Delete(f.ctx, stray)).To(Succeed())
 	f.waitCondition(workersv1alpha1.ConditionSelectorOverlap, metav1.ConditionFalse, workersv1alpha1.ReasonNoOverlap)

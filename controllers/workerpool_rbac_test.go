@@ -24,7 +24,6 @@ import (
 // markers: a rollout, a failure rolled back, and a rollback on request
 // must all work with it.
 var _ = It("runs with no more than the generated ClusterRole", Label(suite.ControlPlane), func() {
-	t := GinkgoT()
 	f := newFixture()
 	root, err := envtest.RepoRoot()
 	Expect(err).To(Succeed())
@@ -64,16 +63,12 @@ var _ = It("runs with no more than the generated ClusterRole", Label(suite.Contr
 	f.updatePool(func(p *workersv1alpha1.WorkerPool) {
 		p.Annotations = map[string]string{workersv1alpha1.RollbackToAnnotation: v1}
 	})
-	if got := f.waitRollout(v3, 3); got != v1 {
-		t.Fatalf("rolled back to %s, want %s", got, v1)
-	}
+	Expect(f.waitRollout(v3, 3)).To(Equal(v1), "the revision rolled back to")
 	Eventually(func() error {
 		if _, ok := f.pool().Annotations[workersv1alpha1.RollbackToAnnotation]; ok {
 			return fmt.Errorf("%s is still set", workersv1alpha1.RollbackToAnnotation)
 		}
 		return nil
 	}).Should(Succeed(), "the rollback request is removed")
-	if strings.Contains(strings.Join(f.agents.sentTo("web-2"), ","), v2) {
-		t.Errorf("web-2 was told the failed revision %s", v2)
-	}
+	Expect(strings.Join(f.agents.sentTo("web-2"), ",")).NotTo(ContainSubstring(v2), "web-2 was told the failed revision")
 })

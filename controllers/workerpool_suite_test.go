@@ -13,6 +13,7 @@ import (
 	"github.com/go-logr/logr/funcr"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	gtypes "github.com/onsi/gomega/types"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -326,6 +327,15 @@ func (f *fixture) waitEvent(reason string) []string {
 		return nil
 	}).Should(Succeed(), "a "+reason+" event")
 	return got
+}
+
+// containAll matches a string that contains every one of want.
+func containAll(want ...string) gtypes.GomegaMatcher {
+	matchers := make([]gtypes.GomegaMatcher, 0, len(want))
+	for _, w := range want {
+		matchers = append(matchers, ContainSubstring(w))
+	}
+	return SatisfyAll(matchers...)
 }
 
 // The test agents.
