@@ -5,12 +5,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"strconv"
 
 	"github.com/softreload/softreload/agent"
 	"github.com/softreload/softreload/agent/control"
-	"github.com/softreload/softreload/agent/sockets"
 	"github.com/softreload/softreload/agent/supervisor"
 	v1alpha1 "github.com/softreload/softreload/api/v1alpha1"
 )
@@ -18,13 +15,11 @@ import (
 // EngineOptions configure the engine that SupervisorEngine builds. Zero
 // values mean the defaults.
 type EngineOptions struct {
-	// ListenHost, if set, replaces the host of every tcp listen address,
-	// and PortOffset is added to every non-zero tcp port: several agents
-	// on one machine (softreload's local mode) then each bind their own
-	// ports, as pods with their own IPs would. Unix sockets are left as
-	// they are.
-	ListenHost string
-	PortOffset int
+	// Rebind, if set, gives the address at which each listen address of a
+	// revision is bound. Only softreload's local mode sets it (cmd/agent
+	// built with the softreload_local tag): several agents on one machine
+	// then each bind their own ports, as pods with their own IPs would.
+	Rebind func(v1alpha1.ListenAddress) (v1alpha1.ListenAddress, error)
 	// ControlSocket, if set, serves `agent status` (and refuses `agent
 	// reload`: in a pod, reloads come from the WorkerPool).
 	ControlSocket string
@@ -78,9 +73,9 @@ func (e *engine) Run(ctx context.Context) error { return e.rt.Run(ctx, podBacken
 func (e *engine) RequestReload(rev Revision) {
 	groups, err := e.listen(rev.Spec.Groups)
 	if err != nil {
-		// Only an address the revision adds can fail to move (a port
-		// above 65535 once offset): it is bound as the revision says.
-		e.opts.Logger.Error("Cannot move the revision's listen addresses, binding them as they are", "revision", rev.Name, "err", err)
+		// Only an address the revision adds can fail to be rebound (a
+		// port above 65535 once offset): it is bound as the revision says.
+		e.opts.Logger.Error("Cannot rebind the revision's listen addresses, binding them as they are", "revision", rev.Name, "err", err)
 		groups = rev.Spec.Groups
 	}
 	e.rt.Supervisor.RequestReloadTo(supervisor.Target{
@@ -93,17 +88,16 @@ func (e *engine) Subscribe() (<-chan v1alpha1.AgentStatus, func()) {
 	return e.rt.Supervisor.Subscribe()
 }
 
-// listen returns groups with their tcp addresses moved to ListenHost and
-// PortOffset.
+// listen returns groups with their listen addresses rebound by Rebind.
 func (e *engine) listen(groups []v1alpha1.WorkerGroup) ([]v1alpha1.WorkerGroup, error) {
-	if e.opts.ListenHost == "" && e.opts.PortOffset == 0 {
+	if e.opts.Rebind == nil {
 		return groups, nil
 	}
 	out := make([]v1alpha1.WorkerGroup, len(groups))
 	for i, g := range groups {
 		g = *g.DeepCopy()
 		for j, a := range g.Listen {
-			moved, err := moveAddress(a, e.opts.ListenHost, e.opts.PortOffset)
+			moved, err := e.opts.Rebind(a)
 			if err != nil {
 				return nil, fmt.Errorf("group %q: %w", g.Name, err)
 			}
@@ -112,36 +106,6 @@ func (e *engine) listen(groups []v1alpha1.WorkerGroup) ([]v1alpha1.WorkerGroup, 
 		out[i] = g
 	}
 	return out, nil
-}
-
-// moveAddress puts a tcp address on host (if set) and adds offset to its
-// port (if not 0).
-func moveAddress(a v1alpha1.ListenAddress, host string, offset int) (v1alpha1.ListenAddress, error) {
-	addr, err := sockets.Parse(a)
-	if err != nil {
-		return "", err
-	}
-	if addr.Network == "unix" {
-		return a, nil
-	}
-	h, p, err := net.SplitHostPort(addr.Addr)
-	if err != nil {
-		return "", fmt.Errorf("listen address %q: %w", a, err)
-	}
-	port, err := strconv.Atoi(p)
-	if err != nil {
-		return "", fmt.Errorf("listen address %q: port %q: %w", a, p, err)
-	}
-	if port != 0 {
-		port += offset
-	}
-	if port > 65535 {
-		return "", fmt.Errorf("listen address %q: port %d plus the port offset %d is above 65535", a, port-offset, offset)
-	}
-	if host != "" {
-		h = host
-	}
-	return v1alpha1.ListenAddress(addr.Network + "://" + net.JoinHostPort(h, strconv.Itoa(port))), nil
 }
 
 // podBackend serves the control socket in a pod: status and stop as

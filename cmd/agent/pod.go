@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strconv"
 
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/tools/clientcmd"
@@ -15,6 +14,7 @@ import (
 	"github.com/softreload/softreload/agent"
 	"github.com/softreload/softreload/agent/pod"
 	"github.com/softreload/softreload/agent/process"
+	"github.com/softreload/softreload/api/v1alpha1"
 )
 
 // newPodCmd is `agent pod`: the agent as the entrypoint of a pod's
@@ -56,10 +56,11 @@ It reaches the API server with the pod's service account, or with --kubeconfig.`
 			if err != nil {
 				return err
 			}
-			if engine.PortOffset, err = envInt("SOFTRELOAD_PORT_OFFSET"); err != nil {
-				return err
+			if localRebind != nil {
+				if engine.Rebind, err = localRebind(); err != nil {
+					return err
+				}
 			}
-			engine.ListenHost = os.Getenv("SOFTRELOAD_LISTEN_HOST")
 			engine.NoPrefix, engine.Logger = noPrefix, log
 			root := os.Getenv(pod.EnvCodeRoot)
 			if engine.ControlSocket == "" && root != "" {
@@ -98,17 +99,11 @@ It reaches the API server with the pod's service account, or with --kubeconfig.`
 // errReloadInPod says why `agent pod` ignores the reload signals.
 const errReloadInPod = "in a pod, reloads come from the WorkerPool: change its code, or run kubectl softreload reload POOL"
 
-func envInt(name string) (int, error) {
-	v := os.Getenv(name)
-	if v == "" {
-		return 0, nil
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 0 {
-		return 0, fmt.Errorf("%s=%q: want a port offset, a whole number from 0", name, v)
-	}
-	return n, nil
-}
+// localRebind, set only in the agent that softreload's local mode builds
+// (the softreload_local build tag, local.go), gives where each pod's agent
+// binds the pool's listen addresses; the production agent binds them as
+// the pool says.
+var localRebind func() (func(v1alpha1.ListenAddress) (v1alpha1.ListenAddress, error), error)
 
 // newInstallCmd is `agent install DEST`: what the injected init container
 // runs to put the agent into the pod's shared bin volume.

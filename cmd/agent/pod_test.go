@@ -43,11 +43,18 @@ current-context: c
 	if err == nil || !strings.Contains(string(out), "POD_NAMESPACE and POD_NAME must be set") {
 		t.Fatalf("agent pod without its pod's name: %v, want a refusal naming POD_NAME\n%s", err, out)
 	}
-	cmd = exec.Command(agentBin, "pod", "--kubeconfig", kubeconfig)
-	cmd.Env = append(os.Environ(), "POD_NAME=web-0", "POD_NAMESPACE=shop", "SOFTRELOAD_POOL=web",
-		"SOFTRELOAD_CODE_ROOT="+t.TempDir(), "SOFTRELOAD_PORT_OFFSET=lots")
-	out, err = cmd.CombinedOutput()
-	if err == nil || !strings.Contains(string(out), `SOFTRELOAD_PORT_OFFSET="lots"`) {
-		t.Fatalf("agent pod with a bad port offset: %v, want a refusal naming it\n%s", err, out)
+}
+
+// The local mode's listen host and port offset stay out of the production
+// agent: only the agent built with the softreload_local tag reads them.
+func TestProductionAgentHasNoLocalMode(t *testing.T) {
+	bin, err := os.ReadFile(agentBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"SOFTRELOAD_LISTEN_HOST", "SOFTRELOAD_PORT_OFFSET"} {
+		if bytes.Contains(bin, []byte(name)) {
+			t.Errorf("the agent built without the softreload_local tag reads %s", name)
+		}
 	}
 }

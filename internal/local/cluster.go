@@ -162,8 +162,11 @@ func (c *Cluster) Kubectl() string {
 	return filepath.Join(c.env.Environment().BinaryAssetsDirectory, "kubectl")
 }
 
+// build builds the binaries, the agent with the softreload_local tag: only
+// that agent reads SOFTRELOAD_LISTEN_HOST and SOFTRELOAD_PORT_OFFSET
+// (cmd/agent/local.go), which keep the pods of one machine apart.
 func (c *Cluster) build(ctx context.Context) error {
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", c.bin+string(filepath.Separator), "./cmd/manager", "./cmd/agent", "./cmd/kubectl-softreload")
+	cmd := exec.CommandContext(ctx, "go", "build", "-tags", "softreload_local", "-o", c.bin+string(filepath.Separator), "./cmd/manager", "./cmd/agent", "./cmd/kubectl-softreload")
 	cmd.Dir = c.root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("building the manager, the agent and the kubectl plugin: %w\n%s", err, out)
