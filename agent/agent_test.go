@@ -98,11 +98,27 @@ func startPool(o poolOptions, groups ...v1alpha1.WorkerGroup) *pool {
 	if backoff == 0 {
 		backoff = 100 * time.Millisecond
 	}
+	p.run(cfg, backoff, o.reapOrphans, !o.noWaitForReady)
+	return p
+}
+
+// write changes a file of the code directory.
+func (p *pool) write(name, content string) {
+	GinkgoHelper()
+	Expect(os.WriteFile(filepath.Join(p.code, name), []byte(content), 0o644)).To(Succeed())
+}
+
+// waitFor waits until the agent's status is one that cond takes, described
+// by what, and returns it.
+// run runs an agent of cfg until the spec ends, its workers restarted after
+// backoff (up to 8 times it), and waits for every worker ready if asked.
+func (p *pool) run(cfg *config.Config, backoff time.Duration, reapOrphans, waitReady bool) {
+	GinkgoHelper()
 	a, err := agent.New(context.Background(), agent.Options{
 		Config: cfg, Stdout: p.out, Stderr: p.out,
 		Logger:         slog.New(slog.NewTextHandler(p.out, nil)),
 		BackoffInitial: backoff, BackoffMax: 8 * backoff,
-		ReapOrphans: o.reapOrphans,
+		ReapOrphans: reapOrphans,
 	})
 	Expect(err).NotTo(HaveOccurred())
 	p.agent = a
@@ -116,22 +132,13 @@ func startPool(o poolOptions, groups ...v1alpha1.WorkerGroup) *pool {
 			fmt.Fprintf(GinkgoWriter, "agent and worker output:\n%s\n", p.out.String())
 		}
 	})
-	if !o.noWaitForReady {
+	if waitReady {
 		p.waitFor("every worker ready", func(st supervisor.Status) bool {
 			return st.Agent.State == v1alpha1.AgentReady && st.Agent.Ready == st.Agent.Total
 		})
 	}
-	return p
 }
 
-// write changes a file of the code directory.
-func (p *pool) write(name, content string) {
-	GinkgoHelper()
-	Expect(os.WriteFile(filepath.Join(p.code, name), []byte(content), 0o644)).To(Succeed())
-}
-
-// waitFor waits until the agent's status is one that cond takes, described
-// by what, and returns it.
 func (p *pool) waitFor(what string, cond func(supervisor.Status) bool) supervisor.Status {
 	GinkgoHelper()
 	var st supervisor.Status

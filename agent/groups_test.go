@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -18,9 +17,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
 
-	"github.com/softreload/softreload/agent"
 	"github.com/softreload/softreload/agent/config"
-	"github.com/softreload/softreload/agent/supervisor"
 	"github.com/softreload/softreload/agent/testworker"
 	"github.com/softreload/softreload/api/v1alpha1"
 )
@@ -48,26 +45,7 @@ func startFilePool(groups ...v1alpha1.WorkerGroup) *filePool {
 	p.writeConfig(groups...)
 	cfg, err := config.Load(p.file)
 	Expect(err).NotTo(HaveOccurred(), "the spec's config")
-	a, err := agent.New(context.Background(), agent.Options{
-		Config: cfg, Stdout: p.out, Stderr: p.out,
-		Logger:         slog.New(slog.NewTextHandler(p.out, nil)),
-		BackoffInitial: 100 * time.Millisecond, BackoffMax: 800 * time.Millisecond,
-	})
-	Expect(err).NotTo(HaveOccurred())
-	p.agent = a
-	go func() { p.runErr <- a.Run(context.Background()) }()
-	DeferCleanup(func() {
-		a.Stop()
-		var err error
-		Eventually(p.runErr).WithTimeout(wait).Should(Receive(&err), "the agent did not stop")
-		Expect(err).NotTo(HaveOccurred(), "Run")
-		if CurrentSpecReport().Failed() || os.Getenv("SOFTRELOAD_TEST_OUTPUT") != "" {
-			fmt.Fprintf(GinkgoWriter, "agent and worker output:\n%s\n", p.out.String())
-		}
-	})
-	p.waitFor("every worker ready", func(st supervisor.Status) bool {
-		return st.Agent.State == v1alpha1.AgentReady && st.Agent.Ready == st.Agent.Total
-	})
+	p.run(cfg, 100*time.Millisecond, false, true)
 	return p
 }
 
