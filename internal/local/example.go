@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
 	"sigs.k8s.io/yaml"
 
 	v1alpha1 "github.com/softreload/softreload/api/v1alpha1"
@@ -69,11 +70,36 @@ func FreePortOffset(pods int, ports ...int) (int, error) {
 		candidates = append(candidates, 20000+PortStep*rand.IntN(300))
 	}
 	for _, offset := range candidates {
+		lock, ok := reserve(offset)
+		if !ok {
+			continue
+		}
 		if portsFree(offset, pods, ports) {
+			reserved = append(reserved, lock)
 			return offset, nil
 		}
+		_ = lock.Close()
 	}
 	return 0, fmt.Errorf("no port offset leaves ports %v free on %s for %d pods", ports, ListenHost, pods)
+}
+
+// reserved holds the lock files of the offsets this process took, open until
+// it exits: the kernel drops their locks then, even after a crash.
+var reserved []*os.File
+
+// reserve takes offset for this process with an exclusive lock on a file
+// named after it, so that two test processes on one machine (go test runs
+// packages at once) never both find its ports free before either binds them.
+func reserve(offset int) (*os.File, bool) {
+	f, err := os.OpenFile(filepath.Join(os.TempDir(), fmt.Sprintf("softreload-port-offset-%d.lock", offset)), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, false
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		_ = f.Close()
+		return nil, false
+	}
+	return f, true
 }
 
 func portsFree(offset, pods int, ports []int) bool {
