@@ -67,7 +67,7 @@ verify: ## Regenerate everything and fail on any difference; run lint.
 .PHONY: test
 test: ## Run every test (unit, envtest, end-to-end) with -race.
 	$(WITH_ASSETS) go test $(GO_TEST_FLAGS) ./...
-	go test $(GO_TEST_FLAGS) -tags softreload_local -run TestLocalRebind ./cmd/agent
+	go test $(GO_TEST_FLAGS) -short -tags softreload_local ./cmd/agent -ginkgo.label-filter=local
 
 .PHONY: test-short
 test-short: ## Run the tests that need no control plane, in seconds (go test -short).

@@ -5,69 +5,56 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
 )
 
-// TestExamplesVendorTheLibraries checks that the PHP and Node examples carry
-// their language's worker library, unchanged, where Composer and npm would
-// install it. The agent runs a snapshot of the code directory and refuses a
-// link that leaves it, so the library must be a copy inside it; this test
-// keeps that copy the library of sdk/.
-func TestExamplesVendorTheLibraries(t *testing.T) {
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tests := map[string]struct {
-		sdk      string
-		runtime  []string // what a worker loads: files, or directories taken whole
-		vendored string
-	}{
-		"php":    {sdk: "sdk/php", runtime: []string{"autoload.php", "composer.json", "src"}, vendored: "examples/php/vendor/softreload/worker"},
-		"node":   {sdk: "sdk/node", runtime: []string{"index.js", "package.json"}, vendored: "examples/node/node_modules/@softreload/worker"},
-		"python": {sdk: "sdk/python/softreload_worker", runtime: []string{"__init__.py"}, vendored: "examples/python/softreload_worker"},
-	}
-	for name, tc := range tests {
-		t.Run(name, func(t *testing.T) {
+var _ = Describe("the examples", func() {
+	// The PHP, Node and Python examples carry their language's worker
+	// library, unchanged, where Composer, npm and Python would find it. The
+	// agent runs a snapshot of the code directory and refuses a link that
+	// leaves it, so the library must be a copy inside it; this keeps that
+	// copy the library of sdk/.
+	DescribeTable("vendor their language's worker library unchanged",
+		func(sdk string, runtime []string, vendored string) {
+			root, err := filepath.Abs("../..")
+			Expect(err).NotTo(HaveOccurred())
 			want := map[string]string{}
-			for _, p := range tc.runtime {
-				readTree(t, filepath.Join(root, tc.sdk), p, want)
+			for _, p := range runtime { // files, or directories taken whole
+				readTree(filepath.Join(root, sdk), p, want)
 			}
 			got := map[string]string{}
-			readTree(t, filepath.Join(root, tc.vendored), ".", got)
-			if diff := cmp.Diff(want, got); diff != "" {
-				t.Errorf("%s is not a copy of %s's %v (-want +got):\n%s\ncopy them: rm -r %[1]s && mkdir -p %[1]s && (cd %[2]s && cp -r %[5]s ../../%[1]s/)",
-					tc.vendored, tc.sdk, tc.runtime, diff, strings.Join(tc.runtime, " "))
-			}
-		})
-	}
-}
+			readTree(filepath.Join(root, vendored), ".", got)
+			diff := cmp.Diff(want, got)
+			Expect(diff).To(BeEmpty(), "%s is not a copy of %s's %v (-want +got):\n%s\ncopy them: rm -r %[1]s && mkdir -p %[1]s && (cd %[2]s && cp -r %[5]s ../../%[1]s/)",
+				vendored, sdk, runtime, diff, strings.Join(runtime, " "))
+		},
+		Entry("php", "sdk/php", []string{"autoload.php", "composer.json", "src"}, "examples/php/vendor/softreload/worker"),
+		Entry("node", "sdk/node", []string{"index.js", "package.json"}, "examples/node/node_modules/@softreload/worker"),
+		Entry("python", "sdk/python/softreload_worker", []string{"__init__.py"}, "examples/python/softreload_worker"),
+	)
 
-// TestWalkthroughCarriesThePythonLibrary checks that the walkthrough's app
-// (examples/kubernetes/app) holds sdk/python's library unchanged, as the one
-// file softreload_worker.py: its code ConfigMap holds files, not
-// directories, so the package's __init__.py goes in flat.
-func TestWalkthroughCarriesThePythonLibrary(t *testing.T) {
-	const sdk, copied = "../../sdk/python/softreload_worker/__init__.py", "../../examples/kubernetes/app/softreload_worker.py"
-	want, err := os.ReadFile(sdk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := os.ReadFile(copied)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if string(got) != string(want) {
-		t.Errorf("examples/kubernetes/app/softreload_worker.py is not a copy of sdk/python/softreload_worker/__init__.py: cp sdk/python/softreload_worker/__init__.py examples/kubernetes/app/softreload_worker.py")
-	}
-}
+	// The walkthrough's app (examples/kubernetes/app) holds sdk/python's
+	// library unchanged, as the one file softreload_worker.py: its code
+	// ConfigMap holds files, not directories, so the package's __init__.py
+	// goes in flat.
+	It("give the walkthrough's app sdk/python's library, flat", func() {
+		want, err := os.ReadFile("../../sdk/python/softreload_worker/__init__.py")
+		Expect(err).NotTo(HaveOccurred())
+		got, err := os.ReadFile("../../examples/kubernetes/app/softreload_worker.py")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(string(got) == string(want)).To(BeTrue(),
+			"examples/kubernetes/app/softreload_worker.py is not a copy of sdk/python/softreload_worker/__init__.py: "+
+				"cp sdk/python/softreload_worker/__init__.py examples/kubernetes/app/softreload_worker.py")
+	})
+})
 
 // readTree reads the file, or every file under the directory, at rel in
 // dir into files, by path relative to dir.
-func readTree(t *testing.T, dir, rel string, files map[string]string) {
-	t.Helper()
+func readTree(dir, rel string, files map[string]string) {
+	GinkgoHelper()
 	err := filepath.WalkDir(filepath.Join(dir, rel), func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
@@ -80,7 +67,5 @@ func readTree(t *testing.T, dir, rel string, files map[string]string) {
 		files[name] = string(b)
 		return err
 	})
-	if err != nil {
-		t.Fatalf("reading %s: %v", filepath.Join(dir, rel), err)
-	}
+	Expect(err).NotTo(HaveOccurred(), "reading %s", filepath.Join(dir, rel))
 }

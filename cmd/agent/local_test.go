@@ -3,46 +3,56 @@
 package main
 
 import (
-	"strings"
-	"testing"
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
 
 	"github.com/softreload/softreload/api/v1alpha1"
 )
 
-// The local mode's agent moves the pool's tcp addresses to its own host
-// and ports, and leaves unix sockets alone (go test -tags softreload_local).
-func TestLocalRebind(t *testing.T) {
-	t.Setenv("SOFTRELOAD_LISTEN_HOST", "127.0.0.1")
-	t.Setenv("SOFTRELOAD_PORT_OFFSET", "100")
-	rebind, err := rebindFromEnv()
-	if err != nil || rebind == nil {
-		t.Fatalf("rebindFromEnv() = %v, %v; want a rebind", rebind != nil, err)
-	}
-	for in, want := range map[v1alpha1.ListenAddress]v1alpha1.ListenAddress{
-		"tcp://:8080":           "tcp://127.0.0.1:8180",
-		"tcp://0.0.0.0:8080":    "tcp://127.0.0.1:8180",
-		"unix:///run/app.sock":  "unix:///run/app.sock",
-		"tcp://[::1]:9000":      "tcp://127.0.0.1:9100",
-		"tcp://127.0.0.1:65435": "tcp://127.0.0.1:65535",
-	} {
-		if got, err := rebind(in); err != nil || got != want {
-			t.Errorf("rebind(%q) = %q, %v; want %q", in, got, err, want)
-		}
-	}
-	if got, err := rebind("tcp://:65436"); err == nil || !strings.Contains(err.Error(), "above 65535") {
-		t.Errorf(`rebind("tcp://:65436") = %q, %v; want an error saying the port is above 65535`, got, err)
-	}
-}
+// localMode labels the specs of the local mode's agent, which build only
+// with the softreload_local tag: make test runs them with
+// go test -tags softreload_local -ginkgo.label-filter=local.
+const localMode = "local"
 
-// Without the variables nothing moves; a bad offset is refused, naming it.
-func TestLocalRebindFromEnv(t *testing.T) {
-	t.Setenv("SOFTRELOAD_LISTEN_HOST", "")
-	t.Setenv("SOFTRELOAD_PORT_OFFSET", "")
-	if rebind, err := rebindFromEnv(); rebind != nil || err != nil {
-		t.Errorf("rebindFromEnv() with neither variable = %v, %v; want no rebind", rebind != nil, err)
-	}
-	t.Setenv("SOFTRELOAD_PORT_OFFSET", "lots")
-	if _, err := rebindFromEnv(); err == nil || !strings.Contains(err.Error(), `SOFTRELOAD_PORT_OFFSET="lots"`) {
-		t.Errorf("rebindFromEnv() with a bad offset = %v; want a refusal naming it", err)
-	}
-}
+var _ = Describe("the local mode's agent", Label(localMode), func() {
+	// It moves the pool's tcp addresses to its own host and ports, and
+	// leaves unix sockets alone.
+	DescribeTable("rebinds the pool's addresses",
+		func(in, want v1alpha1.ListenAddress) {
+			GinkgoT().Setenv("SOFTRELOAD_LISTEN_HOST", "127.0.0.1")
+			GinkgoT().Setenv("SOFTRELOAD_PORT_OFFSET", "100")
+			rebind, err := rebindFromEnv()
+			Expect(err).NotTo(HaveOccurred())
+			Expect(rebind).NotTo(BeNil(), "no rebind with both variables set")
+			Expect(rebind(in)).To(Equal(want))
+		},
+		Entry("a port on every address", v1alpha1.ListenAddress("tcp://:8080"), v1alpha1.ListenAddress("tcp://127.0.0.1:8180")),
+		Entry("an unspecified IPv4 address", v1alpha1.ListenAddress("tcp://0.0.0.0:8080"), v1alpha1.ListenAddress("tcp://127.0.0.1:8180")),
+		Entry("a unix socket, left alone", v1alpha1.ListenAddress("unix:///run/app.sock"), v1alpha1.ListenAddress("unix:///run/app.sock")),
+		Entry("an IPv6 address", v1alpha1.ListenAddress("tcp://[::1]:9000"), v1alpha1.ListenAddress("tcp://127.0.0.1:9100")),
+		Entry("the highest port", v1alpha1.ListenAddress("tcp://127.0.0.1:65435"), v1alpha1.ListenAddress("tcp://127.0.0.1:65535")),
+	)
+
+	It("refuses a port that the offset moves above 65535", func() {
+		GinkgoT().Setenv("SOFTRELOAD_LISTEN_HOST", "127.0.0.1")
+		GinkgoT().Setenv("SOFTRELOAD_PORT_OFFSET", "100")
+		rebind, err := rebindFromEnv()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(rebind).NotTo(BeNil(), "no rebind with both variables set")
+		_, err = rebind("tcp://:65436")
+		Expect(err).To(MatchError(ContainSubstring("above 65535")))
+	})
+
+	// Without the variables nothing moves; a bad offset is refused, naming
+	// it.
+	It("rebinds nothing without its variables, and refuses a bad offset", func() {
+		GinkgoT().Setenv("SOFTRELOAD_LISTEN_HOST", "")
+		GinkgoT().Setenv("SOFTRELOAD_PORT_OFFSET", "")
+		rebind, err := rebindFromEnv()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(rebind).To(BeNil(), "a rebind with neither variable set")
+		GinkgoT().Setenv("SOFTRELOAD_PORT_OFFSET", "lots")
+		_, err = rebindFromEnv()
+		Expect(err).To(MatchError(ContainSubstring(`SOFTRELOAD_PORT_OFFSET="lots"`)))
+	})
+})
