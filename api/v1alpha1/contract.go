@@ -30,6 +30,14 @@ const (
 	// code: a new value makes a new revision (like kubectl rollout restart).
 	RestartedAtAnnotation = "softreload.dev/restartedAt"
 
+	// ReplacePodsAtAnnotation on a WorkerPool asks the controller to
+	// replace, through the Eviction API and within the budget, every pod
+	// created before its value (an RFC 3339 time), whatever
+	// spec.strategy.podReplacement says: kubectl softreload replace-pods
+	// sets it to now. Pods created later are not touched, so a request is
+	// done once every pod is newer, and the annotation may stay.
+	ReplacePodsAtAnnotation = "softreload.dev/replacePodsAt"
+
 	// RollbackToAnnotation on a WorkerPool asks the controller to roll the
 	// pods back to an earlier revision whose snapshot is still kept, by
 	// name. It holds until the code or the spec changes again, which makes a
@@ -92,6 +100,26 @@ const (
 	// for any. The pool never writes to them and they hold no slot of its
 	// budget; the message names a few.
 	ConditionSelectorOverlap = "SelectorOverlap"
+	// ConditionPodsOutdated is True when pods need to be replaced to run
+	// the update revision fully: a group that is not reloadable keeps an
+	// older spec in them (the agent reports it outdated), or a replacement
+	// was asked for. The message names the pods and why.
+	ConditionPodsOutdated = "PodsOutdated"
+)
+
+// Reasons of the PodsOutdated condition.
+const (
+	// ReasonPodReplacementHeld: spec.strategy.podReplacement is Hold; the
+	// pods keep running as they are until they are replaced.
+	ReasonPodReplacementHeld = "PodReplacementHeld"
+	// ReasonReplacingPods: the pods are being evicted and replaced within
+	// the budget.
+	ReasonReplacingPods = "ReplacingPods"
+	// ReasonEvictionBlocked: the Eviction API refused an eviction for now
+	// (a PodDisruptionBudget allows no disruption); it is retried.
+	ReasonEvictionBlocked = "EvictionBlocked"
+	// ReasonAllPodsCurrent: no pod needs to be replaced.
+	ReasonAllPodsCurrent = "AllPodsCurrent"
 )
 
 // Reasons of the SelectorOverlap condition.

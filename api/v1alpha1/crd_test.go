@@ -167,6 +167,10 @@ var _ = Describe("The WorkerPool CRD", Label(suite.ControlPlane), func() {
 			"spec.strategy.progressDeadlineSeconds", "greater than or equal to 10"),
 		Entry("unknown rollback policy", func(o map[string]any) { spec(o)["strategy"] = map[string]any{"rollback": "Sometimes"} },
 			"spec.strategy.rollback", `Unsupported value: "Sometimes"`),
+		Entry("unknown pod replacement", func(o map[string]any) { spec(o)["strategy"] = map[string]any{"podReplacement": "Recreate"} },
+			"spec.strategy.podReplacement", `Unsupported value: "Recreate"`),
+		Entry("pod replacement in the wrong case", func(o map[string]any) { spec(o)["strategy"] = map[string]any{"podReplacement": "evict"} },
+			"spec.strategy.podReplacement", `supported values: "Hold", "Evict"`),
 		Entry("empty command", func(o map[string]any) { group(o, 0)["command"] = []any{} },
 			"spec.groups[0].command", "should have at least 1 items"),
 		Entry("empty program", func(o map[string]any) { group(o, 0)["command"] = []any{"", "server.py"} },
@@ -267,6 +271,7 @@ var _ = Describe("The WorkerPool CRD", Label(suite.ControlPlane), func() {
 				MaxSurge:                1,
 				ProgressDeadlineSeconds: 600,
 				Rollback:                workersv1alpha1.RollbackAuto,
+				PodReplacement:          workersv1alpha1.PodReplacementHold,
 			},
 			RevisionHistoryLimit: ptr.To[int32](10),
 		}), "defaults the API server filled in")

@@ -20,6 +20,7 @@ const (
 	DefaultMaxUnavailable                = 1
 	DefaultProgressDeadlineSeconds int32 = 600
 	DefaultRollback                      = RollbackAuto
+	DefaultPodReplacement                = PodReplacementHold
 )
 
 // SetGroupDefaults fills in the fields of g that are unset, as the API server
@@ -74,5 +75,8 @@ func SetStrategyDefaults(s *RolloutStrategy) {
 	}
 	if s.Rollback == "" {
 		s.Rollback = DefaultRollback
+	}
+	if s.PodReplacement == "" {
+		s.PodReplacement = DefaultPodReplacement
 	}
 }

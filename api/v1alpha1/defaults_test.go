@@ -43,6 +43,6 @@ var _ = DescribeTable("SetStrategyDefaults",
 		v1.SetStrategyDefaults(&got)
 		Expect(got).To(BeComparableTo(want))
 	},
-	Entry("empty", v1.RolloutStrategy{}, v1.RolloutStrategy{MaxUnavailable: &oneUnavailable, Replacement: v1.SurgeFirst, MaxSurge: 1, ProgressDeadlineSeconds: 600, Rollback: v1.RollbackAuto}),
-	Entry("kept", v1.RolloutStrategy{MaxUnavailable: &quarterUnavailable, Replacement: v1.StopFirst, MaxSurge: 3, ProgressDeadlineSeconds: 60, Rollback: v1.RollbackManual}, v1.RolloutStrategy{MaxUnavailable: &quarterUnavailable, Replacement: v1.StopFirst, MaxSurge: 3, ProgressDeadlineSeconds: 60, Rollback: v1.RollbackManual}),
+	Entry("empty", v1.RolloutStrategy{}, v1.RolloutStrategy{MaxUnavailable: &oneUnavailable, Replacement: v1.SurgeFirst, MaxSurge: 1, ProgressDeadlineSeconds: 600, Rollback: v1.RollbackAuto, PodReplacement: v1.PodReplacementHold}),
+	Entry("kept", v1.RolloutStrategy{MaxUnavailable: &quarterUnavailable, Replacement: v1.StopFirst, MaxSurge: 3, ProgressDeadlineSeconds: 60, Rollback: v1.RollbackManual, PodReplacement: v1.PodReplacementEvict}, v1.RolloutStrategy{MaxUnavailable: &quarterUnavailable, Replacement: v1.StopFirst, MaxSurge: 3, ProgressDeadlineSeconds: 60, Rollback: v1.RollbackManual, PodReplacement: v1.PodReplacementEvict}),
 )

@@ -327,5 +327,10 @@ func ValidateStrategy(s *RolloutStrategy, p *field.Path) field.ErrorList {
 	default:
 		errs = append(errs, field.NotSupported(p.Child("rollback"), s.Rollback, []RollbackPolicy{RollbackAuto, RollbackManual}))
 	}
+	switch s.PodReplacement {
+	case PodReplacementHold, PodReplacementEvict:
+	default:
+		errs = append(errs, field.NotSupported(p.Child("podReplacement"), s.PodReplacement, []PodReplacementPolicy{PodReplacementHold, PodReplacementEvict}))
+	}
 	return errs
 }

@@ -189,6 +189,8 @@ var _ = DescribeTable("ValidateStrategy, after defaults",
 	Entry("maxSurge 257", v1.RolloutStrategy{MaxSurge: 257}, []string{"strategy.maxSurge: FieldValueInvalid"}),
 	Entry("deadline 5", v1.RolloutStrategy{ProgressDeadlineSeconds: 5}, []string{"strategy.progressDeadlineSeconds: FieldValueInvalid"}),
 	Entry("rollback Sometimes", v1.RolloutStrategy{Rollback: "Sometimes"}, []string{"strategy.rollback: FieldValueNotSupported"}),
+	Entry("podReplacement Evict", v1.RolloutStrategy{PodReplacement: v1.PodReplacementEvict}, nil),
+	Entry("podReplacement Recreate", v1.RolloutStrategy{PodReplacement: "Recreate"}, []string{"strategy.podReplacement: FieldValueNotSupported"}),
 )
 
 func pct(s string) *intstr.IntOrString { v := intstr.FromString(s); return &v }

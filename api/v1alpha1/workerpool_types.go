@@ -271,6 +271,25 @@ const (
 	RollbackManual RollbackPolicy = "Manual"
 )
 
+// PodReplacementPolicy says what the controller does with a pod that a
+// revision cannot update in place: a pod whose group that is not reloadable
+// changed, or one that kubectl softreload replace-pods asks to replace.
+// +kubebuilder:validation:Enum=Hold;Evict
+type PodReplacementPolicy string
+
+const (
+	// PodReplacementHold leaves such pods running what they run and names
+	// them in the PodsOutdated condition; they change when their workload
+	// replaces them, or on request (the ReplacePodsAtAnnotation).
+	PodReplacementHold PodReplacementPolicy = "Hold"
+	// PodReplacementEvict evicts such pods through the Eviction API, which
+	// honours their PodDisruptionBudgets, at most maxUnavailable at a time,
+	// and waits until the pods that replace them report the revision ready
+	// before it evicts more. Their workload (a Deployment, a StatefulSet,
+	// ...) must make the new pods.
+	PodReplacementEvict PodReplacementPolicy = "Evict"
+)
+
 // RolloutStrategy says how a revision rolls out.
 type RolloutStrategy struct {
 	// maxUnavailable is how many pods may reload at once: a number, or a
@@ -308,6 +327,16 @@ type RolloutStrategy struct {
 	// +optional
 	// +kubebuilder:default=Auto
 	Rollback RollbackPolicy `json:"rollback,omitempty"`
+
+	// podReplacement is what happens to a pod that a revision cannot update
+	// in place because a group that is not reloadable changed (its command,
+	// args, env, count, listen, readiness or stop settings, or its removal):
+	// Hold (keep the pod and name it in the PodsOutdated condition) or Evict
+	// (replace it through the Eviction API within maxUnavailable, honouring
+	// PodDisruptionBudgets).
+	// +optional
+	// +kubebuilder:default=Hold
+	PodReplacement PodReplacementPolicy `json:"podReplacement,omitempty"`
 }
 
 // WorkerPoolStatus is what the controller observes of the pool.
@@ -347,18 +376,46 @@ type WorkerPoolStatus struct {
 	// +optional
 	FailedPods int32 `json:"failedPods"`
 
+	// outdatedPods is how many pods run updateRevision with every worker
+	// ready while a group that is not reloadable keeps an older spec in
+	// them: only a new pod runs it at updateRevision's. They do not count as
+	// updated; the PodsOutdated condition names them.
+	// +optional
+	OutdatedPods int32 `json:"outdatedPods"`
+
+	// evictions are the pods evicted to be replaced whose replacements do
+	// not report updateRevision ready yet, oldest first: each holds a slot
+	// of maxUnavailable until a pod created after it reports ready.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=256
+	Evictions []PodEviction `json:"evictions,omitempty"`
+
 	// history lists recent revisions, newest first.
 	// +optional
 	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=20
 	History []RevisionRecord `json:"history,omitempty"`
 
-	// conditions: Available, Progressing, Degraded and SelectorOverlap.
+	// conditions: Available, Progressing, Degraded, SelectorOverlap and
+	// PodsOutdated.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
 	// +kubebuilder:validation:MaxItems=8
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// PodEviction is one pod the controller evicted to replace it.
+type PodEviction struct {
+	// pod is the name of the evicted pod.
+	// +required
+	// +kubebuilder:validation:MaxLength=253
+	Pod string `json:"pod"`
+
+	// evictedAt is when the Eviction API accepted the eviction.
+	// +required
+	EvictedAt metav1.Time `json:"evictedAt"`
 }
 
 // RevisionRecord is one revision in the pool's history.
@@ -411,6 +468,7 @@ type RevisionRecord struct {
 // +kubebuilder:printcolumn:name="Update-Revision",type=string,JSONPath=`.status.updateRevision`,priority=1
 // +kubebuilder:printcolumn:name="Reloading",type=integer,JSONPath=`.status.reloadingPods`,priority=1
 // +kubebuilder:printcolumn:name="Failed",type=integer,JSONPath=`.status.failedPods`,priority=1
+// +kubebuilder:printcolumn:name="Outdated",type=integer,JSONPath=`.status.outdatedPods`,priority=1
 // +kubebuilder:printcolumn:name="Progressing",type=string,JSONPath=`.status.conditions[?(@.type=="Progressing")].reason`,priority=1
 type WorkerPool struct {
 	metav1.TypeMeta   `json:",inline"`

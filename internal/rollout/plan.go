@@ -57,8 +57,12 @@ type Failure struct {
 type Counts struct {
 	// Pods is how many pods there are.
 	Pods int32
-	// Updated run Target and report Ready.
+	// Updated run Target and report Ready, every group at Target's spec.
 	Updated int32
+	// Outdated run Target and report Ready, but keep a group that is not
+	// reloadable at an older spec (AgentStatus.Outdated): only a new pod
+	// runs it at Target's.
+	Outdated int32
 	// Ready report every worker ready, whatever the revision.
 	Ready int32
 	// InFlight have a desired revision their agent has not settled on.
@@ -78,6 +82,8 @@ type Plan struct {
 	// Counts describe the pods as they are, before Actions.
 	Counts Counts
 	// Complete says every pod runs Target and is ready. Never while halted.
+	// A pod whose agent keeps a group at an older spec counts: what a
+	// reload can change is done (Counts.Outdated says what is not).
 	Complete bool
 	// RolledBack says a halted rollout with Auto rollback has returned
 	// every pod to Stable.
@@ -208,7 +214,10 @@ func rank(p Pod) int {
 func count(pods []Pod, target string) Counts {
 	c := Counts{Pods: int32(len(pods))}
 	for _, p := range pods {
-		if Runs(p, target) {
+		switch {
+		case Runs(p, target) && len(p.Report.Outdated()) > 0:
+			c.Outdated++
+		case Runs(p, target):
 			c.Updated++
 		}
 		if serving(p) {

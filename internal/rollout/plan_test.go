@@ -28,6 +28,14 @@ func failed(name, rev, running, msg string) Pod {
 		Revision: rev, Running: running, State: workersv1alpha1.AgentFailed, Ready: 2, Total: 2, Message: msg}}
 }
 
+// outdated is ready at rev while keeping group at an older spec.
+func outdated(name, rev, group string) Pod {
+	p := ready(name, rev)
+	p.Report.Groups = []workersv1alpha1.AgentGroupStatus{
+		{Name: "http", Spec: "0123456789"}, {Name: group, Spec: "abcdef0123", Outdated: workersv1alpha1.GroupSpecChanged}}
+	return p
+}
+
 // told is a pod whose desired revision changed and whose agent still
 // reports the old one.
 func told(p Pod, rev string) Pod { p.Desired = rev; return p }
@@ -74,6 +82,11 @@ func TestCompute(t *testing.T) {
 			in: Input{Target: "v2", Stable: "v1", MaxUnavailable: 1, Pods: []Pod{
 				ready("a", "v2"), ready("b", "v2")}},
 			want: Plan{Complete: true, Counts: Counts{Pods: 2, Updated: 2, Ready: 2}},
+		},
+		"a pod that keeps a group at an older spec is complete but not updated": {
+			in: Input{Target: "v2", Stable: "v1", MaxUnavailable: 1, Pods: []Pod{
+				ready("a", "v2"), outdated("b", "v2", "gateway")}},
+			want: Plan{Complete: true, Counts: Counts{Pods: 2, Updated: 1, Outdated: 1, Ready: 2}},
 		},
 		"no pods is complete": {
 			in:   Input{Target: "v1", MaxUnavailable: 1},
