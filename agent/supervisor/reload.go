@@ -143,7 +143,7 @@ func (s *Supervisor) replaceSurgeFirst(g *group, batch []*slot, to target, spec 
 	olds := make([]*worker, 0, len(batch))
 	for i, sl := range batch {
 		old := sl.cur
-		sl.cur, sl.next, sl.failures = cands[i], nil, 0
+		sl.cur, sl.next, sl.backoff = cands[i], nil, nil
 		cands[i].candidate = false
 		s.stopWorker(old)
 		olds = append(olds, old)
@@ -195,7 +195,7 @@ func (s *Supervisor) replaceStopFirst(g *group, batch []*slot, to target, spec *
 	cands := make([]*worker, len(batch))
 	for i, sl := range batch {
 		cands[i] = s.start(g, sl, to, spec, true)
-		sl.cur, sl.failures = cands[i], 0
+		sl.cur, sl.backoff = cands[i], nil
 	}
 	s.publish()
 	if err := s.await(func() bool { return readyOrFailed(cands) }); err != nil {

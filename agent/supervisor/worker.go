@@ -2,11 +2,13 @@ package supervisor
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"syscall"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/clock"
 
 	"github.com/softreload/softreload/api/v1alpha1"
@@ -33,7 +35,9 @@ type slot struct {
 	cur      *worker // the worker serving this slot
 	next     *worker // a worker a reload is bringing up
 	restarts int32
-	failures int // consecutive crashes, for backoff
+	// backoff paces the restarts after consecutive crashes; nil until the
+	// first crash, and again after a reload.
+	backoff *wait.Backoff
 }
 
 type worker struct {
@@ -186,15 +190,10 @@ func (s *Supervisor) stopped(w *worker) {
 // exponential backoff.
 func (s *Supervisor) crashed(w *worker) {
 	sl := w.s
-	if s.clock.Since(w.started) >= s.opts.BackoffReset {
-		sl.failures = 0
+	if sl.backoff == nil || s.clock.Since(w.started) >= s.opts.BackoffReset {
+		sl.backoff = s.crashBackoff()
 	}
-	delay := s.opts.BackoffInitial
-	for i := 0; i < sl.failures && delay < s.opts.BackoffMax; i++ {
-		delay *= 2
-	}
-	delay = min(delay, s.opts.BackoffMax)
-	sl.failures++
+	delay := sl.backoff.Step()
 	sl.restarts++
 	w.state = WorkerBackoff
 	if s.opts.Recorder != nil {
@@ -202,6 +201,14 @@ func (s *Supervisor) crashed(w *worker) {
 	}
 	s.log.Info("Restarting worker after backoff", "worker", w.name(), "backoff", delay, "restarts", sl.restarts)
 	w.timers = append(w.timers, s.clock.AfterFunc(delay, func() { s.send(evRestart{w}) }))
+}
+
+// crashBackoff is the pace of a slot's restarts: from BackoffInitial,
+// doubling up to BackoffMax, then every BackoffMax (Step keeps returning the
+// cap). It is the wait.Backoff that paces agent pod's retries against the
+// API server, without that one's jitter: a slot's delays are exact.
+func (s *Supervisor) crashBackoff() *wait.Backoff {
+	return &wait.Backoff{Duration: min(s.opts.BackoffInitial, s.opts.BackoffMax), Factor: 2, Steps: math.MaxInt32, Cap: s.opts.BackoffMax}
 }
 
 // stopWorker sends w its stop signal and arms the kill timer. A worker that
