@@ -34,6 +34,7 @@ var _ = Describe("the examples", func() {
 		Entry("php", "sdk/php", []string{"autoload.php", "composer.json", "src"}, "examples/php/vendor/softreload/worker"),
 		Entry("node", "sdk/node", []string{"index.js", "package.json"}, "examples/node/node_modules/@softreload/worker"),
 		Entry("python", "sdk/python/softreload_worker", []string{"__init__.py"}, "examples/python/softreload_worker"),
+		Entry("python gateway", "sdk/python/softreload_worker", []string{"__init__.py"}, "examples/gateway/softreload_worker"),
 	)
 
 	// The walkthrough's app (examples/kubernetes/app) holds sdk/python's
