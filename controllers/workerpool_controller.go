@@ -105,6 +105,9 @@ func (r *WorkerPoolReconciler) reconcileRollout(ctx context.Context, s *scope) e
 	if err := r.reconcilePods(ctx, s); err != nil {
 		return err
 	}
+	if err := r.reconcileReplacement(ctx, s); err != nil {
+		return err
+	}
 	return r.reconcileSnapshots(ctx, s)
 }
 
@@ -131,8 +134,12 @@ type scope struct {
 	// long to be written (progressWriteInterval).
 	progressWait time.Duration
 
-	// pods are the governed pods that are not being deleted, by name.
-	pods map[string]*corev1.Pod
+	// pods are the governed pods that are not being deleted, by name;
+	// terminating those that are.
+	pods        map[string]*corev1.Pod
+	terminating []*corev1.Pod
+	// replace is what pod replacement found and did (workerpool_replace.go).
+	replace *replaceState
 	// planned is set once plan holds the plan for the pods as they are.
 	planned bool
 	plan    rollout.Plan
@@ -153,6 +160,9 @@ func (s *scope) result() ctrl.Result {
 	}
 	if s.accessWait != "" && (res.RequeueAfter == 0 || res.RequeueAfter > accessRetry) {
 		res.RequeueAfter = accessRetry
+	}
+	if retry := s.replaceRetry(); retry > 0 && (res.RequeueAfter == 0 || res.RequeueAfter > retry) {
+		res.RequeueAfter = retry // an eviction refused for now
 	}
 	if s.progressWait > 0 && (res.RequeueAfter == 0 || res.RequeueAfter > s.progressWait) {
 		res.RequeueAfter = s.progressWait // the progress not yet written
@@ -304,7 +314,11 @@ func (r *WorkerPoolReconciler) reconcilePods(ctx context.Context, s *scope) erro
 	}
 	for i := range list.Items {
 		pod := &list.Items[i]
-		if !pod.DeletionTimestamp.IsZero() || !governs(s.pool, pod) {
+		if !governs(s.pool, pod) {
+			continue
+		}
+		if !pod.DeletionTimestamp.IsZero() {
+			s.terminating = append(s.terminating, pod)
 			continue
 		}
 		s.pods[pod.Name] = pod

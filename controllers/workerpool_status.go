@@ -64,6 +64,7 @@ func computeStatus(s *scope) {
 	st.ObservedGeneration = s.pool.Generation
 	c := s.plan.Counts
 	st.Pods, st.UpdatedPods, st.ReadyPods, st.ReloadingPods, st.FailedPods = c.Pods, c.Updated, c.Ready, c.InFlight, c.Failed
+	st.OutdatedPods = c.Outdated
 
 	wasHalted := halted(before.History, s.target)
 	st.History = updateHistory(before.History, historyUpdate{
@@ -89,7 +90,7 @@ func computeStatus(s *scope) {
 		complete: s.plan.Complete, rolledBack: s.plan.RolledBack, counts: c,
 		deadline: time.Duration(s.pool.Spec.Strategy.ProgressDeadlineSeconds) * time.Second,
 		progressed: len(before.History) == 0 || before.History[0].Revision != s.target || c.Updated > before.UpdatedPods ||
-			!wasHalted && isHalted,
+			!wasHalted && isHalted || s.replace != nil && len(s.replace.evicted) > 0,
 	}
 	if s.blocked != nil {
 		in.blocked = *s.blocked
@@ -98,6 +99,7 @@ func computeStatus(s *scope) {
 		in.failure = fmt.Sprintf("pod %s failed to reload revision %s: %s", f.Pod, s.target, f.Message)
 	}
 	gen := s.pool.Generation
+	in.replacing = setPodsOutdatedCondition(st, s.replace, s.pool.Name, gen, s.now)
 	setAvailableCondition(&st.Conditions, c, gen, s.now)
 	setProgressingCondition(&st.Conditions, in, gen, s.now)
 	setDegradedCondition(&st.Conditions, in, gen, s.now)
@@ -178,6 +180,8 @@ type rolloutState struct {
 	counts               rollout.Counts
 	// failure describes a failure seen in this reconcile, "" when none.
 	failure string
+	// replacing says how pods are being replaced, "" when none are.
+	replacing string
 	// progressed says the rollout moved on: a new target, one more pod
 	// updated, or a failure recorded. It restarts the progress deadline.
 	progressed bool
@@ -219,9 +223,14 @@ func setProgressingCondition(conds *[]metav1.Condition, in rolloutState, gen int
 	case in.halted:
 		cond.Status, cond.Reason = metav1.ConditionFalse, workersv1alpha1.ReasonReloadFailed
 		cond.Message = fmt.Sprintf("Revision %s failed; the rollout holds until the code or the spec changes", in.target)
+	case in.complete && in.replacing != "":
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionTrue, workersv1alpha1.ReasonReplacingPods, in.replacing
 	case in.complete:
 		cond.Status, cond.Reason = metav1.ConditionFalse, workersv1alpha1.ReasonRolloutComplete
 		cond.Message = fmt.Sprintf("All %d pods run revision %s", in.counts.Pods, in.target)
+		if in.counts.Outdated > 0 {
+			cond.Message += fmt.Sprintf("; %d keep a group that is not reloadable at an older spec until they are replaced (PodsOutdated)", in.counts.Outdated)
+		}
 	case in.paused:
 		cond.Status, cond.Reason = metav1.ConditionFalse, workersv1alpha1.ReasonRolloutPaused
 		cond.Message = fmt.Sprintf("Paused with %d of %d pods on revision %s", in.counts.Updated, in.counts.Pods, in.target)

@@ -63,6 +63,7 @@ type Agents struct {
 
 	mu      sync.Mutex
 	behave  func(pod, rev string) Outcome
+	groups  func(pod, rev string) []workersv1alpha1.AgentGroupStatus
 	held    func(pod string) bool
 	release chan struct{}
 	pods    map[string]podState
@@ -232,7 +233,8 @@ func (a *Agents) run(ns, name string, wake <-chan struct{}) {
 			continue
 		}
 		running = rev
-		a.report(ns, name, workersv1alpha1.AgentStatus{Revision: rev, Running: rev, State: workersv1alpha1.AgentReady, Ready: n, Total: n})
+		a.report(ns, name, workersv1alpha1.AgentStatus{Revision: rev, Running: rev, State: workersv1alpha1.AgentReady, Ready: n, Total: n,
+			Groups: a.groupsOf(name, rev)})
 	}
 }
 
@@ -287,6 +289,25 @@ func (a *Agents) fail(err error) {
 	if a.opts.OnError != nil {
 		a.opts.OnError(err)
 	}
+}
+
+// SetGroups decides what the agents' Ready reports say of the groups (the
+// report's groups: which spec each runs, and which are outdated) from now
+// on; nil, the default, says nothing of them.
+func (a *Agents) SetGroups(f func(pod, rev string) []workersv1alpha1.AgentGroupStatus) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.groups = f
+}
+
+func (a *Agents) groupsOf(pod, rev string) []workersv1alpha1.AgentGroupStatus {
+	a.mu.Lock()
+	f := a.groups
+	a.mu.Unlock()
+	if f == nil {
+		return nil
+	}
+	return f(pod, rev)
 }
 
 // SetBehaviour decides what the agents do with each revision from now on.
