@@ -7,6 +7,10 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
 	"github.com/softreload/softreload/agent/metrics"
 	"github.com/softreload/softreload/agent/supervisor"
 )
@@ -49,6 +53,34 @@ func TestMetrics(t *testing.T) {
 	} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("metrics lack %s", want)
+		}
+	}
+
+	// What a Prometheus server scrapes: the text format, each family with
+	// its type, the Go runtime's and the process's metrics beside the
+	// agent's.
+	parser := expfmt.NewTextParser(model.LegacyValidation)
+	families, err := parser.TextToMetricFamilies(strings.NewReader(string(body)))
+	if err != nil {
+		t.Fatalf("the metrics are not in the Prometheus text format: %v\n%s", err, body)
+	}
+	for name, typ := range map[string]dto.MetricType{
+		"softreload_agent_reloads_total":           dto.MetricType_COUNTER,
+		"softreload_agent_reload_duration_seconds": dto.MetricType_HISTOGRAM,
+		"softreload_agent_worker_restarts_total":   dto.MetricType_COUNTER,
+		"softreload_agent_worker_drain_seconds":    dto.MetricType_HISTOGRAM,
+		"softreload_agent_worker_stop_kills_total": dto.MetricType_COUNTER,
+		"softreload_agent_workers":                 dto.MetricType_GAUGE,
+		"go_goroutines":                            dto.MetricType_GAUGE,
+		"process_resident_memory_bytes":            dto.MetricType_GAUGE,
+		"process_cpu_seconds_total":                dto.MetricType_COUNTER,
+	} {
+		f, ok := families[name]
+		switch {
+		case !ok:
+			t.Errorf("the metrics lack the family %s", name)
+		case f.GetType() != typ:
+			t.Errorf("%s is a %s, want a %s", name, f.GetType(), typ)
 		}
 	}
 }
