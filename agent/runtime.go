@@ -21,8 +21,9 @@ type RuntimeOptions struct {
 	// Groups and Strategy are the worker groups and how they are replaced.
 	Groups   []v1alpha1.WorkerGroup
 	Strategy v1alpha1.RolloutStrategy
-	// Revision and CodeDir are what the workers start with.
-	Revision, CodeDir string
+	// Revision and CodeDir are what the workers start with; Code, if set,
+	// says what that code is (supervisor.Target.Code).
+	Revision, CodeDir, Code string
 	// ControlSocket and MetricsAddress, when set, are where the control
 	// API and the metrics (/metrics, /healthz, /status) are served.
 	ControlSocket, MetricsAddress string
@@ -75,7 +76,7 @@ func NewRuntime(ctx context.Context, opts RuntimeOptions) (*Runtime, error) {
 	r.metrics = metrics.New(r.Status)
 	if r.Supervisor, err = supervisor.New(supervisor.Options{
 		Groups: opts.Groups, Strategy: opts.Strategy, Listeners: r.sockets.Files(), Sockets: r.sockets,
-		Revision: opts.Revision, CodeDir: opts.CodeDir, OS: r.os, Recorder: r.metrics, Logger: opts.Logger,
+		Revision: opts.Revision, CodeDir: opts.CodeDir, Code: opts.Code, OS: r.os, Recorder: r.metrics, Logger: opts.Logger,
 		BackoffInitial: opts.BackoffInitial, BackoffMax: opts.BackoffMax,
 	}); err != nil {
 		return nil, err

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"path/filepath"
 	"sync/atomic"
 	"time"
 
@@ -36,6 +37,13 @@ type Revision struct {
 	Spec poolrevision.Spec
 	// Dir is the revision's code directory.
 	Dir string
+	// Code says what the code is, apart from the groups: a hash of the
+	// snapshot's files (or of its code image) and of the restart it asks
+	// for. A revision of the same Code as one the workers run is given
+	// that revision's Dir, and a change of its groups that leaves a
+	// worker's spec alone but for the count keeps that worker
+	// (supervisor.Target.Code).
+	Code string
 }
 
 // Options configure an Agent. Zero values mean the defaults.
@@ -270,10 +278,44 @@ func (l *loop) onFetched(ctx context.Context, r fetchResult) error {
 	} else {
 		l.engine.RequestReload(rev)
 	}
-	if err := PruneRevisions(l.a.opts.CodeRoot, l.a.opts.KeepRevisions, l.first, rev.Name, l.saved, l.last.Running, l.last.Revision); err != nil {
+	if err := PruneRevisions(l.a.opts.CodeRoot, l.a.opts.KeepRevisions, l.inUseDirs()...); err != nil {
 		l.a.log.Info("Could not prune old revisions", "err", err)
 	}
 	return nil
+}
+
+// inUse names the revisions whose code workers may run: the one the engine
+// started with (groups that are not reloadable run it), the newest one
+// asked, the one kept for a restart, and those of the engine's last report.
+func (l *loop) inUse() []string {
+	return []string{l.first, l.asked, l.saved, l.last.Running, l.last.Revision}
+}
+
+// inUseDirs names the directories under revisions/ that workers may run
+// code in: those of the revisions in use, and the directories they were
+// given when their code was already there (Revision.Code).
+func (l *loop) inUseDirs() []string {
+	var names []string
+	for _, name := range l.inUse() {
+		names = append(names, name)
+		if rev, ok := l.known[name]; ok {
+			names = append(names, filepath.Base(rev.Dir))
+		}
+	}
+	return names
+}
+
+// codeDirs returns the code directories of the revisions in use, by their
+// Code: a new revision of the same code runs in the same directory, so
+// that the workers whose spec it leaves alone keep serving.
+func (l *loop) codeDirs() map[string]string {
+	dirs := map[string]string{}
+	for _, name := range l.inUse() {
+		if rev, ok := l.known[name]; ok && rev.Code != "" {
+			dirs[rev.Code] = rev.Dir
+		}
+	}
+	return dirs
 }
 
 // startEngine starts the workers at rev.
@@ -315,8 +357,9 @@ func (l *loop) step(ctx context.Context) {
 	l.endFetch()
 	fctx, cancel := context.WithCancel(ctx)
 	l.fetching, l.stopFetch = target, cancel
+	dirs := l.codeDirs()
 	go func() {
-		rev, err := l.a.fetch(fctx, target, func(message string) {
+		rev, err := l.a.fetch(fctx, target, dirs, func(message string) {
 			select {
 			case l.progress <- fetchProgress{rev: target, message: message}:
 			case <-fctx.Done():

@@ -49,7 +49,7 @@ func SupervisorEngine(ctx context.Context, opts EngineOptions) func(first Revisi
 		e.rt, err = agent.NewRuntime(ctx, agent.RuntimeOptions{
 			Groups:   groups,
 			Strategy: v1alpha1.RolloutStrategy{Replacement: first.Spec.Replacement, MaxSurge: first.Spec.MaxSurge},
-			Revision: first.Name, CodeDir: first.Dir,
+			Revision: first.Name, CodeDir: first.Dir, Code: first.Code,
 			ControlSocket: opts.ControlSocket, MetricsAddress: opts.MetricsAddress,
 			Stdout: opts.Stdout, Stderr: opts.Stderr, NoPrefix: opts.NoPrefix, Logger: opts.Logger,
 		})
@@ -79,7 +79,7 @@ func (e *engine) RequestReload(rev Revision) {
 		groups = rev.Spec.Groups
 	}
 	e.rt.Supervisor.RequestReloadTo(supervisor.Target{
-		Revision: rev.Name, CodeDir: rev.Dir, Groups: groups,
+		Revision: rev.Name, CodeDir: rev.Dir, Code: rev.Code, Groups: groups,
 		Strategy: &v1alpha1.RolloutStrategy{Replacement: rev.Spec.Replacement, MaxSurge: rev.Spec.MaxSurge},
 	})
 }

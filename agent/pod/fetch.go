@@ -18,10 +18,12 @@ import (
 
 // fetch reads revision rev's snapshot and puts its code in place: the
 // snapshot's files in a new revision directory, or, for a code image, the
-// directory the code container delivers. It tells progress what it waits
-// for. Only the revision itself can make it fail: a snapshot that cannot be
-// read yet is waited for until ctx is done.
-func (a *Agent) fetch(ctx context.Context, rev string, progress func(string)) (Revision, error) {
+// directory the code container delivers. Code that the workers run
+// already, in a directory of dirs (by Revision.Code), is not written
+// again: rev gets that directory. It tells progress what it waits for.
+// Only the revision itself can make it fail: a snapshot that cannot be read
+// yet is waited for until ctx is done.
+func (a *Agent) fetch(ctx context.Context, rev string, dirs map[string]string, progress func(string)) (Revision, error) {
 	cm, err := a.readSnapshot(ctx, rev, progress)
 	if err != nil {
 		return Revision{}, err
@@ -30,12 +32,19 @@ func (a *Agent) fetch(ctx context.Context, rev string, progress func(string)) (R
 	if err != nil {
 		return Revision{}, err
 	}
+	code := codeOf(spec, cm)
 	if spec.Image != nil {
 		dir, err := a.waitForImage(ctx, rev, *spec.Image, progress)
 		if err != nil {
 			return Revision{}, err
 		}
-		return Revision{Name: rev, Spec: spec, Dir: dir}, nil
+		return Revision{Name: rev, Spec: spec, Dir: dir, Code: code}, nil
+	}
+	if dir, ok := dirs[code]; ok {
+		if _, err := os.Stat(dir); err == nil {
+			a.log.Info("The revision's code is the code the workers run: keeping its directory", "revision", rev, "dir", dir)
+			return Revision{Name: rev, Spec: spec, Dir: dir, Code: code}, nil
+		}
 	}
 	files, err := poolrevision.FilesOf(cm)
 	if err != nil {
@@ -45,7 +54,15 @@ func (a *Agent) fetch(ctx context.Context, rev string, progress func(string)) (R
 	if err != nil {
 		return Revision{}, err
 	}
-	return Revision{Name: rev, Spec: spec, Dir: dir}, nil
+	return Revision{Name: rev, Spec: spec, Dir: dir, Code: code}, nil
+}
+
+// codeOf says what the code of a revision is, apart from its groups and
+// strategy: a hash of its snapshot's files, or of its code image, and of
+// the restart it asks for (kubectl softreload reload makes a revision of
+// the same files that must replace every worker).
+func codeOf(spec poolrevision.Spec, snapshot *corev1.ConfigMap) string {
+	return poolrevision.Hash(poolrevision.Spec{Image: spec.Image, RestartedAt: spec.RestartedAt}, poolrevision.CodeOf(snapshot))
 }
 
 // readSnapshot reads revision rev's snapshot, retrying with backoff for as

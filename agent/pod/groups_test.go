@@ -18,6 +18,7 @@ import (
 	. "github.com/onsi/gomega"
 	"k8s.io/utils/ptr"
 
+	"github.com/softreload/softreload/agent/control"
 	"github.com/softreload/softreload/agent/pod"
 	"github.com/softreload/softreload/agent/process"
 	"github.com/softreload/softreload/agent/testworker"
@@ -99,25 +100,8 @@ var _ = Describe("The pod agent with its real engine", Label(suite.ControlPlane)
 		changed.Env = append(changed.Env, v1alpha1.EnvVar{Name: "GATEWAY_MODE", Value: "new"})
 		r.snapshot("r3", poolrevision.Spec{Groups: []v1alpha1.WorkerGroup{workerGroup("web", 1, a), changed}}, code)
 
-		agent, err := pod.New(pod.Options{
-			Client: newClient(env.Config), Namespace: r.ns, PodName: "web-groups", Pool: "web", CodeRoot: r.root,
-			Logger:    slog.New(slog.NewTextHandler(r.log, nil)),
-			NewEngine: pod.SupervisorEngine(r.ctx, pod.EngineOptions{Stdout: out, Stderr: out, Logger: slog.New(slog.NewTextHandler(r.log, nil))}),
-		})
-		Expect(err).NotTo(HaveOccurred())
-		ctx, cancel := context.WithCancel(r.ctx)
-		done := make(chan error, 1)
-		go func() { done <- agent.Run(ctx) }()
-		DeferCleanup(func() {
-			cancel()
-			Eventually(done).WithTimeout(2*time.Minute).Should(Receive(BeNil()), "the agent")
-		})
-
-		ready := func(rev string, total int32) {
-			GinkgoHelper()
-			Eventually(r.report("web-groups")).WithTimeout(2*time.Minute).WithPolling(50*time.Millisecond).
-				Should(status(rev, v1alpha1.AgentReady, rev, HaveField("Total", total), HaveField("Ready", total)), "the pod's report")
-		}
+		r.runAgent("web-groups", pod.EngineOptions{Stdout: out, Stderr: out})
+		ready := func(rev string, total int32) { GinkgoHelper(); r.waitReady("web-groups", rev, total) }
 		r.annotate("web-groups", map[string]string{v1alpha1.DesiredRevisionAnnotation: "r1"})
 		ready("r1", 2)
 		conn, err := net.Dial("tcp", strings.TrimPrefix(string(gwAddr), "tcp://"))
@@ -165,6 +149,97 @@ var _ = Describe("The pod agent with its real engine", Label(suite.ControlPlane)
 
 		ok, failed, errs := load.Total(g.Stop())
 		Expect(failed).To(BeZero(), "%d of %d requests on the unchanged address failed, e.g. %v", failed, ok+failed, errs)
+		Expect(ok).NotTo(BeZero())
+	})
+})
+
+// runAgent runs the agent of pod name with the real engine (opts, logging
+// to the rig's log) until the spec ends.
+func (r *rig) runAgent(name string, opts pod.EngineOptions) {
+	opts.Logger = slog.New(slog.NewTextHandler(r.log, nil))
+	agent, err := pod.New(pod.Options{
+		Client: newClient(env.Config), Namespace: r.ns, PodName: name, Pool: "web", CodeRoot: r.root,
+		Logger:    slog.New(slog.NewTextHandler(r.log, nil)),
+		NewEngine: pod.SupervisorEngine(r.ctx, opts),
+	})
+	Expect(err).NotTo(HaveOccurred())
+	ctx, cancel := context.WithCancel(r.ctx)
+	done := make(chan error, 1)
+	go func() { done <- agent.Run(ctx) }()
+	DeferCleanup(func() {
+		cancel()
+		Eventually(done).WithTimeout(2*time.Minute).Should(Receive(BeNil()), "the agent")
+	})
+}
+
+// waitReady waits until pod name reports revision rev Ready, all total
+// workers ready.
+func (r *rig) waitReady(name, rev string, total int32) {
+	GinkgoHelper()
+	Eventually(r.report(name)).WithTimeout(2*time.Minute).WithPolling(50*time.Millisecond).
+		Should(status(rev, v1alpha1.AgentReady, rev, HaveField("Total", total), HaveField("Ready", total)), "the pod's report")
+}
+
+var _ = Describe("The pod agent on a count change", Label(suite.ControlPlane), func() {
+	// Each revision of a pod names its groups too, so a count change is a
+	// new revision; its code is the same, and the workers that run it keep
+	// serving: count up starts only the new ones, count down stops only
+	// the surplus. New code replaces them all.
+	It("keeps the workers of unchanged code and spec", func() {
+		r := newRig("web-count", nil)
+		out := &testworker.Output{}
+		DeferCleanup(func() {
+			if CurrentSpecReport().Failed() {
+				fmt.Fprintf(GinkgoWriter, "agent log:\n%s\nworkers:\n%s\n", r.log.String(), out.String())
+			}
+		})
+		a := tcpAddress()
+		v1, v2 := map[string]string{"version": "1"}, map[string]string{"version": "2"}
+		r.snapshot("r1", poolrevision.Spec{Groups: []v1alpha1.WorkerGroup{workerGroup("web", 2, a)}}, v1)
+		r.snapshot("r2", poolrevision.Spec{Groups: []v1alpha1.WorkerGroup{workerGroup("web", 4, a)}}, v1)
+		r.snapshot("r3", poolrevision.Spec{Groups: []v1alpha1.WorkerGroup{workerGroup("web", 1, a)}}, v1)
+		r.snapshot("r4", poolrevision.Spec{Groups: []v1alpha1.WorkerGroup{workerGroup("web", 1, a)}}, v2)
+		sock := filepath.Join(r.root, "agent.sock")
+		r.runAgent("web-count", pod.EngineOptions{ControlSocket: sock, Stdout: out, Stderr: out})
+		pids := func() []int {
+			GinkgoHelper()
+			st, err := control.NewClient(sock).Status(r.ctx)
+			Expect(err).NotTo(HaveOccurred(), "agent status")
+			return st.PIDs("web")
+		}
+		to := func(rev string, total int32) {
+			GinkgoHelper()
+			r.annotate("web-count", map[string]string{v1alpha1.DesiredRevisionAnnotation: rev})
+			r.waitReady("web-count", rev, total)
+		}
+
+		to("r1", 2)
+		first := pids()
+		Expect(first).To(HaveLen(2))
+		g := load.Start([]string{url(a)}, load.Options{Workers: 2, Pause: 2 * time.Millisecond, Timeout: time.Minute})
+		DeferCleanup(func() { g.Stop() })
+
+		By("count 2 to 4: two workers start beside the two that serve")
+		to("r2", 4)
+		four := pids()
+		Expect(four).To(HaveLen(4))
+		Expect(four[:2]).To(Equal(first), "the workers of slots 0 and 1")
+		Expect(four[2:]).NotTo(ContainElements(first))
+
+		By("count 4 to 1: the surplus stops, slot 0 serves on")
+		to("r3", 1)
+		Expect(pids()).To(Equal(first[:1]), "the worker of slot 0")
+		Expect(filepath.Join(r.root, "revisions", "r3")).NotTo(BeADirectory(), "the same code written again")
+
+		By("new code: the worker is replaced")
+		to("r4", 1)
+		Expect(pids()).NotTo(ContainElement(first[0]), "the worker of the old code")
+		body, err := get(a)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(body).To(HavePrefix("rev=r4 version=2 "))
+
+		ok, failed, errs := load.Total(g.Stop())
+		Expect(failed).To(BeZero(), "%d of %d requests failed, e.g. %v", failed, ok+failed, errs)
 		Expect(ok).NotTo(BeZero())
 	})
 })

@@ -16,6 +16,7 @@ type runningRecord struct {
 	Name string            `json:"name"`
 	Spec poolrevision.Spec `json:"spec"`
 	Dir  string            `json:"dir"`
+	Code string            `json:"code,omitempty"`
 }
 
 // runningFile is where the record is kept.

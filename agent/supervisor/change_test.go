@@ -259,3 +259,60 @@ func TestSurplusSlotInBackoffStaysStopped(t *testing.T) {
 	h.clock.Step(time.Minute)
 	h.os.noneStarted(t)
 }
+
+// A pod's revisions name their groups too: two revisions of one code, in
+// one directory, say so with the same Code, and a count change between them
+// keeps the running workers, which keep the revision they started with.
+func TestCountChangeOfAnotherRevisionOfTheSameCode(t *testing.T) {
+	h := newHarnessWith(t, func(o *Options) { o.Code = "code-1" }, v1alpha1.RolloutStrategy{}, groupSpec("web", 2))
+	h.respond()
+	before := pids(h.waitReady("r1"), "web")
+	reload := func(rev, dir, code string, groups ...v1alpha1.WorkerGroup) (v1alpha1.AgentStatus, []string) {
+		t.Helper()
+		h.os.takeLog()
+		st, err := h.s.ReloadTo(context.Background(), Target{Revision: rev, CodeDir: dir, Code: code, Groups: groups})
+		if err != nil || st.State != v1alpha1.AgentReady || st.Revision != rev || st.Ready != st.Total {
+			t.Fatalf("reload to %s: %+v, %v; want Ready", rev, st, err)
+		}
+		return st, h.os.takeLog()
+	}
+
+	st, log := reload("r2", "/code/r1", "code-1", groupSpec("web", 4))
+	if diff := cmp.Diff([]string{"start web/2 r2", "start web/3 r2"}, log); diff != "" {
+		t.Errorf("count 2 to 4, the same code: only the new slots start (-want +got):\n%s", diff)
+	}
+	if st.Total != 4 {
+		t.Errorf("count 2 to 4: %d workers", st.Total)
+	}
+	if got := pids(h.s.Status(), "web"); !cmp.Equal(before, got[:2]) {
+		t.Errorf("count 2 to 4: the pids of slots 0 and 1 went from %v to %v", before, got[:2])
+	}
+	want := map[string]string{"web/0": "r1", "web/1": "r1", "web/2": "r2", "web/3": "r2"}
+	if diff := cmp.Diff(want, revisions(h.s.Status())); diff != "" {
+		t.Errorf("each worker's revision, the one it started with (-want +got):\n%s", diff)
+	}
+
+	_, log = reload("r3", "/code/r1", "code-1", groupSpec("web", 1))
+	if diff := cmp.Diff([]string{"signal web/1 r1 terminated", "signal web/2 r2 terminated", "signal web/3 r2 terminated"}, log); diff != "" {
+		t.Errorf("count 4 to 1: the surplus stops (-want +got):\n%s", diff)
+	}
+	if got := pids(h.s.Status(), "web"); !cmp.Equal(before[:1], got) {
+		t.Errorf("count 4 to 1: pids %v, want slot 0's %v", got, before[:1])
+	}
+
+	// The same Code in another directory, or another Code (a restart asked
+	// of the same files) replaces the workers.
+	_, log = reload("r4", "/code/r4", "code-1", groupSpec("web", 1))
+	if diff := cmp.Diff([]string{"start web/0 r4", "signal web/0 r1 terminated"}, log); diff != "" {
+		t.Errorf("the same code in another directory (-want +got):\n%s", diff)
+	}
+	_, log = reload("r5", "/code/r4", "code-2", groupSpec("web", 1))
+	if diff := cmp.Diff([]string{"start web/0 r5", "signal web/0 r4 terminated"}, log); diff != "" {
+		t.Errorf("another code in the same directory (-want +got):\n%s", diff)
+	}
+	// Without a Code, the revision says what the code is.
+	_, log = reload("r6", "/code/r4", "", groupSpec("web", 1))
+	if diff := cmp.Diff([]string{"start web/0 r6", "signal web/0 r5 terminated"}, log); diff != "" {
+		t.Errorf("no code, another revision in the same directory (-want +got):\n%s", diff)
+	}
+}

@@ -40,9 +40,11 @@ type Options struct {
 	// closes those no group listens on any more. Without it, a revision
 	// that adds an address fails.
 	Sockets Sockets
-	// Revision and CodeDir are what the workers start with.
+	// Revision and CodeDir are what the workers start with; Code, if set,
+	// says what that code is (Target.Code).
 	Revision string
 	CodeDir  string
+	Code     string
 
 	// OS starts processes. Required.
 	OS OS
@@ -128,23 +130,30 @@ type Supervisor struct {
 	live []*worker
 }
 
-// target is a revision to run: its name, its code directory, its groups by
-// name and in order (nil: those of the running revision) and, if it changes
-// it, the strategy.
+// target is a revision to run: its name, its code directory, what its code
+// is (Target.Code), its groups by name and in order (nil: those of the
+// running revision) and, if it changes it, the strategy.
 type target struct {
-	revision, dir string
-	groups        map[string]*v1alpha1.WorkerGroup
-	order         []string
-	strategy      *v1alpha1.RolloutStrategy
+	revision, dir, code string
+	groups              map[string]*v1alpha1.WorkerGroup
+	order               []string
+	strategy            *v1alpha1.RolloutStrategy
 }
 
-// sameCode reports whether t and o run the same code.
-func (t target) sameCode(o target) bool { return t.revision == o.revision && t.dir == o.dir }
+// sameCode reports whether t and o run the same code: the same revision in
+// the same directory, or two revisions in the same directory whose Code
+// says they are the same code.
+func (t target) sameCode(o target) bool {
+	if t.dir != o.dir {
+		return false
+	}
+	return t.revision == o.revision || t.code != "" && t.code == o.code
+}
 
 // same reports whether t and o are the same revision with the same groups
 // (nil groups: whatever the groups).
 func (t target) same(o target) bool {
-	if !t.sameCode(o) {
+	if t.revision != o.revision || t.dir != o.dir {
 		return false
 	}
 	if t.groups == nil || o.groups == nil {
@@ -166,6 +175,14 @@ type Target struct {
 	// Revision names the revision; CodeDir holds its code.
 	Revision string
 	CodeDir  string
+	// Code, if set, says what the code is, for a revision whose name also
+	// stands for its groups (a pod's): a worker of another revision in the
+	// same CodeDir with the same Code runs this revision's code, and keeps
+	// serving if its group's spec stays the same but for the count and the
+	// reloadable flag. Such a worker keeps the revision it was started
+	// with (SOFTRELOAD_REVISION, and in the status). Empty: the Revision
+	// says what the code is.
+	Code string
 	// Groups are the revision's groups, when it changes them; nil keeps the
 	// groups of the running revision. Any field of a reloadable group may
 	// change, groups may come and go (see reload), and the reloadable flag
@@ -178,7 +195,7 @@ type Target struct {
 }
 
 func (t Target) internal() target {
-	to := target{revision: t.Revision, dir: t.CodeDir}
+	to := target{revision: t.Revision, dir: t.CodeDir, code: t.Code}
 	if t.Strategy != nil {
 		st := *t.Strategy
 		v1alpha1.SetStrategyDefaults(&st)
@@ -257,7 +274,7 @@ func New(opts Options) (*Supervisor, error) {
 		events:  make(chan event, 64),
 		done:    make(chan struct{}),
 		subs:    map[chan v1alpha1.AgentStatus]struct{}{},
-		running: target{revision: opts.Revision, dir: opts.CodeDir},
+		running: target{revision: opts.Revision, dir: opts.CodeDir, code: opts.Code},
 		state:   v1alpha1.AgentReloading,
 		files:   map[v1alpha1.ListenAddress]*os.File{},
 	}
