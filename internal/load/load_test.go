@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	. "github.com/onsi/gomega"
+
 	"github.com/softreload/softreload/internal/load"
 )
 
@@ -30,17 +32,10 @@ func TestCountsAnswersAndFailures(t *testing.T) {
 	closed.Close() // nothing listens there any more: every request is refused
 
 	g := load.Start([]string{srv.URL, closed.URL}, load.Options{Pause: time.Millisecond})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	eventually(t, "enough requests to both targets", func() bool {
 		s := g.Snapshot()
-		if s[srv.URL].OK >= 20 && s[srv.URL].Failed >= 5 && s[closed.URL].Failed >= 5 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not enough requests went out in 30s: %+v", s)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return s[srv.URL].OK >= 20 && s[srv.URL].Failed >= 5 && s[closed.URL].Failed >= 5
+	}, func() any { return g.Snapshot() })
 	stats := g.Stop()
 
 	live := stats[srv.URL]
@@ -78,21 +73,12 @@ func TestPauseHoldsOneTarget(t *testing.T) {
 	defer b.Close()
 	g := load.Start([]string{a.URL, b.URL}, load.Options{Pause: time.Millisecond})
 	defer g.Stop()
-	waitUntil := func(what string, cond func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: not within 30s", what)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-	}
-	waitUntil("requests to both targets", func() bool { return paused.Load() > 5 && other.Load() > 5 })
+	counts := func() any { return fmt.Sprintf("paused target %d, other %d", paused.Load(), other.Load()) }
+	eventually(t, "requests to both targets", func() bool { return paused.Load() > 5 && other.Load() > 5 }, counts)
 
 	g.Pause(a.URL)
 	before, otherBefore := paused.Load(), other.Load()
-	waitUntil("more requests to the other target", func() bool { return other.Load() > otherBefore+20 })
+	eventually(t, "more requests to the other target", func() bool { return other.Load() > otherBefore+20 }, counts)
 	if got := paused.Load(); got != before {
 		t.Errorf("the paused target got %d requests after Pause returned", got-before)
 	}
@@ -101,7 +87,7 @@ func TestPauseHoldsOneTarget(t *testing.T) {
 	}
 
 	g.Resume(a.URL)
-	waitUntil("requests to the resumed target", func() bool { return paused.Load() > before+5 })
+	eventually(t, "requests to the resumed target", func() bool { return paused.Load() > before+5 }, counts)
 }
 
 // TestKeepAliveKeepsOneConnectionPerWorker runs the keep-alive mode against
@@ -135,13 +121,7 @@ func TestKeepAliveKeepsOneConnectionPerWorker(t *testing.T) {
 	var observed sync.Map // client -> true
 	g := load.Start([]string{srv.URL}, load.Options{Workers: 2, Pause: time.Millisecond, KeepAlive: true,
 		Observe: func(a load.Answer) { observed.Store(a.Client, a.Retried) }})
-	deadline := time.Now().Add(30 * time.Second)
-	for g.Snapshot()[srv.URL].OK < 40 {
-		if time.Now().After(deadline) {
-			t.Fatalf("not enough requests went out in 30s: %+v", g.Snapshot())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	eventually(t, "40 answered requests", func() bool { return g.Snapshot()[srv.URL].OK >= 40 }, func() any { return g.Snapshot() })
 	s := g.Stop()[srv.URL]
 	mu.Lock()
 	defer mu.Unlock()
@@ -158,4 +138,12 @@ func TestKeepAliveKeepsOneConnectionPerWorker(t *testing.T) {
 			t.Errorf("Observe never saw client %d", c)
 		}
 	}
+}
+
+// eventually waits, for up to 30s, until cond holds, and fails the test
+// naming what it waited for and what state says otherwise.
+func eventually(t *testing.T, what string, cond func() bool, state func() any) {
+	t.Helper()
+	NewWithT(t).Eventually(cond).WithTimeout(30*time.Second).WithPolling(5*time.Millisecond).Should(BeTrue(),
+		func() string { return fmt.Sprintf("waiting for %s: %+v", what, state()) })
 }
