@@ -243,3 +243,54 @@ var _ = Describe("The pod agent on a count change", Label(suite.ControlPlane), f
 		Expect(ok).NotTo(BeZero())
 	})
 })
+
+var _ = Describe("The pod agent's code directories", Label(suite.ControlPlane), func() {
+	// A revision of the same code as the one the engine runs (its groups
+	// changed) gets that revision's directory and Code, also after a
+	// restart of the agent; new code, or a restart asked of the same files,
+	// gets a directory and a Code of its own.
+	It("are shared by the revisions of one code", func() {
+		r := newRig("web-dirs", nil)
+		code := map[string]string{"app.py": "v1"}
+		scaled := []v1alpha1.WorkerGroup{{Name: "web", Command: []string{"python3", "app.py"}, Count: 3}}
+		r.snapshot("r1", poolrevision.Spec{Groups: groups}, code)
+		r.snapshot("r2", poolrevision.Spec{Groups: scaled}, code)
+		r.snapshot("r3", poolrevision.Spec{Groups: scaled, RestartedAt: "2026-12-02T11:00:00Z"}, code)
+		r.snapshot("r4", poolrevision.Spec{Groups: groups}, code)
+		stop := r.start("web-dirs")
+		ready := func(rev string) {
+			GinkgoHelper()
+			st := v1alpha1.AgentStatus{Revision: rev, State: v1alpha1.AgentReady, Running: rev, Ready: 1, Total: 1}
+			r.engine.status <- st
+			r.waitReport("web-dirs", st)
+		}
+		r.annotate("web-dirs", map[string]string{v1alpha1.DesiredRevisionAnnotation: "r1"})
+		first := receive(r.starts, "engine start")
+		Expect(first.Code).NotTo(BeEmpty(), "r1's code")
+		ready("r1")
+
+		r.annotate("web-dirs", map[string]string{v1alpha1.DesiredRevisionAnnotation: "r2"})
+		second := receive(r.engine.reloads, "reload to r2")
+		Expect(second.Dir).To(Equal(first.Dir), "r2's directory, of r1's code")
+		Expect(second.Code).To(Equal(first.Code), "r2's code")
+		Expect(filepath.Join(r.root, "revisions", "r2")).NotTo(BeADirectory(), "the same code written again")
+		ready("r2")
+
+		By("a restart asked of the same files")
+		r.annotate("web-dirs", map[string]string{v1alpha1.DesiredRevisionAnnotation: "r3"})
+		third := receive(r.engine.reloads, "reload to r3")
+		Expect(third.Dir).To(Equal(filepath.Join(r.root, "revisions", "r3")), "r3's directory")
+		Expect(third.Code).NotTo(Equal(first.Code), "r3's code")
+		ready("r3")
+
+		By("a restart of the agent")
+		stop()
+		r.start("web-dirs")
+		again := receive(r.starts, "engine start after the restart")
+		Expect(again).To(Equal(third), "the revision kept for a restart")
+		r.annotate("web-dirs", map[string]string{v1alpha1.DesiredRevisionAnnotation: "r4"})
+		fourth := receive(r.engine.reloads, "reload to r4")
+		Expect(fourth.Code).To(Equal(first.Code), "r4's code")
+		Expect(fourth.Dir).To(Equal(filepath.Join(r.root, "revisions", "r4")), "r4's directory: r1's is not in use")
+	})
+})
