@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"os/exec"
 	"strings"
 
@@ -15,15 +16,14 @@ var _ = Describe("the agent's footprint", func() {
 	// deps is what go list -deps says the agent links.
 	deps := func() []string {
 		GinkgoHelper()
-		out, err := exec.Command("go", "list", "-deps", ".").Output()
-		var stderr []byte
-		if ee, ok := err.(*exec.ExitError); ok {
-			stderr = ee.Stderr
-		}
-		Expect(err).NotTo(HaveOccurred(), "go list -deps ./cmd/agent:\n%s", stderr)
-		list := strings.Fields(string(out))
-		Expect(len(list)).To(BeNumerically(">=", 50), "go list -deps ./cmd/agent lists too few packages to be the agent's")
-		return list
+		list := exec.Command("go", "list", "-deps", ".")
+		var stderr bytes.Buffer
+		list.Stderr = &stderr
+		out, err := list.Output()
+		Expect(err).NotTo(HaveOccurred(), "go list -deps ./cmd/agent:\n%s", stderr.String())
+		pkgs := strings.Fields(string(out))
+		Expect(len(pkgs)).To(BeNumerically(">=", 50), "go list -deps ./cmd/agent lists too few packages to be the agent's")
+		return pkgs
 	}
 
 	// agent pod follows one pod, reads ConfigMaps and patches an
