@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	runtimemetrics "runtime/metrics"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -43,7 +44,12 @@ type stats struct {
 	// were sent in.
 	WritesPerSecond map[int64]int64 `json:"writesPerSecond"`
 	Reconciles      int64           `json:"reconciles"`
-	PeakRSSKiB      int64           `json:"peakRSSKiB"`
+	// PeakRSSKiB is the peak resident memory (VmHWM) since the start or
+	// the last "reset".
+	PeakRSSKiB int64 `json:"peakRSSKiB"`
+	// PeakHeapKiB is the most heap in use (live objects and garbage not
+	// yet collected) sampled since the start or the last "reset".
+	PeakHeapKiB int64 `json:"peakHeapKiB"`
 	// HeapKiB is the live heap after a garbage collection.
 	HeapKiB int64 `json:"heapKiB"`
 }
@@ -67,7 +73,7 @@ func (s stats) keys() []string {
 
 func (s stats) minus(o stats) stats {
 	d := stats{Writes: map[string]int64{}, WritesPerSecond: s.WritesPerSecond,
-		Reconciles: s.Reconciles - o.Reconciles, PeakRSSKiB: s.PeakRSSKiB, HeapKiB: s.HeapKiB}
+		Reconciles: s.Reconciles - o.Reconciles, PeakRSSKiB: s.PeakRSSKiB, PeakHeapKiB: s.PeakHeapKiB, HeapKiB: s.HeapKiB}
 	for k, v := range s.Writes {
 		if v-o.Writes[k] != 0 {
 			d.Writes[k] = v - o.Writes[k]
@@ -119,7 +125,8 @@ func resourceOf(path string) string {
 
 // runController runs the WorkerPool and agent-access reconcilers with the
 // manager's cache options, as the manager does (without the webhook),
-// and answers "stats" on stdin with its counters on stdout.
+// and answers "stats" on stdin with its counters on stdout; "reset" starts
+// the peaks of memory afresh (and answers the counters too).
 func runController(kubeconfig string) error {
 	logger := logr.Discard()
 	if os.Getenv("SOFTRELOAD_BENCH_LOG") != "" {
@@ -153,17 +160,25 @@ func runController(kubeconfig string) error {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	heap := &heapPeak{}
+	go heap.sample(ctx)
 	go func() {
 		in := bufio.NewScanner(os.Stdin)
 		profile := newProfile(os.Getenv("SOFTRELOAD_BENCH_CPUPROFILE"))
 		for in.Scan() {
-			profile.toggle()
+			peakHeap, peakRSS := heap.peak(), peakRSS() // before the collection below
+			if in.Text() == "reset" {
+				resetPeakRSS()
+				heap.reset()
+			} else {
+				profile.toggle()
+			}
 			runtime.GC()
 			var mem runtime.MemStats
 			runtime.ReadMemStats(&mem)
 			counter.mu.Lock()
 			s := stats{Writes: maps.Clone(counter.n), WritesPerSecond: maps.Clone(counter.perSecond),
-				Reconciles: reconciles(), PeakRSSKiB: peakRSS(), HeapKiB: int64(mem.HeapAlloc / 1024)}
+				Reconciles: reconciles(), PeakRSSKiB: peakRSS, PeakHeapKiB: peakHeap / 1024, HeapKiB: int64(mem.HeapAlloc / 1024)}
 			counter.mu.Unlock()
 			b, _ := json.Marshal(s)
 			fmt.Println(string(b))
@@ -248,6 +263,58 @@ func label(m *dto.Metric, name string) string {
 	return ""
 }
 
+// heapPeak samples the heap in use (runtime/metrics, which stops nothing)
+// every few milliseconds and keeps the most seen.
+type heapPeak struct {
+	mu  sync.Mutex
+	max int64
+}
+
+// heapSampleEvery is how often heapPeak samples: a peak shorter than that
+// may be missed.
+const heapSampleEvery = 5 * time.Millisecond
+
+func (h *heapPeak) sample(ctx context.Context) {
+	samples := []runtimemetrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	t := time.NewTicker(heapSampleEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		runtimemetrics.Read(samples)
+		if samples[0].Value.Kind() != runtimemetrics.KindUint64 {
+			return
+		}
+		v := int64(samples[0].Value.Uint64())
+		h.mu.Lock()
+		h.max = max(h.max, v)
+		h.mu.Unlock()
+	}
+}
+
+func (h *heapPeak) peak() int64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.max
+}
+
+func (h *heapPeak) reset() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.max = 0
+}
+
+// resetPeakRSS starts the process's peak resident memory (VmHWM) afresh
+// from what it holds now (Linux: clear_refs 5).
+func resetPeakRSS() {
+	if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
+		fmt.Fprintf(os.Stderr, "bench: cannot reset the peak resident memory: %v\n", err)
+	}
+}
+
 // peakRSS is the process's peak resident memory, VmHWM, in KiB.
 func peakRSS() int64 {
 	b, err := os.ReadFile("/proc/self/status")
@@ -327,11 +394,17 @@ func startController(env *envtest.Env) (*controller, error) {
 }
 
 // stats asks the controller process for its counters.
-func (c *controller) stats() (stats, error) {
+func (c *controller) stats() (stats, error) { return c.ask("stats") }
+
+// resetPeaks asks the controller process for its counters, and to count
+// its peaks of memory afresh from now.
+func (c *controller) resetPeaks() (stats, error) { return c.ask("reset") }
+
+func (c *controller) ask(what string) (stats, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var s stats
-	if _, err := fmt.Fprintln(c.in, "stats"); err != nil {
+	if _, err := fmt.Fprintln(c.in, what); err != nil {
 		return s, fmt.Errorf("asking the controller for its stats: %w", err)
 	}
 	line, err := c.out.ReadBytes('\n')
@@ -343,17 +416,99 @@ func (c *controller) stats() (stats, error) {
 
 // cpu returns the CPU time (user and system) the controller process used.
 func (c *controller) cpu() (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.cmd.Process.Pid))
+	t, err := processCPU(c.cmd.Process.Pid)
 	if err != nil {
 		return 0, fmt.Errorf("reading the controller's CPU time: %w", err)
 	}
-	// Fields after the command name, which is in parentheses: utime and
-	// stime are the 12th and 13th of them, in clock ticks (100 a second
-	// on Linux).
-	fields := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	return t, nil
+}
+
+// processCPU returns the CPU time (user and system) process pid used.
+func processCPU(pid int) (time.Duration, error) {
+	fields, err := procStat(pid)
+	if err != nil {
+		return 0, err
+	}
+	// utime and stime, in clock ticks (100 a second on Linux).
 	utime, _ := strconv.ParseInt(fields[11], 10, 64)
 	stime, _ := strconv.ParseInt(fields[12], 10, 64)
 	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
+}
+
+// procStat returns the fields of /proc/PID/stat after the command name
+// (which is in parentheses): the state is the first, the parent's pid the
+// second.
+func procStat(pid int) ([]string, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil, err
+	}
+	fields := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	if len(fields) < 13 {
+		return nil, fmt.Errorf("/proc/%d/stat has %d fields after the command", pid, len(fields))
+	}
+	return fields, nil
+}
+
+// children returns the pids of this process's children by their command
+// name (/proc/PID/comm): the control plane's kube-apiserver and etcd.
+func children() (map[string]int, error) {
+	dirs, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	self := strconv.Itoa(os.Getpid())
+	out := map[string]int{}
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		fields, err := procStat(pid)
+		if err != nil || fields[1] != self {
+			continue
+		}
+		comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		if err != nil {
+			continue
+		}
+		out[strings.TrimSpace(string(comm))] = pid
+	}
+	return out, nil
+}
+
+// cpuTimes are the CPU times of the processes that share the machine
+// during a run: the controller, the API server, etcd and this process (the
+// fake agents and the benchmark's own watch).
+type cpuTimes struct {
+	controller, apiserver, etcd, agents time.Duration
+}
+
+func (c cpuTimes) minus(o cpuTimes) cpuTimes {
+	return cpuTimes{c.controller - o.controller, c.apiserver - o.apiserver, c.etcd - o.etcd, c.agents - o.agents}
+}
+
+// readCPU reads the CPU times of the controller, the control plane's
+// processes (pids from children) and this process.
+func readCPU(ctl *controller, plane map[string]int) (cpuTimes, error) {
+	var t cpuTimes
+	var err error
+	if t.controller, err = ctl.cpu(); err != nil {
+		return t, err
+	}
+	for name, into := range map[string]*time.Duration{"kube-apiserver": &t.apiserver, "etcd": &t.etcd} {
+		pid, ok := plane[name]
+		if !ok {
+			return t, fmt.Errorf("no %s among this process's children", name)
+		}
+		if *into, err = processCPU(pid); err != nil {
+			return t, fmt.Errorf("reading the CPU time of %s: %w", name, err)
+		}
+	}
+	if t.agents, err = processCPU(os.Getpid()); err != nil {
+		return t, fmt.Errorf("reading this process's CPU time: %w", err)
+	}
+	return t, nil
 }
 
 func (c *controller) kill() {

@@ -25,6 +25,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"slices"
 	"strconv"
@@ -113,13 +114,23 @@ type result struct {
 	maxInFlight, overBudget int
 	agentWrites             int64
 	controller              stats
-	cpuDuring               time.Duration
-	peakWriteRate           int64
-	meanWriteRate           float64
-	// peakBefore is the controller's peak memory (KiB) before the edit:
-	// its start, the first sync and the first rollout.
-	peakBefore int64
+	// cpu is the CPU time of each process during the rollout, cpuWall the
+	// time it was measured over, and load the machine's load averages (1
+	// minute) at the edit and at the end.
+	cpu           cpuTimes
+	cpuWall       time.Duration
+	load          [2]string
+	peakWriteRate int64
+	meanWriteRate float64
+	// peakBefore and peakHeapBefore are the controller's peak resident
+	// memory and peak heap (KiB) before the edit: its start, the first sync
+	// and the first rollout. controller.PeakRSSKiB and PeakHeapKiB are
+	// those of the measured rollout alone.
+	peakBefore, peakHeapBefore int64
 }
+
+// peakRSSKiB is the controller's peak resident memory over its life.
+func (r result) peakRSSKiB() int64 { return max(r.peakBefore, r.controller.PeakRSSKiB) }
 
 func runRows(list string, maxUnavailable intstr.IntOrString) error {
 	var results []result
@@ -152,7 +163,7 @@ func run(s scenario, maxUnavailable intstr.IntOrString) (result, error) {
 	// The API server's fairness decides, not a client-side rate limit.
 	cfg := rest.CopyConfig(env.Config)
 	cfg.QPS, cfg.Burst = -1, 0
-	c, err := client.New(cfg, client.Options{Scheme: env.Scheme})
+	c, err := client.NewWithWatch(cfg, client.Options{Scheme: env.Scheme})
 	if err != nil {
 		return result{}, err
 	}
@@ -183,6 +194,10 @@ func run(s scenario, maxUnavailable intstr.IntOrString) (result, error) {
 		return result{}, err
 	}
 	defer ctl.kill()
+	plane, err := children()
+	if err != nil {
+		return result{}, fmt.Errorf("finding the control plane's processes: %w", err)
+	}
 
 	for i := range s.pools {
 		if err := c.Create(ctx, newPool(s.poolName(i), maxUnavailable)); err != nil {
@@ -203,14 +218,17 @@ func run(s scenario, maxUnavailable intstr.IntOrString) (result, error) {
 		return result{}, err
 	}
 	ag.ResetCounts()
-	cpu0, err := ctl.cpu()
+	cpu0, err := readCPU(ctl, plane)
 	if err != nil {
 		return result{}, err
 	}
-	before, err := ctl.stats()
+	before, err := ctl.resetPeaks()
 	if err != nil {
 		return result{}, err
 	}
+	load0 := loadAverage()
+	apiProfile := profileAPIServer(env.Config, os.Getenv("SOFTRELOAD_BENCH_APISERVER_PROFILE"))
+	defer apiProfile()
 	start := time.Now()
 	if err := editCode(ctx, c, s); err != nil {
 		return result{}, err
@@ -220,10 +238,11 @@ func run(s scenario, maxUnavailable intstr.IntOrString) (result, error) {
 		return result{}, err
 	}
 	first, last := ag.Times()
-	cpu1, err := ctl.cpu()
+	cpu1, err := readCPU(ctl, plane)
 	if err != nil {
 		return result{}, err
 	}
+	cpuWall := time.Since(start)
 	after, err := ctl.stats()
 	if err != nil {
 		return result{}, err
@@ -233,7 +252,9 @@ func run(s scenario, maxUnavailable intstr.IntOrString) (result, error) {
 	r := result{
 		scenario: s, budget: rollout.ResolveMaxUnavailable(&maxUnavailable, s.podsPerPool),
 		toFirstSent: first.Sub(start), toLastDone: last.Sub(start),
-		agentWrites: ag.Writes(), controller: after.minus(before), cpuDuring: cpu1 - cpu0, peakBefore: before.PeakRSSKiB,
+		agentWrites: ag.Writes(), controller: after.minus(before), cpu: cpu1.minus(cpu0), cpuWall: cpuWall,
+		load:       [2]string{load0, loadAverage()},
+		peakBefore: before.PeakRSSKiB, peakHeapBefore: before.PeakHeapKiB,
 	}
 	for _, n := range ag.MaxInFlightByPool() {
 		r.maxInFlight = max(r.maxInFlight, n)
@@ -356,27 +377,50 @@ func editCode(ctx context.Context, c client.Client, s scenario) error {
 
 // waitComplete waits until every pool's status says that all its pods run
 // one revision, other than the pool's revision in not, and returns them.
-func waitComplete(ctx context.Context, c client.Client, s scenario, not map[string]string) (map[string]string, error) {
-	deadline := time.Now().Add(20 * time.Minute)
-	for time.Now().Before(deadline) {
+// It watches the pools: listing them every few milliseconds, as it did
+// before, cost the API server the CPU it shares with what is measured.
+func waitComplete(ctx context.Context, c client.WithWatch, s scenario, not map[string]string) (map[string]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Minute)
+	defer cancel()
+	done := map[string]string{}
+	see := func(p *workersv1alpha1.WorkerPool) {
+		st := p.Status
+		if st.CurrentRevision != "" && st.CurrentRevision != not[p.Name] && st.CurrentRevision == st.UpdateRevision &&
+			int(st.UpdatedPods) == s.podsPerPool {
+			done[p.Name] = st.CurrentRevision
+		} else {
+			delete(done, p.Name)
+		}
+	}
+	for {
 		pools := &workersv1alpha1.WorkerPoolList{}
 		if err := c.List(ctx, pools, client.InNamespace(namespace)); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("the rollout did not complete: listing the pools: %w", err)
 		}
-		done := map[string]string{}
-		for _, p := range pools.Items {
-			st := p.Status
-			if st.CurrentRevision != "" && st.CurrentRevision != not[p.Name] && st.CurrentRevision == st.UpdateRevision &&
-				int(st.UpdatedPods) == s.podsPerPool {
-				done[p.Name] = st.CurrentRevision
-			}
+		for i := range pools.Items {
+			see(&pools.Items[i])
 		}
 		if len(done) == s.pools {
 			return done, nil
 		}
-		time.Sleep(20 * time.Millisecond)
+		w, err := c.Watch(ctx, &workersv1alpha1.WorkerPoolList{}, client.InNamespace(namespace),
+			&client.ListOptions{Raw: &metav1.ListOptions{ResourceVersion: pools.ResourceVersion}})
+		if err != nil {
+			return nil, fmt.Errorf("the rollout did not complete: watching the pools: %w", err)
+		}
+		for ev := range w.ResultChan() {
+			p, ok := ev.Object.(*workersv1alpha1.WorkerPool)
+			if !ok {
+				break // an error (the version is too old): list again
+			}
+			see(p)
+			if len(done) == s.pools {
+				w.Stop()
+				return done, nil
+			}
+		}
+		w.Stop()
 	}
-	return nil, fmt.Errorf("the rollout did not complete in 20 minutes")
 }
 
 // waitSettled waits until the agents see no pod in flight.
@@ -418,9 +462,9 @@ func printTable(w io.Writer, rs []result, maxUnavailable string) {
 		}
 		fmt.Fprintf(tw, "%d. %s\t%s\t%s\t%s\t%.2f\t%s\t%.2f ms\t%.1f MiB\t%d, %.0f\n",
 			i+1, r.name, r.toFirstSent.Round(time.Millisecond), r.toLastDone.Round(10*time.Millisecond), budget,
-			float64(r.controller.total())/float64(r.pods()), r.cpuDuring.Round(10*time.Millisecond),
-			float64(r.cpuDuring.Microseconds())/1000/float64(r.pods()),
-			float64(r.controller.PeakRSSKiB)/1024, r.peakWriteRate, r.meanWriteRate)
+			float64(r.controller.total())/float64(r.pods()), r.cpu.controller.Round(10*time.Millisecond),
+			float64(r.cpu.controller.Microseconds())/1000/float64(r.pods()),
+			float64(r.peakRSSKiB())/1024, r.peakWriteRate, r.meanWriteRate)
 	}
 	_ = tw.Flush()
 }
@@ -433,6 +477,73 @@ func printDetail(w io.Writer, row int, r result) {
 	for _, k := range keys {
 		fmt.Fprintf(w, " %s %d,", k, r.controller.Writes[k])
 	}
-	fmt.Fprintf(w, " agent writes %d; controller peak memory before the edit %.1f MiB, live heap after the rollout %.1f MiB\n",
-		r.agentWrites, float64(r.peakBefore)/1024, float64(r.controller.HeapKiB)/1024)
+	fmt.Fprintf(w, " agent writes %d\n", r.agentWrites)
+	mib := func(kib int64) float64 { return float64(kib) / 1024 }
+	fmt.Fprintf(w, "bench: row %d: controller memory: peak resident %.1f MiB before the edit (first rollout), %.1f MiB during the measured one; "+
+		"peak heap in use %.1f and %.1f MiB; live heap after the rollout %.1f MiB\n",
+		row, mib(r.peakBefore), mib(r.controller.PeakRSSKiB), mib(r.peakHeapBefore), mib(r.controller.PeakHeapKiB), mib(r.controller.HeapKiB))
+	wall := r.cpuWall.Seconds()
+	c := r.cpu
+	all := c.controller + c.apiserver + c.etcd + c.agents
+	fmt.Fprintf(w, "bench: row %d: CPU from the edit to the rollout seen complete (%.1fs, load average %s then %s): kube-apiserver %s, etcd %s, "+
+		"fake agents and benchmark %s, controller %s; %.0f%% of the 2 CPUs, %.2f ms of API server and etcd per write\n",
+		row, wall, r.load[0], r.load[1], c.apiserver.Round(10*time.Millisecond), c.etcd.Round(10*time.Millisecond),
+		c.agents.Round(10*time.Millisecond), c.controller.Round(10*time.Millisecond), 100*all.Seconds()/(2*wall),
+		float64((c.apiserver+c.etcd).Microseconds())/1000/float64(r.agentWrites+r.controller.total()))
+}
+
+// loadAverage is the machine's load average over the last minute, as
+// /proc/loadavg says it ("?" if it cannot be read).
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) > 0 {
+		return f[0]
+	}
+	return "?"
+}
+
+// apiServerProfileSeconds is how long the API server's CPU profile runs
+// from the edit.
+const apiServerProfileSeconds = 10
+
+// profileAPIServer writes a CPU profile of the API server, over its first
+// seconds from now, to path (nothing if path is empty); the function it
+// returns waits until it is written.
+func profileAPIServer(cfg *rest.Config, path string) (wait func()) {
+	if path == "" {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := fetchProfile(cfg, path); err != nil {
+			fmt.Fprintf(os.Stderr, "bench: no API server profile: %v\n", err)
+		}
+	}()
+	return func() { <-done }
+}
+
+func fetchProfile(cfg *rest.Config, path string) error {
+	hc, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return err
+	}
+	hc.Timeout = 2 * apiServerProfileSeconds * time.Second
+	resp, err := hc.Get(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", strings.TrimSuffix(cfg.Host, "/"), apiServerProfileSeconds))
+	if err != nil {
+		return err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET /debug/pprof/profile: %s", resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		_ = f.Close()
+		return err
+	}
+	return f.Close()
 }
