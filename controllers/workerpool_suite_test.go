@@ -41,6 +41,16 @@ import (
 // namespace, and test agents that answer for the pods the way the agent in
 // a pod would. With go test -short no control plane starts and only the
 // specs that need none run.
+//
+// Each spec starts its own manager rather than sharing one: a manager
+// costs a tenth of a second to start and stop here, against seconds for
+// a spec's rollout, and its own manager is what several specs test (a
+// fake clock for the progress deadline, the generated ClusterRole's
+// rights through impersonation, a restart mid-rollout, a manager without
+// the agent-access controller). It also keeps the specs apart: a manager
+// caches the spec's namespace alone, while a shared one would go on
+// reconciling every earlier spec's pool, whose test agents have stopped,
+// and write its events and errors beside the next spec's.
 
 var poolEnv *envtest.Env
 
