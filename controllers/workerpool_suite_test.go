@@ -43,8 +43,9 @@ import (
 // specs that need none run.
 //
 // Each spec starts its own manager rather than sharing one: a manager
-// costs a tenth of a second to start and stop here, against seconds for
-// a spec's rollout, and its own manager is what several specs test (a
+// starts and stops in a fraction of a second here (the shortest specs,
+// manager and rollout together, take half a second, the suite about a
+// minute), and its own manager is what several specs test (a
 // fake clock for the progress deadline, the generated ClusterRole's
 // rights through impersonation, a restart mid-rollout, a manager without
 // the agent-access controller). It also keeps the specs apart: a manager
