@@ -40,6 +40,9 @@ type WorkerPoolReconciler struct {
 	codeMeta, reader client.Reader
 	// mem is what the reconciler remembers between reconciles; see memory.
 	mem *memory
+	// evictions are the pod evictions not yet seen in a status (pod
+	// replacement).
+	evictions evictionMemory
 }
 
 var _ reconcile.Reconciler = (*WorkerPoolReconciler)(nil)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -13,8 +14,10 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	workersv1alpha1 "github.com/softreload/softreload/api/v1alpha1"
 	"github.com/softreload/softreload/internal/rollout"
@@ -140,7 +143,7 @@ func planReplacement(in replaceInput) replacePlan {
 	if !plan.active || len(plan.outdated) == 0 {
 		return plan
 	}
-	if plan.waiting = waitingFor(in, pods); plan.waiting != "" {
+	if plan.waiting = waitingFor(in, pods, plan.evictions); plan.waiting != "" {
 		return plan
 	}
 
@@ -202,8 +205,9 @@ func pendingEvictions(in replaceInput, pods []replacePod) []workersv1alpha1.PodE
 }
 
 // waitingFor says why no pod may be evicted yet, "" when one may: the
-// reloads must be over first, every pod settled at the target (or new).
-func waitingFor(in replaceInput, pods []replacePod) string {
+// reloads must be over first, every pod settled at the target, but the new
+// pods that replace the evicted ones.
+func waitingFor(in replaceInput, pods []replacePod, pending []workersv1alpha1.PodEviction) string {
 	switch {
 	case in.target == "":
 		return "no revision can be made"
@@ -213,7 +217,8 @@ func waitingFor(in replaceInput, pods []replacePod) string {
 		return fmt.Sprintf("revision %s failed", in.target)
 	}
 	for _, p := range pods {
-		if !p.terminating && p.Desired != "" && p.Desired != in.target {
+		replacement := len(pending) > 0 && !p.created.Before(pending[0].EvictedAt.Truncate(time.Second))
+		if !p.terminating && !replacement && (p.Desired != in.target || rollout.InFlight(p.Pod)) {
 			return fmt.Sprintf("the pods reload to revision %s first", in.target)
 		}
 	}
@@ -247,12 +252,13 @@ func (r *WorkerPoolReconciler) reconcileReplacement(ctx context.Context, s *scop
 	if err != nil {
 		r.recorder.Eventf(s.pool, nil, corev1.EventTypeWarning, EventInvalidReplaceRequest, actionEvict, "%v", err)
 	}
+	key := client.ObjectKeyFromObject(s.pool)
 	in := replaceInput{
 		target: s.target, policy: s.pool.Spec.Strategy.PodReplacement, requestedAt: requestedAt,
 		paused: s.pool.Spec.Paused, halted: halted(s.pool.Status.History, s.target),
 		maxUnavailable: rollout.ResolveMaxUnavailable(s.pool.Spec.Strategy.MaxUnavailable, len(s.pods)),
 		expiry:         time.Duration(s.pool.Spec.Strategy.ProgressDeadlineSeconds) * time.Second,
-		now:            s.now.Time, evictions: s.pool.Status.Evictions,
+		now:            s.now.Time, evictions: r.evictions.with(key, s.pool.Status.Evictions),
 	}
 	for _, pod := range s.pods {
 		in.pods = append(in.pods, replacePodOf(pod, false))
@@ -276,7 +282,45 @@ func (r *WorkerPoolReconciler) reconcileReplacement(ctx context.Context, s *scop
 			break
 		}
 	}
+	r.evictions.set(key, s.replace.plan.evictions)
 	return nil
+}
+
+// evictionMemory holds, by pool, the evictions the last reconcile left
+// waiting: an eviction is made before the status that records it is
+// written, and that write may fail (a conflict) or the next reconcile may
+// read the pool before the cache shows it. Forgetting an eviction would
+// free its slot too early.
+type evictionMemory struct {
+	mu sync.Mutex
+	m  map[types.NamespacedName][]workersv1alpha1.PodEviction
+}
+
+// with returns the evictions of the status and those remembered, by pod.
+func (e *evictionMemory) with(key types.NamespacedName, status []workersv1alpha1.PodEviction) []workersv1alpha1.PodEviction {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := slices.Clone(status)
+	for _, ev := range e.m[key] {
+		if !slices.ContainsFunc(out, func(o workersv1alpha1.PodEviction) bool { return o.Pod == ev.Pod }) {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+// set remembers the evictions left waiting.
+func (e *evictionMemory) set(key types.NamespacedName, evictions []workersv1alpha1.PodEviction) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(evictions) == 0 {
+		delete(e.m, key)
+		return
+	}
+	if e.m == nil {
+		e.m = map[types.NamespacedName][]workersv1alpha1.PodEviction{}
+	}
+	e.m[key] = slices.Clone(evictions)
 }
 
 // replacePodOf is what pod replacement needs of pod.
