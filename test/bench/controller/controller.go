@@ -170,9 +170,8 @@ func runController(kubeconfig string) error {
 			if in.Text() == "reset" {
 				resetPeakRSS()
 				heap.reset()
-			} else {
-				profile.toggle()
 			}
+			profile.toggle()
 			runtime.GC()
 			var mem runtime.MemStats
 			runtime.ReadMemStats(&mem)
