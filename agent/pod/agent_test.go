@@ -146,17 +146,7 @@ func (r *rig) annotate(name string, annotations map[string]string) {
 
 // report reads the pod's status annotation; none is the zero status.
 func (r *rig) report(name string) func() (v1alpha1.AgentStatus, error) {
-	return func() (v1alpha1.AgentStatus, error) {
-		p, err := r.kube.CoreV1().Pods(r.ns).Get(r.ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return v1alpha1.AgentStatus{}, err
-		}
-		st, _ := v1alpha1.ParseAgentStatus(p.Annotations[v1alpha1.StatusAnnotation])
-		if st == nil {
-			return v1alpha1.AgentStatus{}, nil
-		}
-		return *st, nil
-	}
+	return env.AgentReport(r.ctx, r.ns, name)
 }
 
 // waitReport waits until the pod's status annotation is one that matcher

@@ -177,17 +177,7 @@ var _ = Describe("agent pod, signalled", Label(suite.ControlPlane), func() {
 				fmt.Fprintf(GinkgoWriter, "agent pod output:\n%s\n", a.out.String())
 			}
 		})
-		podReport := func() (v1alpha1.AgentStatus, error) {
-			p, err := kube.CoreV1().Pods(ns.Name).Get(ctx, "web-0", metav1.GetOptions{})
-			if err != nil {
-				return v1alpha1.AgentStatus{}, err
-			}
-			st, _ := v1alpha1.ParseAgentStatus(p.Annotations[v1alpha1.StatusAnnotation])
-			if st == nil {
-				return v1alpha1.AgentStatus{}, nil
-			}
-			return *st, nil
-		}
+		podReport := env.AgentReport(ctx, ns.Name, "web-0")
 		readyAtR1 := SatisfyAll(HaveField("State", v1alpha1.AgentReady), HaveField("Revision", "r1"), HaveField("Ready", BeEquivalentTo(1)))
 		Eventually(podReport).WithTimeout(wait).WithPolling(50*time.Millisecond).Should(readyAtR1, func() string {
 			return "the pod never reported Ready at r1:\n" + a.out.String()

@@ -2,6 +2,7 @@ package envtest
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -10,6 +11,7 @@ import (
 	goruntime "runtime"
 	"strings"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -93,6 +95,23 @@ func Start(opts Options) (*Env, error) {
 
 // Stop stops the control plane.
 func (e *Env) Stop() error { return e.env.Stop() }
+
+// AgentReport returns a function, for Eventually, that reads the report
+// the agent of pod name in namespace ns publishes in the pod's status
+// annotation; a pod without one reports the zero status.
+func (e *Env) AgentReport(ctx context.Context, ns, name string) func() (workersv1alpha1.AgentStatus, error) {
+	return func() (workersv1alpha1.AgentStatus, error) {
+		pod := &corev1.Pod{}
+		if err := e.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, pod); err != nil {
+			return workersv1alpha1.AgentStatus{}, fmt.Errorf("reading pod %s/%s: %w", ns, name, err)
+		}
+		st, err := workersv1alpha1.ParseAgentStatus(pod.Annotations[workersv1alpha1.StatusAnnotation])
+		if err != nil || st == nil {
+			return workersv1alpha1.AgentStatus{}, err
+		}
+		return *st, nil
+	}
+}
 
 // Environment is controller-runtime's envtest environment behind Env, for
 // adding users and reading the control plane's endpoints.
