@@ -53,6 +53,60 @@ func (s *session) reload(ctx context.Context, name string) error {
 	return s.warnIfPaused(wp)
 }
 
+func newReplacePodsCommand(r *runner) *cobra.Command {
+	return &cobra.Command{
+		Use:   "replace-pods POOL",
+		Short: "Replace every pod of a pool through the Eviction API, within its budget",
+		Long: `replace-pods asks the controller to replace the pool's pods, like kubectl rollout
+restart but through the Eviction API: it sets the pool's ` + workersv1alpha1.ReplacePodsAtAnnotation + `
+annotation to now, and the controller evicts every pod created before that
+time, at most maxUnavailable at a time and as their PodDisruptionBudgets
+allow, each time waiting until the new pods that their workload makes report
+the pool's revision ready. Use it for what a reload cannot change: a group
+that is not reloadable kept at an older spec (kubectl softreload status says
+"needs a new pod"), or the pod itself. Pods created later are left alone, so
+the request is done once every pod is newer than it.`,
+		Example:           `  kubectl softreload replace-pods web`,
+		Args:              poolArg,
+		ValidArgsFunction: r.completePools,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := r.connect()
+			if err != nil {
+				return err
+			}
+			return s.replacePods(cmd.Context(), args[0])
+		},
+	}
+}
+
+func (s *session) replacePods(ctx context.Context, name string) error {
+	wp, err := s.pool(ctx, name)
+	if err != nil {
+		return err
+	}
+	at := s.now().UTC().Format(time.RFC3339)
+	if wp.Annotations[workersv1alpha1.ReplacePodsAtAnnotation] == at {
+		_, err := fmt.Fprintf(s.streams.Out, "%s pod replacement already requested at %s\n", ref(name), at)
+		return err
+	}
+	if err := s.annotate(ctx, wp, workersv1alpha1.ReplacePodsAtAnnotation, at); err != nil {
+		return err
+	}
+	if _, err := fmt.Fprintf(s.streams.Out, "%s pod replacement requested (%s=%s): the %d pods created before it are evicted, %s at a time\n",
+		ref(name), workersv1alpha1.ReplacePodsAtAnnotation, at, wp.Status.Pods, budgetOf(wp)); err != nil {
+		return err
+	}
+	return s.warnIfPaused(wp)
+}
+
+// budgetOf says how many pods the pool replaces at once.
+func budgetOf(wp *workersv1alpha1.WorkerPool) string {
+	if m := wp.Spec.Strategy.MaxUnavailable; m != nil {
+		return "at most " + m.String()
+	}
+	return "at most 1"
+}
+
 func newPauseCommand(r *runner, pause bool) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:               "pause POOL",

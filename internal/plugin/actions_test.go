@@ -50,6 +50,54 @@ var _ = Describe("kubectl softreload reload", Ordered, Label(suite.ControlPlane)
 	})
 })
 
+var _ = Describe("kubectl softreload replace-pods", Ordered, Label(suite.ControlPlane), func() {
+	const ns = "plugin-replace"
+	now := time.Date(2026, 11, 28, 13, 4, 5, 0, time.FixedZone("CET", 3600))
+	clock := func() time.Time { return now }
+
+	BeforeAll(func() {
+		namespace(ns)
+		newPool(ns, "web").annotation("team", "shop").create()
+	})
+
+	It("asks for the pods' replacement by the replacePodsAt annotation, in UTC, leaving the other annotations and the spec", func() {
+		before := getPool(ns, "web")
+		r := kubectlSoftreload(clock, "replace-pods", "web", "-n", ns)
+		Expect(r.err).NotTo(HaveOccurred())
+		Expect(r.out).To(HavePrefix("workerpool/web pod replacement requested (softreload.dev/replacePodsAt=2026-11-28T12:04:05Z)"), "stdout")
+		wp := getPool(ns, "web")
+		Expect(wp.Annotations).To(BeComparableTo(
+			map[string]string{"team": "shop", workersv1alpha1.ReplacePodsAtAnnotation: "2026-11-28T12:04:05Z"}), "annotations")
+		Expect(wp.Spec).To(BeComparableTo(before.Spec), "the spec changed")
+		Expect(wp.Annotations).NotTo(HaveKey(workersv1alpha1.RestartedAtAnnotation), "a replacement is no reload")
+	})
+
+	It("asks for nothing new a second time in the same second", func() {
+		r := kubectlSoftreload(clock, "replace-pods", "web", "-n", ns)
+		Expect(r.err).NotTo(HaveOccurred())
+		Expect(r.out).To(Equal("workerpool/web pod replacement already requested at 2026-11-28T12:04:05Z\n"))
+	})
+
+	It("makes a later request a new one", func() {
+		later := now.Add(time.Minute)
+		Expect(kubectlSoftreload(func() time.Time { return later }, "replace-pods", "web", "-n", ns).err).NotTo(HaveOccurred())
+		Expect(getPool(ns, "web").Annotations).To(HaveKeyWithValue(workersv1alpha1.ReplacePodsAtAnnotation, "2026-11-28T12:05:05Z"))
+	})
+
+	It("gives a paused pool the request and a warning that it waits", func() {
+		newPool(ns, "held").paused().create()
+		r := kubectlSoftreload(clock, "replace-pods", "held", "-n", ns)
+		Expect(r.err).NotTo(HaveOccurred())
+		Expect(r.errOut).To(containAll("Warning: workerpool/held is paused", "kubectl softreload resume held"))
+		Expect(getPool(ns, "held").Annotations).To(HaveKeyWithValue(workersv1alpha1.ReplacePodsAtAnnotation, "2026-11-28T12:04:05Z"))
+	})
+
+	It("names a pool that does not exist", func() {
+		r := kubectlSoftreload(clock, "replace-pods", "nope", "-n", ns)
+		Expect(r.err).To(MatchError(ContainSubstring(`"nope"`)))
+	})
+})
+
 // The steps run in order on one pool: each says what it did and leaves
 // spec.paused as it says, and the merge patch leaves the rest of the spec
 // alone.

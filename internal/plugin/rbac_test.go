@@ -67,7 +67,7 @@ var _ = Describe("The documented rights", Ordered, Label(suite.ControlPlane), fu
 		eventuallyReads(kc, ns, "shop")
 		for _, args := range [][]string{
 			{"status", "shop"}, {"history", "shop"}, {"reload", "shop"},
-			{"pause", "shop"}, {"resume", "shop"}, {"rollback", "shop"},
+			{"pause", "shop"}, {"resume", "shop"}, {"rollback", "shop"}, {"replace-pods", "shop"},
 		} {
 			Expect(kubectlSoftreloadWith(kc, nil, append(args, "-n", ns)...).err).NotTo(HaveOccurred(), "%v", args)
 		}

@@ -50,7 +50,8 @@ func NewCommand(opts Options) *cobra.Command {
 		Use:   "softreload",
 		Short: "Inspect and steer softreload WorkerPools",
 		Long: `kubectl softreload shows how a WorkerPool's revisions roll over its pods and
-asks the softreload controller to reload, pause, resume or roll back a pool.
+asks the softreload controller to reload, pause, resume or roll back a pool,
+or to replace its pods.
 It writes only the WorkerPool; the controller and the agents in the pods do
 the rest.`,
 		Annotations:   map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl softreload"},
@@ -69,6 +70,7 @@ the rest.`,
 		newPauseCommand(r, true),
 		newPauseCommand(r, false),
 		newRollbackCommand(r),
+		newReplacePodsCommand(r),
 		&cobra.Command{
 			Use:   "version",
 			Short: "Print the plugin's version",
