@@ -104,13 +104,9 @@ func (r *WorkerPoolReconciler) accessVersion(ctx context.Context, ns string) (st
 // account may get the snapshot of key's revision.
 func (r *WorkerPoolReconciler) mayRead(ctx context.Context, pool *workersv1alpha1.WorkerPool, key accessKey) (bool, error) {
 	ns, snapshot := pool.Namespace, poolrevision.SnapshotName(pool.Name, key.revision)
-	review := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
-		User:   "system:serviceaccount:" + ns + ":" + key.serviceAccount,
-		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"},
-		ResourceAttributes: &authorizationv1.ResourceAttributes{
-			Namespace: ns, Verb: "get", Resource: "configmaps", Name: snapshot,
-		},
-	}}
+	review := agentaccess.ServiceAccountReview(ns, key.serviceAccount, authorizationv1.ResourceAttributes{
+		Namespace: ns, Verb: "get", Resource: "configmaps", Name: snapshot,
+	})
 	if err := r.client.Create(ctx, review); err != nil {
 		return false, fmt.Errorf("asking whether service account %s may read snapshot %s: %w", key.serviceAccount, snapshot, err)
 	}

@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	workersv1alpha1 "github.com/softreload/softreload/api/v1alpha1"
+	"github.com/softreload/softreload/internal/agentaccess"
 	"github.com/softreload/softreload/internal/poolrevision"
 	"github.com/softreload/softreload/internal/testing/suite"
 )
@@ -72,12 +73,8 @@ func (f *fixture) watchToldAccess() func() []string {
 				continue
 			}
 			told[pod.Name] = rev
-			review := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
-				User:   "system:serviceaccount:" + f.ns + ":default",
-				Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + f.ns, "system:authenticated"},
-				ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: f.ns, Verb: "get", Resource: "configmaps",
-					Name: poolrevision.SnapshotName(poolName, rev)},
-			}}
+			review := agentaccess.ServiceAccountReview(f.ns, "default", authorizationv1.ResourceAttributes{
+				Namespace: f.ns, Verb: "get", Resource: "configmaps", Name: poolrevision.SnapshotName(poolName, rev)})
 			err := f.c.Create(f.ctx, review)
 			mu.Lock()
 			switch {

@@ -3,6 +3,7 @@ package agentaccess
 import (
 	"slices"
 
+	authorizationv1 "k8s.io/api/authorization/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -79,4 +80,16 @@ func sortedUnique(in []string) []string {
 	slices.Sort(out)
 	out = slices.Compact(out)
 	return slices.DeleteFunc(out, func(s string) bool { return s == "" })
+}
+
+// ServiceAccountReview asks whether service account serviceAccount of
+// namespace may do what attrs says, as a request with its token would be
+// asked: by its user name and the groups every service account is in.
+// Create it with a client; the API server answers in its Status.
+func ServiceAccountReview(namespace, serviceAccount string, attrs authorizationv1.ResourceAttributes) *authorizationv1.SubjectAccessReview {
+	return &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+		User:               "system:serviceaccount:" + namespace + ":" + serviceAccount,
+		Groups:             []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"},
+		ResourceAttributes: &attrs,
+	}}
 }

@@ -208,11 +208,7 @@ var _ = Describe("An agent's rights", Ordered, Label(suite.ControlPlane), func()
 	// The Role grants what the agent needs and nothing more.
 	DescribeTable("in the Role",
 		func(attrs authorizationv1.ResourceAttributes, want bool) {
-			review := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
-				User:               "system:serviceaccount:" + ns + ":web",
-				Groups:             []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"},
-				ResourceAttributes: &attrs,
-			}}
+			review := agentaccess.ServiceAccountReview(ns, "web", attrs)
 			Expect(admin.Create(ctx, review)).To(Succeed())
 			Expect(review.Status.Allowed).To(Equal(want), "allowed")
 		},

@@ -9,6 +9,7 @@ import (
 	authorizationv1 "k8s.io/api/authorization/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/softreload/softreload/internal/agentaccess"
 	"github.com/softreload/softreload/internal/testing/suite"
 )
 
@@ -65,12 +66,8 @@ var _ = Describe("A real API server", Label(suite.ControlPlane), func() {
 		type access = authorizationv1.ResourceAttributes
 		DescribeTable("for",
 			func(accesses []access) {
-				user := "system:serviceaccount:" + namespace + ":softreload-manager"
-				groups := []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"}
 				for _, a := range accesses {
-					review := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
-						User: user, Groups: groups, ResourceAttributes: &a,
-					}}
+					review := agentaccess.ServiceAccountReview(namespace, "softreload-manager", a)
 					Expect(env.Client.Create(ctx, review)).To(Succeed())
 					Expect(review.Status.Allowed).To(BeTrue(), "the manager may not %s %s/%s %q in %q: %s", a.Verb, a.Group, a.Resource, a.Name, a.Namespace, review.Status.Reason)
 				}

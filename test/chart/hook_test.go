@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/softreload/softreload/internal/agentaccess"
 	"github.com/softreload/softreload/internal/testing/suite"
 )
 
@@ -84,11 +85,7 @@ var _ = Describe("The webhook check hook", func() {
 
 		DescribeTable("has an account that may",
 			func(access authorizationv1.ResourceAttributes, want bool) {
-				review := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
-					User:               "system:serviceaccount:" + namespace + ":softreload-webhook-check",
-					Groups:             []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"},
-					ResourceAttributes: &access,
-				}}
+				review := agentaccess.ServiceAccountReview(namespace, "softreload-webhook-check", access)
 				Expect(env.Client.Create(ctx, review)).To(Succeed())
 				Expect(review.Status.Allowed).To(Equal(want), "the hook's account may %s pods in %q", access.Verb, access.Namespace)
 			},

@@ -63,7 +63,6 @@ func (s *suite) agentKilled() {
 
 	s.must(s.cluster.RestartAgent(p.Name))
 	s.waitServing(p, rev, rolloutTimeout)
-	s.redialGateway(p)
 	s.releaseLoad(p)
 	s.waitRolledOut("the restarted pod reports "+rev, rev)
 	Expect(s.rec.Pod(p.Name).Asked[asked:]).To(BeEmpty(), "pod %s was sent a revision again after its agent restarted", p.Name)
@@ -296,13 +295,9 @@ func (s *suite) revokeSnapshot(name string) {
 	role.Rules = rules
 	s.must(s.c.Update(s.ctx, role))
 	waitFor("the agents may no longer read "+name, 30*time.Second, func() (bool, string) {
-		review := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
-			User:   "system:serviceaccount:" + s.ns + ":app",
-			Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + s.ns, "system:authenticated"},
-			ResourceAttributes: &authorizationv1.ResourceAttributes{
-				Namespace: s.ns, Verb: "get", Resource: "configmaps", Name: name,
-			},
-		}}
+		review := agentaccess.ServiceAccountReview(s.ns, "app", authorizationv1.ResourceAttributes{
+			Namespace: s.ns, Verb: "get", Resource: "configmaps", Name: name,
+		})
 		if err := s.c.Create(s.ctx, review); err != nil {
 			return false, err.Error()
 		}
@@ -353,6 +348,9 @@ func (s *suite) waitServing(p *local.Pod, rev string, timeout time.Duration) {
 		}
 		return st.Agent.State == v1alpha1.AgentReady && st.Agent.Running == rev, fmt.Sprintf("%+v", st.Agent)
 	})
+	// The agent was restarted, and its gateway with it: the clients of the
+	// old one lost their connections, as a pod's would.
+	s.redialGateway(p)
 	s.answers(p, rev, s.greeting())
 }
 
