@@ -14,11 +14,20 @@ import (
 // pool's counts. Writing the status every time cost, in a pool of 100 pods
 // with a budget of 10, about one status write per pod told. So a status
 // that differs from the written one by its progress alone (the counts, the
-// conditions' messages and times) is written at most once per
+// conditions' messages and times, and a rollout in progress that starts or
+// stops waiting for its agents' access) is written at most once per
 // progressWriteInterval; the reconcile is then called again when the
 // interval is over, so that the last counts are written too. Any other
 // change — a condition's status or reason, a revision, the history, the
 // observed generation — is written at once.
+//
+// A rollout in progress whose pods wait for their agents' access (reason
+// WaitingForAgentAccess) and one whose pods move (RolloutInProgress) differ
+// in their reason alone: Progressing is True, nothing is wrong. Every new
+// revision waits a moment for the agent-access controller, so its first
+// status, written at once with the new history, says it waits, and the next
+// one that its pods move; that second write, once per rollout, was the
+// write a pool of 100 pods made most after its counts.
 
 // progressWriteInterval is how often a pool's status is written when only
 // its progress changed.
@@ -34,6 +43,10 @@ func withoutProgress(st workersv1alpha1.WorkerPoolStatus) workersv1alpha1.Worker
 	conds := make([]metav1.Condition, len(st.Conditions))
 	for i, c := range st.Conditions {
 		c.Message, c.LastTransitionTime = "", metav1.Time{}
+		if c.Type == workersv1alpha1.ConditionProgressing && c.Status == metav1.ConditionTrue &&
+			c.Reason == workersv1alpha1.ReasonWaitingForAgentAccess {
+			c.Reason = workersv1alpha1.ReasonRolloutInProgress // the same rollout, moving or waiting
+		}
 		conds[i] = c
 	}
 	st.Conditions = conds

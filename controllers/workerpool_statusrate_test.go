@@ -41,6 +41,12 @@ var _ = DescribeTable("progressOnly tells a change of progress alone from one wo
 	Entry("the history changes", func(st *workersv1alpha1.WorkerPoolStatus) {
 		st.History = append([]workersv1alpha1.RevisionRecord{{Revision: "c"}}, st.History...)
 	}, false),
+	Entry("the rollout waits for its agents' access", func(st *workersv1alpha1.WorkerPoolStatus) {
+		st.Conditions[0].Reason = workersv1alpha1.ReasonWaitingForAgentAccess
+	}, true),
+	Entry("the rollout is paused", func(st *workersv1alpha1.WorkerPoolStatus) {
+		st.Conditions[0].Status, st.Conditions[0].Reason = metav1.ConditionFalse, workersv1alpha1.ReasonRolloutPaused
+	}, false),
 	Entry("a condition appears", func(st *workersv1alpha1.WorkerPoolStatus) {
 		st.Conditions = append(st.Conditions, metav1.Condition{Type: workersv1alpha1.ConditionDegraded, Status: metav1.ConditionTrue})
 	}, false),
