@@ -49,6 +49,12 @@ type Options struct {
 	Delay time.Duration
 	// Workers is the number of workers each agent reports (default 2).
 	Workers int32
+	// Replacement is how the agents replace their workers, which decides
+	// how many they report ready while they reload: with SurgeFirst (the
+	// default, as the WorkerPool's) each new worker is ready before an old
+	// one stops, so every worker stays ready; with StopFirst one is down.
+	// The agent's supervisor counts them the same way.
+	Replacement workersv1alpha1.ReplacementPolicy
 	// OnError is told of what goes wrong: a report the API server refused
 	// (other than for a pod that is gone), a watch that could not resume.
 	// Nil ignores them.
@@ -220,7 +226,8 @@ func (a *Agents) run(ns, name string, wake <-chan struct{}) {
 			continue
 		}
 		n := a.opts.Workers
-		a.report(ns, name, workersv1alpha1.AgentStatus{Revision: rev, Running: running, State: workersv1alpha1.AgentReloading, Ready: n - 1, Total: n})
+		a.report(ns, name, workersv1alpha1.AgentStatus{Revision: rev, Running: running, State: workersv1alpha1.AgentReloading,
+			Ready: a.readyWhileReloading(), Total: n})
 		if held && !a.waitRelease() {
 			return
 		}
@@ -236,6 +243,15 @@ func (a *Agents) run(ns, name string, wake <-chan struct{}) {
 		a.report(ns, name, workersv1alpha1.AgentStatus{Revision: rev, Running: rev, State: workersv1alpha1.AgentReady, Ready: n, Total: n,
 			Groups: a.groupsOf(name, rev)})
 	}
+}
+
+// readyWhileReloading is how many workers an agent reports ready during a
+// reload (see Options.Replacement).
+func (a *Agents) readyWhileReloading() int32 {
+	if a.opts.Replacement == workersv1alpha1.StopFirst {
+		return a.opts.Workers - 1
+	}
+	return a.opts.Workers
 }
 
 // waitRelease returns true once the held agents are released, false if
