@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
@@ -34,6 +35,11 @@ import (
 // authorizer after it reached the watch.
 const accessRetry = 500 * time.Millisecond
 
+// accessGrace is how long a pool waits for the agents' Role to name a new
+// revision's snapshot before it asks the authorizer all the same (the
+// agents may read it through a grant of the user's own).
+const accessGrace = 2 * time.Second
+
 // accessKey is one service account reading one revision's snapshot.
 type accessKey struct{ serviceAccount, revision string }
 
@@ -48,7 +54,7 @@ func (r *WorkerPoolReconciler) readableActions(ctx context.Context, s *scope) ([
 	// the same objects; a no is asked again. The agent-access controller
 	// only adds to them while a revision rolls: it removes a snapshot once
 	// pruned, a service account once no pod runs as it.
-	version, err := r.accessVersion(ctx, s.pool.Namespace)
+	version, role, err := r.accessVersion(ctx, s.pool.Namespace)
 	if err != nil {
 		return nil, err
 	}
@@ -59,7 +65,7 @@ func (r *WorkerPoolReconciler) readableActions(ctx context.Context, s *scope) ([
 		key := accessKey{agentaccess.ServiceAccountOf(s.pods[a.Pod].Spec.ServiceAccountName), a.Revision}
 		ok, known := allowed[key]
 		if !known {
-			if ok = r.mem.mayRead(poolKey, version, key); !ok {
+			if ok = r.mem.mayRead(poolKey, version, key); !ok && worthAsking(s, role, key) {
 				if ok, err = r.mayRead(ctx, s.pool, key); err != nil {
 					return nil, err
 				}
@@ -80,6 +86,26 @@ func (r *WorkerPoolReconciler) readableActions(ctx context.Context, s *scope) ([
 	return out, nil
 }
 
+// worthAsking says whether to ask the authorizer whether key may read its
+// snapshot: once the agents' Role in the cache names the snapshot, or once
+// the revision is older than accessGrace. A new revision's snapshot is
+// named a moment after it is made, and the Role's change wakes the pool;
+// asking before cost one review per new revision, whose answer was no.
+func worthAsking(s *scope, role *rbacv1.Role, key accessKey) bool {
+	snapshot := poolrevision.SnapshotName(s.pool.Name, key.revision)
+	for _, rule := range role.Rules {
+		if slices.Contains(rule.Resources, "configmaps") && slices.Contains(rule.ResourceNames, snapshot) {
+			return true
+		}
+	}
+	for _, rec := range s.pool.Status.History {
+		if rec.Revision == key.revision {
+			return s.now.Sub(rec.CreatedAt.Time) >= accessGrace
+		}
+	}
+	return false // made by this reconcile
+}
+
 func accessWaitMessage(pool string, key accessKey, pod string) string {
 	return fmt.Sprintf("pod %s waits to be told revision %s until service account %s may read its snapshot %s (Role %s, kept by the manager)",
 		pod, key.revision, key.serviceAccount, poolrevision.SnapshotName(pool, key.revision), agentaccess.Name)
@@ -87,17 +113,17 @@ func accessWaitMessage(pool string, key accessKey, pod string) string {
 
 // accessVersion names the namespace's agent Role and RoleBinding in the
 // cache by their UIDs ("" for one that does not exist): a yes holds until
-// either is made anew.
-func (r *WorkerPoolReconciler) accessVersion(ctx context.Context, ns string) (string, error) {
-	versions := ""
-	for _, obj := range []client.Object{&rbacv1.Role{}, &rbacv1.RoleBinding{}} {
+// either is made anew. It returns the Role too (empty if there is none).
+func (r *WorkerPoolReconciler) accessVersion(ctx context.Context, ns string) (string, *rbacv1.Role, error) {
+	versions, role := "", &rbacv1.Role{}
+	for _, obj := range []client.Object{role, &rbacv1.RoleBinding{}} {
 		err := r.client.Get(ctx, types.NamespacedName{Namespace: ns, Name: agentaccess.Name}, obj)
 		if client.IgnoreNotFound(err) != nil {
-			return "", fmt.Errorf("reading %T %s/%s: %w", obj, ns, agentaccess.Name, err)
+			return "", nil, fmt.Errorf("reading %T %s/%s: %w", obj, ns, agentaccess.Name, err)
 		}
 		versions += string(obj.GetUID()) + ";"
 	}
-	return versions, nil
+	return versions, role, nil
 }
 
 // mayRead asks the API server whether the agents running as key's service
