@@ -287,10 +287,15 @@ func (p *proc) readNotify() {
 
 const maxLine = 4096
 
+// outputBuffer is the read buffer of each of a worker's output streams.
+const outputBuffer = 4096
+
 func (p *proc) copyOutput(wg *sync.WaitGroup, r io.ReadCloser, w *lockedWriter, prefix string) {
 	defer wg.Done()
 	defer r.Close()
-	br := bufio.NewReaderSize(r, 64*1024)
+	// ReadString collects a line longer than the buffer across reads, so a
+	// small buffer loses nothing; every worker holds two of them for life.
+	br := bufio.NewReaderSize(r, outputBuffer)
 	for {
 		line, err := br.ReadString('\n')
 		if line != "" {
