@@ -217,3 +217,27 @@ func TestAgentEnvironmentDoesNotLeak(t *testing.T) {
 		t.Errorf("worker saw %s, want none of the agent's own LISTEN_FDS, NOTIFY_SOCKET or shim marker", got)
 	}
 }
+
+// A line longer than the read buffer of a worker's output reaches the
+// agent's output whole, and the last lines a failure reports keep its
+// start.
+func TestALongLinePassesWhole(t *testing.T) {
+	out := &lockedBuilder{}
+	o, err := process.New(process.Options{Stdout: out, Stderr: &lockedBuilder{}, OutputLines: 3, NoPrefix: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	p, err := o.Start(supervisor.ProcessSpec{Group: "g", Dir: "/", Command: []string{"sh", "-c", `printf '%0100000d\n' 7; echo end`}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done(t, p)
+	long := strings.Repeat("0", 99_999) + "7"
+	if got, want := out.b.String(), long+"\nend\n"; got != want {
+		t.Errorf("the agent's output has %d bytes, want the %d of the worker's", len(got), len(want))
+	}
+	if lines := p.Output(); len(lines) != 2 || !strings.HasPrefix(lines[0], long[:4096]) || lines[1] != "end" {
+		t.Errorf("Output() = %.80q (%d lines), want the long line's start and end", lines, len(lines))
+	}
+}
