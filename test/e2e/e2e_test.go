@@ -304,16 +304,8 @@ func (s *suite) apiServerDown() {
 // the pool makes of it.
 func (s *suite) changeCode(file, content string) string {
 	GinkgoHelper()
-	s.rec.ResetMax()
-	s.app[file] = content
-	cm := &corev1.ConfigMap{}
-	s.must(s.c.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: local.ExampleCode}, cm))
-	cm.Data = map[string]string{}
-	for k, v := range s.app {
-		cm.Data[k] = v
-	}
 	known := s.snapshots()
-	s.must(s.c.Update(s.ctx, cm))
+	s.writeCode(file, content)
 	// The new revision is the new snapshot: the rollout may be over (or
 	// rolled back) before the pool's status could be read.
 	return s.waitNewRevision(known)
