@@ -316,3 +316,28 @@ func TestCountChangeOfAnotherRevisionOfTheSameCode(t *testing.T) {
 		t.Errorf("no code, another revision in the same directory (-want +got):\n%s", diff)
 	}
 }
+
+// A revision of the same code that changes only the strategy replaces no
+// worker, and the next reload follows its strategy.
+func TestStrategyChangeOfAnotherRevisionOfTheSameCode(t *testing.T) {
+	h := newHarnessWith(t, func(o *Options) { o.Code = "code-1" }, v1alpha1.RolloutStrategy{}, groupSpec("web", 2))
+	h.respond()
+	h.waitReady("r1")
+	h.os.takeLog()
+	st, err := h.s.ReloadTo(context.Background(), Target{Revision: "r2", CodeDir: "/code/r1", Code: "code-1", Groups: []v1alpha1.WorkerGroup{groupSpec("web", 2)},
+		Strategy: &v1alpha1.RolloutStrategy{Replacement: v1alpha1.StopFirst, MaxSurge: 2}})
+	if err != nil || st.State != v1alpha1.AgentReady || st.Revision != "r2" {
+		t.Fatalf("reload to r2: %+v, %v; want Ready", st, err)
+	}
+	if log := h.os.takeLog(); len(log) != 0 {
+		t.Errorf("a new strategy alone started or stopped workers: %v", log)
+	}
+	_, log, err := h.reloadTo("r3", groupSpec("web", 2))
+	if err != nil {
+		t.Fatalf("reload to r3: %v", err)
+	}
+	want := []string{"signal web/0 r1 terminated", "signal web/1 r1 terminated", "start web/0 r3", "start web/1 r3"}
+	if diff := cmp.Diff(want, log); diff != "" {
+		t.Errorf("the next reload, StopFirst two at a time (-want +got):\n%s", diff)
+	}
+}

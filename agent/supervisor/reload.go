@@ -67,6 +67,10 @@ func (s *Supervisor) reload(req *reloadRequest) {
 	if !p.work() && req.to.sameCode(s.running) {
 		// Nothing to replace. After a failed reload this is the way back
 		// (a rollback asked by a controller): the report says Ready again.
+		// A revision of the same code may still change the strategy.
+		if req.to.strategy != nil {
+			s.opts.Strategy = *req.to.strategy
+		}
 		s.adopt(p)
 		s.state, s.message, s.failed = v1alpha1.AgentReady, "", ""
 		s.publish()
