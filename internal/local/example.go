@@ -1,7 +1,8 @@
 package local
 
 import (
-	"bufio"
+	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/coder/websocket"
 	"golang.org/x/sys/unix"
 	"sigs.k8s.io/yaml"
 
@@ -115,53 +117,129 @@ func portsFree(offset, pods int, ports []int) bool {
 	return true
 }
 
-// Gateway is a long-lived connection to the example's gateway, the kind of
-// connection a reload must never cut.
+// Gateway is a client's WebSocket connection to the example's gateway,
+// the kind of connection a reload must never cut: the gateway (never
+// reloaded) holds it and forwards each message to the reloadable business
+// workers, whose answer comes back on it.
+//
+// It reads the connection all the time, as a browser does: the gateway
+// pings its clients (websockets' keepalive, every 20 s) and closes a
+// connection whose pong does not come, which a client only sends while it
+// reads.
 type Gateway struct {
-	conn net.Conn
-	in   *bufio.Reader
+	conn    *websocket.Conn
+	answers chan gatewayRead
+	stop    context.CancelFunc
 	// PID is the gateway process that took the connection.
 	PID string
 }
 
-// DialGateway connects to the gateway at addr and reads its greeting.
+// gatewayRead is one message read from the gateway, or the error that
+// ended the connection.
+type gatewayRead struct {
+	text string
+	err  error
+}
+
+// gatewayTimeout bounds one exchange with a gateway; a loaded machine is
+// slow, not failing.
+const gatewayTimeout = time.Minute
+
+// DialGateway opens a WebSocket connection to the gateway at addr
+// (host:port) and reads its greeting, "gateway PID".
 func DialGateway(addr string) (*Gateway, error) {
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), gatewayTimeout)
+	defer cancel()
+	conn, _, err := websocket.Dial(ctx, "ws://"+addr+"/", nil)
 	if err != nil {
 		return nil, fmt.Errorf("gateway %s: %w", addr, err)
 	}
-	g := &Gateway{conn: conn, in: bufio.NewReader(conn)}
-	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-	line, err := g.in.ReadString('\n')
+	life, stop := context.WithCancel(context.Background())
+	g := &Gateway{conn: conn, answers: make(chan gatewayRead, 16), stop: stop}
+	go g.read(life)
+	greeting, err := g.next()
 	if err != nil {
-		conn.Close()
+		_ = g.Close()
 		return nil, fmt.Errorf("gateway %s: reading its greeting: %w", addr, err)
 	}
-	pid, ok := strings.CutPrefix(strings.TrimSpace(line), "gateway ")
+	pid, ok := strings.CutPrefix(greeting, "gateway ")
 	if !ok {
-		conn.Close()
-		return nil, fmt.Errorf("gateway %s greeted %q, want \"gateway PID\"", addr, line)
+		_ = g.Close()
+		return nil, fmt.Errorf("gateway %s greeted %q, want \"gateway PID\"", addr, greeting)
 	}
 	g.PID = pid
 	return g, nil
 }
 
-// Echo sends a line on the open connection and checks that the same
-// gateway process answers it.
-func (g *Gateway) Echo(line string) error {
-	_ = g.conn.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := fmt.Fprintln(g.conn, line); err != nil {
-		return fmt.Errorf("writing to the gateway: %w", err)
+// read reads every message of the connection into g.answers, until the
+// connection ends.
+func (g *Gateway) read(ctx context.Context) {
+	defer close(g.answers)
+	for {
+		_, b, err := g.conn.Read(ctx)
+		select {
+		case g.answers <- gatewayRead{text: string(b), err: err}:
+		case <-ctx.Done():
+			return
+		}
+		if err != nil {
+			return
+		}
 	}
-	got, err := g.in.ReadString('\n')
-	if err != nil {
-		return fmt.Errorf("reading from the gateway: %w", err)
-	}
-	if want := g.PID + ": " + line + "\n"; got != want {
-		return fmt.Errorf("gateway answered %q, want %q", got, want)
-	}
-	return nil
 }
 
-// Close closes the connection.
-func (g *Gateway) Close() error { return g.conn.Close() }
+// next returns the next message of the gateway.
+func (g *Gateway) next() (string, error) {
+	select {
+	case r, ok := <-g.answers:
+		if !ok {
+			return "", errors.New("the connection has ended")
+		}
+		return r.text, r.err
+	case <-time.After(gatewayTimeout):
+		return "", fmt.Errorf("no message from the gateway within %v", gatewayTimeout)
+	}
+}
+
+// Ask sends message on the open connection and returns the answer of the
+// business workers, "GREETING (revision REV): MESSAGE"; an answer to
+// anything else (another message, an error of the gateway) is an error.
+func (g *Gateway) Ask(message string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), gatewayTimeout)
+	defer cancel()
+	if err := g.conn.Write(ctx, websocket.MessageText, []byte(message)); err != nil {
+		return "", fmt.Errorf("writing to the gateway: %w", err)
+	}
+	answer, err := g.next()
+	if err != nil {
+		return "", fmt.Errorf("reading from the gateway: %w", err)
+	}
+	if !strings.HasSuffix(answer, "): "+message) {
+		return answer, fmt.Errorf("the gateway answered %q to %q", answer, message)
+	}
+	return answer, nil
+}
+
+// Echo sends a line on the open connection and checks that it is answered.
+func (g *Gateway) Echo(line string) error {
+	_, err := g.Ask(line)
+	return err
+}
+
+// AnswerRevision returns the revision an answer of the example's business
+// code names, "" if none.
+func AnswerRevision(answer string) string {
+	_, rest, ok := strings.Cut(answer, "(revision ")
+	if !ok {
+		return ""
+	}
+	rev, _, _ := strings.Cut(rest, ")")
+	return rev
+}
+
+// Close closes the connection as a client that leaves does.
+func (g *Gateway) Close() error {
+	err := g.conn.Close(websocket.StatusNormalClosure, "")
+	g.stop()
+	return err
+}
