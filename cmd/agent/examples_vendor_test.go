@@ -50,6 +50,21 @@ var _ = Describe("the examples", func() {
 			"examples/kubernetes/app/softreload_worker.py is not a copy of sdk/python/softreload_worker/__init__.py: "+
 				"cp sdk/python/softreload_worker/__init__.py examples/kubernetes/app/softreload_worker.py")
 	})
+
+	// The walkthrough runs examples/gateway's gateway and business code, so
+	// that what the gateway suite tests is what the walkthrough deploys.
+	DescribeTable("give the walkthrough's app the gateway example's code",
+		func(name string) {
+			want, err := os.ReadFile("../../examples/gateway/" + name)
+			Expect(err).NotTo(HaveOccurred())
+			got, err := os.ReadFile("../../examples/kubernetes/app/" + name)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(string(got) == string(want)).To(BeTrue(),
+				"examples/kubernetes/app/%[1]s is not a copy of examples/gateway/%[1]s: cp examples/gateway/%[1]s examples/kubernetes/app/", name)
+		},
+		Entry(nil, "gateway.py"),
+		Entry(nil, "business.py"),
+	)
 })
 
 // readTree reads the file, or every file under the directory, at rel in

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 
 	"github.com/softreload/softreload/agent/sockets"
@@ -20,18 +21,27 @@ import (
 func init() { localRebind = rebindFromEnv }
 
 // rebindFromEnv reads SOFTRELOAD_LISTEN_HOST, which replaces the host of
-// every tcp listen address, and SOFTRELOAD_PORT_OFFSET, which is added to
-// every non-zero tcp port. Unix sockets are left as they are.
+// every tcp listen address, SOFTRELOAD_PORT_OFFSET, which is added to
+// every non-zero tcp port, and SOFTRELOAD_SOCKET_ROOT, a directory under
+// which every unix socket's path goes (unix:///tmp/a.sock binds
+// ROOT/tmp/a.sock): pods on one machine share its file system too. The
+// workers inherit the three variables, so a gateway can dial an address of
+// its pool as the agent moved it (sdk/python's resolve_address does).
 func rebindFromEnv() (func(v1alpha1.ListenAddress) (v1alpha1.ListenAddress, error), error) {
 	offset, err := envInt("SOFTRELOAD_PORT_OFFSET")
 	if err != nil {
 		return nil, err
 	}
-	host := os.Getenv("SOFTRELOAD_LISTEN_HOST")
-	if host == "" && offset == 0 {
+	host, root := os.Getenv("SOFTRELOAD_LISTEN_HOST"), os.Getenv("SOFTRELOAD_SOCKET_ROOT")
+	if root != "" && !filepath.IsAbs(root) {
+		return nil, fmt.Errorf("SOFTRELOAD_SOCKET_ROOT=%q: want an absolute directory", root)
+	}
+	if host == "" && offset == 0 && root == "" {
 		return nil, nil
 	}
-	return func(a v1alpha1.ListenAddress) (v1alpha1.ListenAddress, error) { return moveAddress(a, host, offset) }, nil
+	return func(a v1alpha1.ListenAddress) (v1alpha1.ListenAddress, error) {
+		return moveAddress(a, host, offset, root)
+	}, nil
 }
 
 func envInt(name string) (int, error) {
@@ -47,14 +57,22 @@ func envInt(name string) (int, error) {
 }
 
 // moveAddress puts a tcp address on host (if set) and adds offset to its
-// port (if not 0).
-func moveAddress(a v1alpha1.ListenAddress, host string, offset int) (v1alpha1.ListenAddress, error) {
+// port (if not 0); it puts a unix socket's path under root (if set),
+// making the directory.
+func moveAddress(a v1alpha1.ListenAddress, host string, offset int, root string) (v1alpha1.ListenAddress, error) {
 	addr, err := sockets.Parse(a)
 	if err != nil {
 		return "", err
 	}
 	if addr.Network == "unix" {
-		return a, nil
+		if root == "" {
+			return a, nil
+		}
+		path := filepath.Join(root, addr.Addr)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return "", fmt.Errorf("listen address %q: %w", a, err)
+		}
+		return v1alpha1.ListenAddress("unix://" + path), nil
 	}
 	h, p, err := net.SplitHostPort(addr.Addr)
 	if err != nil {

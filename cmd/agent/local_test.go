@@ -33,6 +33,21 @@ var _ = Describe("the local mode's agent", Label(localMode), func() {
 		Entry("the highest port", v1alpha1.ListenAddress("tcp://127.0.0.1:65435"), v1alpha1.ListenAddress("tcp://127.0.0.1:65535")),
 	)
 
+	// Pods on one machine share its file system: a unix socket's path goes
+	// under the pod's own directory, made if missing.
+	It("puts unix sockets under SOFTRELOAD_SOCKET_ROOT", func() {
+		root := GinkgoT().TempDir()
+		GinkgoT().Setenv("SOFTRELOAD_SOCKET_ROOT", root)
+		rebind, err := rebindFromEnv()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(rebind).NotTo(BeNil(), "no rebind with SOFTRELOAD_SOCKET_ROOT set")
+		Expect(rebind("unix:///tmp/app.sock")).To(Equal(v1alpha1.ListenAddress("unix://" + root + "/tmp/app.sock")))
+		Expect(root + "/tmp").To(BeADirectory())
+		GinkgoT().Setenv("SOFTRELOAD_SOCKET_ROOT", "sockets")
+		_, err = rebindFromEnv()
+		Expect(err).To(MatchError(ContainSubstring(`SOFTRELOAD_SOCKET_ROOT="sockets": want an absolute directory`)))
+	})
+
 	It("refuses a port that the offset moves above 65535", func() {
 		GinkgoT().Setenv("SOFTRELOAD_LISTEN_HOST", "127.0.0.1")
 		GinkgoT().Setenv("SOFTRELOAD_PORT_OFFSET", "100")
@@ -48,6 +63,7 @@ var _ = Describe("the local mode's agent", Label(localMode), func() {
 	It("rebinds nothing without its variables, and refuses a bad offset", func() {
 		GinkgoT().Setenv("SOFTRELOAD_LISTEN_HOST", "")
 		GinkgoT().Setenv("SOFTRELOAD_PORT_OFFSET", "")
+		GinkgoT().Setenv("SOFTRELOAD_SOCKET_ROOT", "")
 		rebind, err := rebindFromEnv()
 		Expect(err).NotTo(HaveOccurred())
 		Expect(rebind).To(BeNil(), "a rebind with neither variable set")

@@ -50,7 +50,7 @@ type demo struct {
 	c        client.Client
 	pods     []*local.Pod
 	load     *load.Generator
-	gateways map[string]*local.Gateway
+	gateways map[string]*wsClient
 	tty      bool
 	out      io.Writer
 	// drawn is how many lines the live frame takes on a terminal.
@@ -75,13 +75,18 @@ func run(ctx context.Context) (err error) {
 		return err
 	}
 	if _, err := exec.LookPath("python3"); err != nil {
-		return errors.New("the demo's workers are written in Python: install python3 (on Debian: apt-get install python3)")
+		return errors.New("the demo's workers are written in Python: install python3 (on Debian: apt-get install python3 python3-websockets)")
+	}
+	// The agents' workers run python3 by name; the gateway's needs the
+	// websockets library.
+	if err := local.UsePythonWithWebsockets(); err != nil {
+		return err
 	}
 	dir, err := os.MkdirTemp("", "softreload-demo-")
 	if err != nil {
 		return err
 	}
-	d := &demo{out: os.Stdout, tty: term.IsTerminal(int(os.Stdout.Fd())), gateways: map[string]*local.Gateway{}}
+	d := &demo{out: os.Stdout, tty: term.IsTerminal(int(os.Stdout.Fd())), gateways: map[string]*wsClient{}}
 
 	d.say("Starting a local control plane (kube-apiserver and etcd) and building the manager and the agent…")
 	d.cluster, err = local.Start(ctx, local.Options{Dir: dir, Namespace: namespace})
@@ -95,7 +100,7 @@ func run(ctx context.Context) (err error) {
 			d.load.Stop()
 		}
 		for _, g := range d.gateways {
-			g.Close()
+			g.stop()
 		}
 		if stopErr := d.cluster.Stop(); stopErr != nil && err == nil {
 			err = stopErr
@@ -130,9 +135,9 @@ func run(ctx context.Context) (err error) {
 		}
 		d.pods = append(d.pods, p)
 	}
-	d.say("Three agent pods start: each runs 2 reloadable web workers and 1 gateway that is never reloaded.")
+	d.say("Three agent pods start: each runs 2 reloadable web workers, 2 reloadable business workers, and 1 WebSocket gateway that is never reloaded and forwards its clients' messages to the business workers.")
 	for _, p := range d.pods {
-		d.say("  %s: web on http://%s/, gateway on %s", p.Name, p.Addr(local.ExampleWebPort), p.Addr(local.ExampleGWPort))
+		d.say("  %s: web on http://%s/, gateway on ws://%s/", p.Name, p.Addr(local.ExampleWebPort), p.Addr(local.ExampleGWPort))
 	}
 	if err := d.watch(ctx, "Starting", "", 2*time.Minute); err != nil {
 		return err
@@ -140,7 +145,7 @@ func run(ctx context.Context) (err error) {
 	var targets []string
 	for _, p := range d.pods {
 		targets = append(targets, "http://"+p.Addr(local.ExampleWebPort)+"/")
-		g, err := local.DialGateway(p.Addr(local.ExampleGWPort))
+		g, err := startWSClient(p.Addr(local.ExampleGWPort))
 		if err != nil {
 			return err
 		}
@@ -233,7 +238,7 @@ func (d *demo) frame(ctx context.Context, title string) (string, bool, error) {
 	rev := pool.Status.UpdateRevision
 	fmt.Fprintf(&table, "── %s ── pool %s/%s  revision %s  %s\n", title, namespace, pool.Name, short(rev), conditions(pool))
 	w := tabwriter.NewWriter(&table, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "POD\tDESIRED\tRUNNING\tSTATE\tWORKERS\tNEWEST ANSWER\tGATEWAY")
+	fmt.Fprintln(w, "POD\tDESIRED\tRUNNING\tSTATE\tWORKERS\tNEWEST ANSWER\tGATEWAY (ONE WEBSOCKET, NEWEST ANSWER)")
 	done := rev != ""
 	for _, p := range d.pods {
 		desired, st := "", v1alpha1.AgentStatus{}
@@ -256,7 +261,7 @@ func (d *demo) frame(ctx context.Context, title string) (string, bool, error) {
 		}
 		gw := "-"
 		if g := d.gateways[p.Name]; g != nil {
-			gw = "pid " + g.PID + ", 1 connection"
+			gw = g.String()
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\n", p.Name, short(desired), short(st.Running), state(st), st.Ready, st.Total, answer, gw)
 	}
@@ -310,9 +315,9 @@ func (d *demo) say(format string, args ...any) {
 func (d *demo) tryIt(dir string) {
 	p := d.pods[0]
 	ok, failed, _ := load.Total(d.load.Snapshot())
-	held := "every gateway kept its connection"
+	held := "every gateway kept its WebSocket connection, whose messages the new code answers"
 	for name, g := range d.gateways {
-		if err := g.Echo("still there?"); err != nil {
+		if err := g.failed(); err != nil {
 			held = fmt.Sprintf("the gateway of %s lost its connection: %v", name, err)
 		}
 	}
@@ -328,13 +333,14 @@ Try it yourself, in another terminal:
   kubectl softreload status %s
   kubectl edit configmap %s          # change greeting.txt, save, and watch here
   curl http://%s/
+  python3 -m websockets ws://%s/    # type a message: the business code answers
   kubectl softreload history %s
   kubectl softreload rollback %s
 
 Logs of every process are in %s.
 Press Ctrl-C to stop everything.
 `, ok, failed, held, d.cluster.KubeconfigPath(), filepath.Dir(d.cluster.Kubectl()), d.cluster.BinDir(),
-		local.ExamplePool, local.ExampleCode, p.Addr(local.ExampleWebPort), local.ExamplePool, local.ExamplePool,
+		local.ExamplePool, local.ExampleCode, p.Addr(local.ExampleWebPort), p.Addr(local.ExampleGWPort), local.ExamplePool, local.ExamplePool,
 		filepath.Join(dir, "logs"))
 }
 

@@ -303,6 +303,9 @@ func (c *Cluster) startAgent(p *Pod) (*process, error) {
 		"SOFTRELOAD_CODE_ROOT="+p.CodeDir,
 		"SOFTRELOAD_LISTEN_HOST="+ListenHost,
 		"SOFTRELOAD_PORT_OFFSET="+strconv.Itoa(p.PortOffset),
+		// Each pod's unix sockets (the example's gateway talks to its web
+		// workers on one) in a directory of its own, as in a pod of its own.
+		"SOFTRELOAD_SOCKET_ROOT="+filepath.Join(filepath.Dir(p.CodeDir), "sockets"),
 	)
 	return c.startLogged(cmd, p.Name)
 }

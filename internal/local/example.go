@@ -28,7 +28,7 @@ const (
 	ExampleWebPort  = 8080
 	ExampleGWPort   = 9090
 	exampleDir      = "examples/kubernetes"
-	exampleAppFiles = "worker.py softreload_worker.py gateway.py greeting.txt"
+	exampleAppFiles = "worker.py softreload_worker.py gateway.py business.py greeting.txt"
 )
 
 // ExampleApp returns the files of the walkthrough's app, as its code

@@ -97,6 +97,9 @@ func start() *suite {
 	root, err := envtest.RepoRoot()
 	Expect(err).NotTo(HaveOccurred())
 	dir := GinkgoT().TempDir()
+	// The agents' workers run python3 by name; the gateway's needs the
+	// websockets library.
+	Expect(local.UsePythonWithWebsockets()).To(Succeed())
 	cluster, err := local.Start(ctx, local.Options{Dir: dir, Namespace: "e2e"})
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(func() {
@@ -369,9 +372,15 @@ func (s *suite) withinBudget() {
 	Expect(n).To(BeNumerically("<=", s.budget), "pods reloading at once, against maxUnavailable:\n%s", when)
 }
 
-// answers checks that pod p answers with the greeting, from revision rev.
+// answers checks that pod p answers with the greeting, from revision rev:
+// over HTTP, and to a message on the WebSocket connection its gateway has
+// held since the start (or since the step that killed it), with no new
+// connection.
 func (s *suite) answers(p *local.Pod, rev, greeting string) {
 	GinkgoHelper()
+	answer, err := s.gateways[p.Name].Ask("which revision?")
+	Expect(err).NotTo(HaveOccurred(), "pod %s: a message on the gateway's open connection", p.Name)
+	Expect(answer).To(Equal(fmt.Sprintf("%s (revision %s): which revision?", greeting, rev)), "pod %s: the gateway's answer, by the web workers", p.Name)
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil}}
 	want := fmt.Sprintf("%s (revision %s)\n", greeting, rev)
 	for range 4 { // most likely every worker
@@ -401,14 +410,19 @@ func (s *suite) noFailedRequests() {
 	Expect(ok).NotTo(BeZero(), "no request was answered")
 }
 
-// gatewaysHeld checks that every gateway still answers on the connection
-// opened at the start, from the same process, and that the agents still
-// run the gateway workers they started with.
+// gatewaysHeld checks that every gateway still answers on the WebSocket
+// connection opened at the start, from the same process, by the code of the
+// revision its pod runs now (the web workers answer the gateway's
+// messages), and that the agents still run the gateway workers they
+// started with.
 func (s *suite) gatewaysHeld() {
 	GinkgoHelper()
 	for _, p := range s.pods {
-		Expect(s.gateways[p.Name].Echo("still there?")).To(Succeed(), "pod %s: the connection opened at the start", p.Name)
-		Expect(workers(s.ctx, p).PIDs("gateway")).To(Equal(s.gatewayPIDs[p.Name]), "pod %s: gateway workers (never reloaded)", p.Name)
+		answer, err := s.gateways[p.Name].Ask("still there?")
+		Expect(err).NotTo(HaveOccurred(), "pod %s: the connection opened at the start", p.Name)
+		st := workers(s.ctx, p)
+		Expect(local.AnswerRevision(answer)).To(Equal(st.Agent.Running), "pod %s: the revision of the gateway's answer %q, against the one its workers run", p.Name, answer)
+		Expect(st.PIDs("gateway")).To(Equal(s.gatewayPIDs[p.Name]), "pod %s: gateway workers (never reloaded)", p.Name)
 	}
 }
 

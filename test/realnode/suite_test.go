@@ -54,8 +54,9 @@ const (
 // pod is one pod of the example under test, and what the test holds on to.
 type pod struct {
 	name, uid, ip string
-	// gateway is a long-lived connection to the pod's gateway, opened
-	// when the pod joined the test.
+	// gateway is a client's WebSocket connection to the pod's gateway,
+	// opened when the pod joined the test: it must hold through every
+	// reload, its messages answered by the code the pod runs.
 	gateway *local.Gateway
 	// gatewayPIDs are the pod's gateway workers when it joined.
 	gatewayPIDs []int
@@ -303,9 +304,14 @@ func (s *suite) webPIDs() map[string][]int {
 	return out
 }
 
-// answers checks that pod p answers with the greeting, from revision rev.
+// answers checks that pod p answers with the greeting, from revision rev:
+// over HTTP, and to a message on the WebSocket connection its gateway has
+// held since the pod joined.
 func (s *suite) answers(p *pod, rev, greeting string) {
 	GinkgoHelper()
+	answer, err := p.gateway.Ask("which revision?")
+	Expect(err).NotTo(HaveOccurred(), "pod %s: a message on the gateway's open connection", p.name)
+	Expect(answer).To(Equal(fmt.Sprintf("%s (revision %s): which revision?", greeting, rev)), "pod %s: the gateway's answer, by the business workers", p.name)
 	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil}}
 	want := fmt.Sprintf("%s (revision %s)\n", greeting, rev)
 	for range 4 { // most likely every worker
@@ -320,8 +326,9 @@ func (s *suite) answers(p *pod, rev, greeting string) {
 
 // unchanged checks what every step promises: no request failed, every
 // pod is the one it was (UID) with its app container never restarted, and
-// every gateway still answers on the connection opened when its pod
-// joined, from the same process.
+// every gateway still answers on the WebSocket connection opened when its
+// pod joined, from the same process, by the code of the revision the pod
+// runs now.
 func (s *suite) unchanged() {
 	GinkgoHelper()
 	ok, failed, errs := s.totals()
@@ -336,8 +343,11 @@ func (s *suite) unchanged() {
 	}
 	Expect(s.currentPods()).To(HaveLen(len(s.pods)), "pods under test")
 	for _, p := range s.pods {
-		Expect(p.gateway.Echo("still there?")).To(Succeed(), "pod %s: the connection opened when it joined", p.name)
-		Expect(s.workers(p).PIDs("gateway")).To(Equal(p.gatewayPIDs), "pod %s: gateway workers (never reloaded)", p.name)
+		answer, err := p.gateway.Ask("still there?")
+		Expect(err).NotTo(HaveOccurred(), "pod %s: the connection opened when it joined", p.name)
+		st := s.workers(p)
+		Expect(local.AnswerRevision(answer)).To(Equal(st.Agent.Running), "pod %s: the revision of the gateway's answer %q, against the one its workers run", p.name, answer)
+		Expect(st.PIDs("gateway")).To(Equal(p.gatewayPIDs), "pod %s: gateway workers (never reloaded)", p.name)
 	}
 }
 

@@ -39,11 +39,11 @@ const (
 	Tag      = "test"
 	// PauseRef is the sandbox image, containerd's sandbox_image.
 	PauseRef = Registry + "/pause:" + Tag
-	// PythonRef is the image examples/kubernetes/deployment.yaml names
-	// (python:3.13-slim), fully qualified as containerd stores it. It holds
-	// Debian's Python, whatever its minor version: the example only needs
-	// python3.
-	PythonRef = "docker.io/library/python:3.13-slim"
+	// PythonRef is the image examples/kubernetes/deployment.yaml names,
+	// fully qualified as containerd stores it. It holds Debian's Python,
+	// whatever its minor version, and Debian's websockets library: the
+	// example needs python3 and, for its gateway, websockets.
+	PythonRef = "docker.io/library/hello-python:1"
 	// CodeRepo is the repository of the code images; CodeRef names each.
 	CodeRepo = Registry + "/hello-code"
 	// CodePath is the directory of a code image that holds the code.
@@ -74,13 +74,15 @@ var Codes = []Code{
 const BrokenWorker = "import sys\nsys.exit('this revision is broken on purpose')\n"
 
 // PythonPackages are the Debian packages of the Python image: the
-// interpreter and the libraries its standard library loads, a shell
-// (busybox) for kubectl exec.
+// interpreter and the libraries its standard library loads, the websockets
+// library of the walkthrough's gateway (pure Python, in
+// /usr/lib/python3/dist-packages, which Debian's python3.11 reads), a
+// shell (busybox) for kubectl exec.
 var PythonPackages = []string{
 	"python3.11-minimal", "libpython3.11-minimal", "libpython3.11-stdlib",
 	"libc6", "libexpat1", "zlib1g", "libssl3", "libffi8", "libbz2-1.0",
 	"liblzma5", "libcrypt1", "libgcc-s1", "libuuid1", "libsqlite3-0",
-	"media-types", "netbase", "busybox-static",
+	"media-types", "netbase", "busybox-static", "python3-websockets",
 }
 
 // pythonBinary is the interpreter PythonPackages install, linked as python3.
@@ -98,7 +100,7 @@ func BuildCode(root, out string) error {
 	app := filepath.Join(root, "examples", "kubernetes", "app")
 	for _, c := range Codes {
 		files := map[string][]byte{}
-		for _, name := range []string{"worker.py", "softreload_worker.py", "gateway.py"} {
+		for _, name := range []string{"worker.py", "softreload_worker.py", "gateway.py", "business.py"} {
 			b, err := os.ReadFile(filepath.Join(app, name))
 			if err != nil {
 				return fmt.Errorf("code image %s: %w", c.Ref(), err)
