@@ -36,7 +36,8 @@ import (
 // from the moment the API server accepts it until a pod created after it
 // reports the update revision ready with every group current: the evicted
 // pod may be gone long before its replacement exists, so the status records
-// each eviction (status.evictions) and a restarted controller counts it too.
+// each eviction of the replacement under way (status.evictions) and a
+// restarted controller counts it too.
 // Evictions start only once the pods' reloads are over; a refusal (429: a
 // PodDisruptionBudget allows no disruption now) is retried a few seconds
 // later, never turned into a delete.
@@ -91,8 +92,9 @@ type replaceInput struct {
 type replacePlan struct {
 	// outdated are the pods that need new pods, by name, with why.
 	outdated map[string]string
-	// evictions are those still waiting for their replacements.
-	evictions []workersv1alpha1.PodEviction
+	// evictions are the evictions of the replacement under way, to record
+	// in the status; pending are those still waiting for a new pod.
+	evictions, pending []workersv1alpha1.PodEviction
 	// evict are the pods to evict now, in order.
 	evict []string
 	// active says the pods are being replaced (Evict, or a request);
@@ -138,12 +140,15 @@ func planReplacement(in replaceInput) replacePlan {
 			requested = requested || !in.requestedAt.IsZero() && p.created.Before(in.requestedAt)
 		}
 	}
-	plan.evictions = pendingEvictions(in, pods)
-	plan.active = in.policy == workersv1alpha1.PodReplacementEvict && len(plan.outdated) > 0 || requested || len(plan.evictions) > 0
+	plan.evictions, plan.pending = matchEvictions(in, pods)
+	if len(plan.outdated) == 0 && len(plan.pending) == 0 {
+		plan.evictions = nil // the replacement is over
+	}
+	plan.active = in.policy == workersv1alpha1.PodReplacementEvict && len(plan.outdated) > 0 || requested || len(plan.pending) > 0
 	if !plan.active || len(plan.outdated) == 0 {
 		return plan
 	}
-	if plan.waiting = waitingFor(in, pods, plan.evictions); plan.waiting != "" {
+	if plan.waiting = waitingFor(in, pods, plan.pending); plan.waiting != "" {
 		return plan
 	}
 
@@ -155,13 +160,13 @@ func planReplacement(in replaceInput) replacePlan {
 	for _, e := range plan.evictions {
 		evicted[e.Pod] = true
 	}
-	unavailable := len(plan.evictions)
+	unavailable := len(plan.pending)
 	for _, p := range pods {
 		switch {
 		case evicted[p.Name]:
 		case p.terminating:
 			unavailable++
-		case len(plan.evictions) > 0 && !p.created.Before(plan.evictions[0].EvictedAt.Truncate(time.Second)):
+		case len(plan.pending) > 0 && !p.created.Before(plan.pending[0].EvictedAt.Truncate(time.Second)):
 		case rollout.InFlight(p.Pod) || p.Report == nil || p.Report.Ready < p.Report.Total:
 			unavailable++
 		}
@@ -179,29 +184,40 @@ func planReplacement(in replaceInput) replacePlan {
 	return plan
 }
 
-// pendingEvictions are the recorded evictions whose replacements do not
-// run the target yet. Each is matched, oldest first, with a pod created
-// after it that runs the target with every group current; one that waited
-// longer than the expiry is dropped (its workload made no new pod: scaled
-// down, or the pod was not replaced).
-func pendingEvictions(in replaceInput, pods []replacePod) []workersv1alpha1.PodEviction {
+// matchEvictions matches the recorded evictions, oldest first, each with
+// the oldest pod not matched yet that was created after it (to the second:
+// a creationTimestamp has no finer grain) and runs the target with every
+// group current. Every eviction of the replacement under way stays recorded
+// until it is over, so that a new pod, once matched, is never taken for the
+// new pod of a later eviction. It returns the evictions to keep and those
+// not matched: still waiting. One that waited longer than the expiry is
+// dropped (its workload made no new pod: scaled down, or the pod had no
+// controller).
+func matchEvictions(in replaceInput, pods []replacePod) (kept, pending []workersv1alpha1.PodEviction) {
 	evictions := slices.Clone(in.evictions)
 	slices.SortStableFunc(evictions, func(a, b workersv1alpha1.PodEviction) int { return a.EvictedAt.Compare(b.EvictedAt.Time) })
-	used := map[string]bool{}
-	var out []workersv1alpha1.PodEviction
-	for _, e := range evictions {
-		replaced := false
-		for _, p := range pods {
-			if !used[p.Name] && p.Name != e.Pod && current(p, in.target) && !p.created.Before(e.EvictedAt.Truncate(time.Second)) {
-				used[p.Name], replaced = true, true
-				break
-			}
-		}
-		if !replaced && (in.expiry <= 0 || in.now.Sub(e.EvictedAt.Time) < in.expiry) {
-			out = append(out, e)
+	var fresh []replacePod
+	for _, p := range pods {
+		if current(p, in.target) {
+			fresh = append(fresh, p)
 		}
 	}
-	return out
+	slices.SortStableFunc(fresh, func(a, b replacePod) int { return a.created.Compare(b.created) })
+	used := map[string]bool{}
+	for _, e := range evictions {
+		i := slices.IndexFunc(fresh, func(p replacePod) bool {
+			return !used[p.Name] && p.Name != e.Pod && !p.created.Before(e.EvictedAt.Truncate(time.Second))
+		})
+		switch {
+		case i >= 0:
+			used[fresh[i].Name] = true
+			kept = append(kept, e)
+		case in.expiry <= 0 || in.now.Sub(e.EvictedAt.Time) < in.expiry:
+			kept = append(kept, e)
+			pending = append(pending, e)
+		}
+	}
+	return kept, pending
 }
 
 // waitingFor says why no pod may be evicted yet, "" when one may: the
@@ -267,7 +283,7 @@ func (r *WorkerPoolReconciler) reconcileReplacement(ctx context.Context, s *scop
 		in.pods = append(in.pods, replacePodOf(pod, true))
 	}
 	plan := planReplacement(in)
-	s.replace = &replaceState{plan: plan, policy: in.policy, target: s.target, maxUnavailable: in.maxUnavailable}
+	s.replace = &replaceState{plan: plan, policy: in.policy, target: s.target, maxUnavailable: in.maxUnavailable, paused: in.paused}
 	for _, name := range plan.evict {
 		blocked, err := r.evict(ctx, s, s.pods[name])
 		if err != nil {
@@ -286,8 +302,8 @@ func (r *WorkerPoolReconciler) reconcileReplacement(ctx context.Context, s *scop
 	return nil
 }
 
-// evictionMemory holds, by pool, the evictions the last reconcile left
-// waiting: an eviction is made before the status that records it is
+// evictionMemory holds, by pool, the evictions the last reconcile
+// recorded: an eviction is made before the status that records it is
 // written, and that write may fail (a conflict) or the next reconcile may
 // read the pool before the cache shows it. Forgetting an eviction would
 // free its slot too early.
@@ -309,7 +325,7 @@ func (e *evictionMemory) with(key types.NamespacedName, status []workersv1alpha1
 	return out
 }
 
-// set remembers the evictions left waiting.
+// set remembers the evictions recorded.
 func (e *evictionMemory) set(key types.NamespacedName, evictions []workersv1alpha1.PodEviction) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -357,7 +373,9 @@ func (r *WorkerPoolReconciler) evict(ctx context.Context, s *scope, pod *corev1.
 		return false, fmt.Errorf("evicting pod %s to replace it: %w", pod.Name, err)
 	}
 	why := s.replace.plan.outdated[pod.Name]
-	s.replace.plan.evictions = append(s.replace.plan.evictions, workersv1alpha1.PodEviction{Pod: pod.Name, EvictedAt: s.now})
+	e := workersv1alpha1.PodEviction{Pod: pod.Name, EvictedAt: s.now}
+	s.replace.plan.evictions = append(s.replace.plan.evictions, e)
+	s.replace.plan.pending = append(s.replace.plan.pending, e)
 	s.replace.evicted = append(s.replace.evicted, pod.Name)
 	r.recorder.Eventf(s.pool, pod, corev1.EventTypeNormal, EventPodEvicted, actionEvict,
 		"Evicted pod %s to replace it (%s); its workload makes a new pod, which starts at revision %s", pod.Name, why, s.target)
@@ -372,6 +390,8 @@ type replaceState struct {
 	policy         workersv1alpha1.PodReplacementPolicy
 	target         string
 	maxUnavailable int
+	// paused: the pool is paused, and so is the replacement.
+	paused bool
 	// evicted are the pods evicted by this reconcile.
 	evicted []string
 	// refusal is the API server's answer to a refused eviction, blocked
@@ -399,7 +419,8 @@ func namePodsWhy(why map[string]string, names []string) string {
 
 // setPodsOutdatedCondition writes the PodsOutdated condition and the
 // evictions of the status from st, and returns what the Progressing
-// condition says of a replacement under way ("" when none is).
+// condition says of a replacement under way ("" when none is, or the pool
+// is paused).
 func setPodsOutdatedCondition(status *workersv1alpha1.WorkerPoolStatus, st *replaceState, pool string, gen int64, now metav1.Time) string {
 	if st == nil {
 		return ""
@@ -417,7 +438,7 @@ func setPodsOutdatedCondition(status *workersv1alpha1.WorkerPoolStatus, st *repl
 		}
 	}
 	var waiting []string
-	for _, e := range status.Evictions {
+	for _, e := range st.plan.pending {
 		waiting = append(waiting, e.Pod)
 	}
 	progress := ""
@@ -443,7 +464,9 @@ func setPodsOutdatedCondition(status *workersv1alpha1.WorkerPoolStatus, st *repl
 		if st.plan.waiting != "" && len(waiting) == 0 {
 			cond.Message += "; waiting: " + st.plan.waiting
 		}
-		progress = cond.Message
+		if !st.paused {
+			progress = cond.Message // a paused pool is not progressing
+		}
 	}
 	meta.SetStatusCondition(&status.Conditions, cond)
 	return progress

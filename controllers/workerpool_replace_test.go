@@ -63,7 +63,7 @@ var _ = DescribeTable("planReplacement",
 		plan := planReplacement(in)
 		Expect(plan.evict).To(Equal(evict), "the pods evicted")
 		var got []string
-		for _, e := range plan.evictions {
+		for _, e := range plan.pending {
 			got = append(got, e.Pod)
 		}
 		Expect(got).To(Equal(pending), "the evictions still waiting for their replacements")
@@ -83,6 +83,9 @@ var _ = DescribeTable("planReplacement",
 	Entry("a newer pod ready at the target frees the slot", replaceInput{maxUnavailable: 1,
 		evictions: []workersv1alpha1.PodEviction{evictedAt("a", 10)},
 		pods:      []replacePod{rp("a2", "v2", 10, false), rp("b", "v2", 0, true)}}, []string{"b"}, nil, ""),
+	Entry("a new pod matched with an eviction is not taken for a later one of the same second", replaceInput{maxUnavailable: 2,
+		evictions: []workersv1alpha1.PodEviction{evictedAt("a", 10), evictedAt("c", 10)},
+		pods:      []replacePod{rp("a2", "v2", 10, false), rp("b", "v2", 0, true)}}, []string{"b"}, []string{"c"}, ""),
 	Entry("an older current pod is no replacement", replaceInput{maxUnavailable: 1,
 		evictions: []workersv1alpha1.PodEviction{evictedAt("a", 10)},
 		pods:      []replacePod{rp("x", "v2", 5, false), rp("b", "v2", 0, true)}}, nil, []string{"a"}, ""),
@@ -240,9 +243,16 @@ func (rs *replicaSet) replace(old *corev1.Pod) {
 // Ready, so that a PodDisruptionBudget counts it healthy.
 func markRunning(f *fixture, pod *corev1.Pod) {
 	GinkgoHelper()
-	pod.Status = corev1.PodStatus{Phase: corev1.PodRunning, Conditions: []corev1.PodCondition{
-		{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: metav1.Now()}}}
-	Expect(f.c.Status().Update(f.ctx, pod)).To(Succeed(), "marking pod %s running", pod.Name)
+	// The controller and the agents annotate the pod meanwhile.
+	Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		latest := &corev1.Pod{}
+		if err := f.c.Get(f.ctx, client.ObjectKeyFromObject(pod), latest); err != nil {
+			return err
+		}
+		latest.Status = corev1.PodStatus{Phase: corev1.PodRunning, Conditions: []corev1.PodCondition{
+			{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: metav1.Now()}}}
+		return f.c.Status().Update(f.ctx, latest)
+	})).To(Succeed(), "marking pod %s running", pod.Name)
 }
 
 func (rs *replicaSet) most() int {
@@ -455,3 +465,43 @@ func (f *fixture) runsUpdate(name string) bool {
 	p := rollout.Pod{Name: pod.Name, Desired: pod.Annotations[workersv1alpha1.DesiredRevisionAnnotation], Report: reportOf(pod)}
 	return rollout.Runs(p, f.pool().Status.UpdateRevision)
 }
+
+var _ = DescribeTable("setPodsOutdatedCondition",
+	func(st replaceState, status metav1.ConditionStatus, reason string, message []string, progressing bool) {
+		st.target, st.maxUnavailable = "v2", 1
+		var got workersv1alpha1.WorkerPoolStatus
+		progress := setPodsOutdatedCondition(&got, &st, "web", 3, metav1.NewTime(rt0))
+		Expect(got.Conditions).To(HaveLen(1))
+		c := got.Conditions[0]
+		Expect(c).To(SatisfyAll(HaveField("Type", workersv1alpha1.ConditionPodsOutdated), HaveField("Status", status),
+			HaveField("Reason", reason), HaveField("ObservedGeneration", BeEquivalentTo(3))))
+		Expect(c.Message).To(containAll(message...))
+		if progressing {
+			Expect(progress).To(Equal(c.Message), "Progressing says what PodsOutdated says")
+		} else {
+			Expect(progress).To(BeEmpty(), "Progressing says nothing of the replacement")
+		}
+		Expect(got.Evictions).To(Equal(st.plan.evictions), "status.evictions")
+
+	},
+	Entry("none outdated", replaceState{plan: replacePlan{outdated: map[string]string{}}},
+		metav1.ConditionFalse, workersv1alpha1.ReasonAllPodsCurrent, []string{"revision v2"}, false),
+	Entry("held", replaceState{plan: replacePlan{outdated: map[string]string{"b": "group gateway: SpecChanged", "a": "group gateway: Removed"}}},
+		metav1.ConditionTrue, workersv1alpha1.ReasonPodReplacementHeld,
+		[]string{"2 pods", "a (group gateway: Removed), b (group gateway: SpecChanged)", "podReplacement to Evict", "replace-pods web"}, false),
+	Entry("more pods than a message names", replaceState{plan: replacePlan{outdated: map[string]string{
+		"a": "x", "b": "x", "c": "x", "d": "x", "e": "x", "f": "x", "g": "x"}}},
+		metav1.ConditionTrue, workersv1alpha1.ReasonPodReplacementHeld, []string{"7 pods", "e (x), and 2 more"}, false),
+	Entry("replacing", replaceState{evicted: []string{"a"}, plan: replacePlan{active: true,
+		outdated:  map[string]string{"a": "group gateway: SpecChanged", "b": "group gateway: SpecChanged"},
+		evictions: []workersv1alpha1.PodEviction{evictedAt("z", -10), evictedAt("a", 0)},
+		pending:   []workersv1alpha1.PodEviction{evictedAt("a", 0)}}},
+		metav1.ConditionTrue, workersv1alpha1.ReasonReplacingPods,
+		[]string{"Replacing 2 pods, at most 1 at a time", "evicted a, waiting for the new pods to report revision v2 ready", "to evict: b (group gateway: SpecChanged)"}, true),
+	Entry("replacing while paused", replaceState{paused: true, plan: replacePlan{active: true, waiting: "the pool is paused",
+		outdated: map[string]string{"a": "group gateway: SpecChanged"}}},
+		metav1.ConditionTrue, workersv1alpha1.ReasonReplacingPods, []string{"to evict: a", "waiting: the pool is paused"}, false),
+	Entry("blocked", replaceState{blocked: "evicting pod a is refused for now and retried: Cannot evict pod as it would violate the pod's disruption budget.",
+		plan: replacePlan{active: true, outdated: map[string]string{"a": "group gateway: SpecChanged"}}},
+		metav1.ConditionTrue, workersv1alpha1.ReasonEvictionBlocked, []string{"evicting pod a is refused", "disruption budget", "to evict: a"}, true),
+)

@@ -383,9 +383,10 @@ type WorkerPoolStatus struct {
 	// +optional
 	OutdatedPods int32 `json:"outdatedPods"`
 
-	// evictions are the pods evicted to be replaced whose replacements do
-	// not report updateRevision ready yet, oldest first: each holds a slot
-	// of maxUnavailable until a pod created after it reports ready.
+	// evictions are the pods evicted to be replaced in the replacement
+	// under way, oldest first: each holds a slot of maxUnavailable until a
+	// pod created after it reports updateRevision ready, and is kept until
+	// no pod is left to replace.
 	// +optional
 	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=256
