@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"path/filepath"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -22,7 +21,6 @@ import (
 	"github.com/softreload/softreload/controllers"
 	"github.com/softreload/softreload/internal/injection"
 	"github.com/softreload/softreload/internal/poolrevision"
-	"github.com/softreload/softreload/internal/testing/envtest"
 	"github.com/softreload/softreload/internal/testing/suite"
 )
 
@@ -31,7 +29,6 @@ import (
 // controllers) still finds what it needs.
 var _ = Describe("the manager's cache", Ordered, Label(suite.ControlPlane), func() {
 	var (
-		env *envtest.Env
 		ctx context.Context
 		mgr ctrl.Manager
 		c   client.Client
@@ -39,11 +36,6 @@ var _ = Describe("the manager's cache", Ordered, Label(suite.ControlPlane), func
 	const ns = "shop"
 
 	BeforeAll(func() {
-		root, err := envtest.RepoRoot()
-		Expect(err).NotTo(HaveOccurred())
-		env, err = envtest.Start(envtest.Options{WebhookPaths: []string{filepath.Join(root, "config", "webhook", "manifests.yaml")}})
-		Expect(err).NotTo(HaveOccurred())
-		DeferCleanup(env.Stop)
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithCancel(context.Background())
 		DeferCleanup(cancel)
@@ -56,6 +48,7 @@ var _ = Describe("the manager's cache", Ordered, Label(suite.ControlPlane), func
 		wio := env.Environment().WebhookInstallOptions
 		opts.WebhookServer = webhook.NewServer(webhook.Options{Host: wio.LocalServingHost, Port: wio.LocalServingPort, CertDir: wio.LocalServingCertDir})
 		opts.Controller = config.Controller{SkipNameValidation: ptr.To(true)}
+		var err error
 		mgr, err = ctrl.NewManager(env.Config, opts)
 		Expect(err).NotTo(HaveOccurred())
 		Expect(controllers.NewWorkerPoolReconciler(mgr.GetClient(), mgr.GetEventRecorder("softreload"), clock.RealClock{}).SetupWithManager(mgr)).To(Succeed())

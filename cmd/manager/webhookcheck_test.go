@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"path/filepath"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -13,7 +12,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/softreload/softreload/internal/injection"
-	"github.com/softreload/softreload/internal/testing/envtest"
 	"github.com/softreload/softreload/internal/testing/suite"
 )
 
@@ -22,18 +20,12 @@ import (
 // the webhook, and returns once it can.
 var _ = Describe("waiting for the webhook", Ordered, Label(suite.ControlPlane), func() {
 	var (
-		env *envtest.Env
 		ctx context.Context
 		ns  = "softreload-system"
 	)
 	const account = "softreload-webhook-check"
 
 	BeforeAll(func() {
-		root, err := envtest.RepoRoot()
-		Expect(err).NotTo(HaveOccurred())
-		env, err = envtest.Start(envtest.Options{WebhookPaths: []string{filepath.Join(root, "config", "webhook", "manifests.yaml")}})
-		Expect(err).NotTo(HaveOccurred())
-		DeferCleanup(env.Stop)
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithCancel(context.Background())
 		DeferCleanup(cancel)
@@ -52,7 +44,13 @@ var _ = Describe("waiting for the webhook", Ordered, Label(suite.ControlPlane), 
 		wio := env.Environment().WebhookInstallOptions
 		server := webhook.NewServer(webhook.Options{Host: wio.LocalServingHost, Port: wio.LocalServingPort, CertDir: wio.LocalServingCertDir})
 		injection.NewInjector(env.Client, admission.NewDecoder(env.Scheme), injection.Options{AgentImage: "registry.example/agent:v1"}).Register(server)
-		go func() { _ = server.Start(ctx) }()
+		serving, stopServing := context.WithCancel(ctx)
+		stopped := make(chan error, 1)
+		go func() { stopped <- server.Start(serving) }()
+		DeferCleanup(func() { // the address is free for the next spec
+			stopServing()
+			Eventually(stopped, time.Minute).Should(Receive())
+		})
 
 		Eventually(done, time.Minute).Should(Receive(BeNil()))
 		Expect(webhookCalled(ctx, env.Client, ns, account)).To(Succeed())
