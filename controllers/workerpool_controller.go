@@ -12,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
@@ -40,6 +41,9 @@ type WorkerPoolReconciler struct {
 	codeMeta, reader client.Reader
 	// mem is what the reconciler remembers between reconciles; see memory.
 	mem *memory
+	// podIndex is the pod informer's index (SetupWithManager sets it when
+	// the cache has one; see governedPods).
+	podIndex toolscache.Indexer
 	// evictions are the pod evictions not yet seen in a status (pod
 	// replacement).
 	evictions evictionMemory
@@ -292,17 +296,15 @@ func (r *WorkerPoolReconciler) reconcilePods(ctx context.Context, s *scope) erro
 		s.blocked = invalidSelector(err)
 		return nil
 	}
-	list := &corev1.PodList{}
 	// The pods labelled for the pool, through the cache's index (not every
-	// pod of the namespace), are the cache's own (no deep copy): read them,
-	// never change them (applyExpectations replaces a pod's annotations,
-	// not their map).
-	if err := r.client.List(ctx, list, client.InNamespace(s.pool.Namespace), client.MatchingLabelsSelector{Selector: selector},
-		client.MatchingFields{PodPoolIndex: s.pool.Name}, client.UnsafeDisableDeepCopy); err != nil {
+	// pod of the namespace), are the cache's own: read them, never change
+	// them (applyExpectations replaces a pod by a copy).
+	pods, err := r.governedPods(ctx, s.pool.Namespace, s.pool.Name, selector)
+	if err != nil {
 		return fmt.Errorf("listing the pods of WorkerPool %s: %w", s.pool.Name, err)
 	}
-	r.mem.applyExpectations(client.ObjectKeyFromObject(s.pool), list.Items)
-	s.pods = map[string]*corev1.Pod{}
+	r.mem.applyExpectations(client.ObjectKeyFromObject(s.pool), pods)
+	s.pods = make(map[string]*corev1.Pod, len(pods))
 	others, err := r.podsOfOthers(ctx, s, selector)
 	if err != nil {
 		return err
@@ -314,9 +316,9 @@ func (r *WorkerPoolReconciler) reconcilePods(ctx context.Context, s *scope) erro
 		Paused:   s.pool.Spec.Paused,
 		Halted:   halted(s.pool.Status.History, s.target),
 		Rollback: s.pool.Spec.Strategy.Rollback,
+		Pods:     make([]rollout.Pod, 0, len(pods)),
 	}
-	for i := range list.Items {
-		pod := &list.Items[i]
+	for _, pod := range pods {
 		if !governs(s.pool, pod) {
 			continue
 		}

@@ -113,8 +113,9 @@ func (m *memory) expect(pool types.NamespacedName, uid types.UID, resourceVersio
 
 // applyExpectations sets, on the pods as the cache lists them, the desired
 // revision of each write the cache does not show yet, and forgets the
-// writes it shows and the pods no longer listed.
-func (m *memory) applyExpectations(pool types.NamespacedName, pods []corev1.Pod) {
+// writes it shows and the pods no longer listed. The pods are the cache's:
+// a pod it sets a revision on is replaced in pods by a copy.
+func (m *memory) applyExpectations(pool types.NamespacedName, pods []*corev1.Pod) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	pm := m.of(pool)
@@ -122,8 +123,7 @@ func (m *memory) applyExpectations(pool types.NamespacedName, pods []corev1.Pod)
 		return
 	}
 	seen := make(map[types.UID]bool, len(pm.expected))
-	for i := range pods {
-		pod := &pods[i]
+	for i, pod := range pods {
 		exp, ok := pm.expected[pod.UID]
 		if !ok {
 			continue
@@ -138,7 +138,9 @@ func (m *memory) applyExpectations(pool types.NamespacedName, pods []corev1.Pod)
 			annotations[k] = v
 		}
 		annotations[workersv1alpha1.DesiredRevisionAnnotation] = exp.revision
-		pod.Annotations = annotations
+		told := *pod // a shallow copy: only its annotations differ
+		told.Annotations = annotations
+		pods[i] = &told
 	}
 	for uid := range pm.expected {
 		if !seen[uid] {

@@ -54,14 +54,11 @@ func (r *WorkerPoolReconciler) SetupWithManager(mgr manager.Manager) error {
 		}); err != nil {
 		return fmt.Errorf("indexing WorkerPools by code ConfigMap: %w", err)
 	}
-	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &corev1.Pod{}, PodPoolIndex, func(obj client.Object) []string {
-		if pool, ok := obj.GetLabels()[workersv1alpha1.PoolLabel]; ok {
-			return []string{pool}
-		}
-		return nil
-	}); err != nil {
-		return fmt.Errorf("indexing pods by pool: %w", err)
+	podIndex, err := indexPods(mgr)
+	if err != nil {
+		return err
 	}
+	r.podIndex = podIndex
 	codeMeta, err := newCodeMetadataCache(mgr)
 	if err != nil {
 		return err
