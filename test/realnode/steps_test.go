@@ -275,4 +275,9 @@ var _ = Describe("softreload on a real node", Label("realnode"), Ordered, func()
 			s.answers(p, good, v2.Greeting)
 		}
 	})
+
+	It("replaces every pod through the Eviction API, one at a time as a PodDisruptionBudget allows, when the gateway group changes with podReplacement Evict", func(ctx SpecContext) {
+		s.ctx = ctx
+		s.replaceOnGatewayChange()
+	})
 })
