@@ -505,6 +505,42 @@ func TestCrashedWorkerRestartsWithBackoff(t *testing.T) {
 	}
 }
 
+// A reload starts a slot's backoff afresh: after three crashes the next
+// delay would be 8s, but the worker the reload started waits only the first
+// delay after its own first crash.
+func TestReloadRestartsBackoff(t *testing.T) {
+	h := newHarness(t, v1alpha1.RolloutStrategy{}, groupSpec("web", 1))
+	p := h.os.next(t)
+	p.markReady()
+	h.waitReady("r1")
+	for i, delay := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second} {
+		p.exit(errors.New("exit status 1"))
+		h.waitFor("backoff", func(st Status) bool {
+			return st.Workers[0].State == WorkerBackoff && st.Workers[0].Restarts == int32(i+1)
+		})
+		h.clock.Step(delay)
+		p = h.os.next(t)
+	}
+	p.markReady()
+	h.waitReady("r1")
+
+	reloaded := make(chan error, 1)
+	go func() { _, err := h.s.Reload(context.Background(), "r2", "/code/r2"); reloaded <- err }()
+	p = h.os.next(t)
+	p.markReady()
+	if err := <-reloaded; err != nil {
+		t.Fatalf("Reload to r2: %v", err)
+	}
+	p.exit(errors.New("exit status 1"))
+	h.waitFor("backoff at r2", func(st Status) bool { return st.Workers[0].State == WorkerBackoff })
+	h.clock.Step(time.Second - time.Millisecond)
+	h.os.noneStarted(t)
+	h.clock.Step(time.Millisecond)
+	if p = h.os.next(t); revisionOf(p.spec) != "r2" {
+		t.Errorf("the restarted worker runs %q, want r2", revisionOf(p.spec))
+	}
+}
+
 func TestStopDrainsEveryWorker(t *testing.T) {
 	h := newHarness(t, v1alpha1.RolloutStrategy{}, groupSpec("web", 2), groupSpec("gateway", 1, notReloadable, func(g *v1alpha1.WorkerGroup) {
 		g.StopSignal = "SIGQUIT"
