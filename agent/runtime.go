@@ -105,8 +105,12 @@ func (r *Runtime) Run(ctx context.Context, b control.Backend) error {
 	return r.Supervisor.Run(ctx)
 }
 
-// Status is the supervisor's status with each worker's memory.
-func (r *Runtime) Status() supervisor.Status { return process.WithMemory(r.Supervisor.Status()) }
+// Status is the supervisor's status with each worker's memory and the open
+// connections of each group that is not reloadable.
+func (r *Runtime) Status() supervisor.Status {
+	st, _ := process.WithConnections(process.WithMemory(r.Supervisor.Status()))
+	return st
+}
 
 // Addrs returns the bound addresses of a group, in the listen order of the
 // spec it runs: with port 0 in the config, the port the system chose.

@@ -238,14 +238,15 @@ func WriteTable(w io.Writer, st supervisor.Status, now time.Time) error {
 	if err := writeDrains(w, st.Groups); err != nil {
 		return err
 	}
-	return writeSpecs(w, st.Groups)
+	return writeSpecs(w, st.Groups, st.Agent.Groups)
 }
 
 // writeSpecs prints, per group, the spec its workers run (a short hash),
 // its count, whether it is reloadable and its addresses; and for a group
-// that runs an older spec than the revision's, why. An agent that does not
-// report specs prints nothing.
-func writeSpecs(w io.Writer, groups []supervisor.GroupStatus) error {
+// that runs an older spec than the revision's, why; for a group that is not
+// reloadable with addresses (a gateway), its open connections. An agent that
+// does not report specs prints nothing.
+func writeSpecs(w io.Writer, groups []supervisor.GroupStatus, reported []v1alpha1.AgentGroupStatus) error {
 	if len(groups) == 0 || groups[0].Spec == "" {
 		return nil
 	}
@@ -266,6 +267,13 @@ func writeSpecs(w io.Writer, groups []supervisor.GroupStatus) error {
 			note = "older spec: the revision changes this group, which is not reloadable"
 		case v1alpha1.GroupRemoved:
 			note = "older spec: the revision removes this group, which is not reloadable"
+		}
+		if !g.Reloadable && len(g.Listen) > 0 {
+			for _, r := range reported {
+				if r.Name == g.Name {
+					note = strings.TrimPrefix(note+"; ", "-; ") + fmt.Sprintf("%d open connections", r.Connections)
+				}
+			}
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%t\t%s\t%s\n", g.Name, g.Spec, g.Count, g.Reloadable, listen, note)
 	}

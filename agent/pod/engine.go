@@ -84,8 +84,11 @@ func (e *engine) RequestReload(rev Revision) {
 	})
 }
 
+// Subscribe delivers the supervisor's statuses, with the open connections
+// of the groups that are not reloadable counted every ConnectionsInterval.
 func (e *engine) Subscribe() (<-chan v1alpha1.AgentStatus, func()) {
-	return e.rt.Supervisor.Subscribe()
+	in, cancel := e.rt.Supervisor.Subscribe()
+	return withConnections(in, cancel, e.rt.Supervisor.Status, ConnectionsInterval, e.opts.Logger)
 }
 
 // listen returns groups with their listen addresses rebound by Rebind.

@@ -34,6 +34,8 @@ const (
 	MaxAgentGroups = 2 * MaxGroups
 	// GroupSpecHashLength is the length of GroupSpecHash's hashes.
 	GroupSpecHashLength = 10
+	// MaxAgentConnections bounds AgentGroupStatus.Connections.
+	MaxAgentConnections = 1 << 24
 )
 
 // AgentGroupStatus says which spec one group of an agent runs.
@@ -46,6 +48,11 @@ type AgentGroupStatus struct {
 	// reported revision gives it: a group that is not reloadable keeps its
 	// processes, and its spec, until its pod is replaced.
 	Outdated GroupOutdatedReason `json:"outdated,omitempty"`
+	// Connections is, for a group that is not reloadable (a gateway), how
+	// many connections its workers hold that they accepted on the group's
+	// listen addresses, as the agent last counted them; absent when 0, and
+	// for reloadable groups, whose connections are not counted.
+	Connections int32 `json:"connections,omitempty"`
 }
 
 // GroupOutdatedReason says why a group runs an older spec than its
@@ -180,6 +187,9 @@ func validateAgentGroups(groups []AgentGroupStatus) []error {
 		case "", GroupSpecChanged, GroupRemoved:
 		default:
 			errs = append(errs, fmt.Errorf("groups[%d].outdated %q: must be empty, %s or %s", i, g.Outdated, GroupSpecChanged, GroupRemoved))
+		}
+		if g.Connections < 0 || g.Connections > MaxAgentConnections {
+			errs = append(errs, fmt.Errorf("groups[%d].connections %d: must be from 0 to %d", i, g.Connections, MaxAgentConnections))
 		}
 	}
 	return errs

@@ -25,7 +25,7 @@ var validReports = map[string]v1.AgentStatus{
 	"longest revision":           {Revision: strings.Repeat("a", 63), State: v1.AgentReady},
 	"most workers":               {Revision: "r1", State: v1.AgentReady, Ready: v1.MaxAgentWorkers, Total: v1.MaxAgentWorkers},
 	"groups, one outdated": {Revision: "r2", State: v1.AgentReady, Running: "r2", Ready: 3, Total: 3, Groups: []v1.AgentGroupStatus{
-		{Name: "web", Spec: "0a1b2c3d4e"}, {Name: "gateway", Spec: "5f6a7b8c9d", Outdated: v1.GroupSpecChanged}, {Name: "old", Spec: "0123456789", Outdated: v1.GroupRemoved},
+		{Name: "web", Spec: "0a1b2c3d4e"}, {Name: "gateway", Spec: "5f6a7b8c9d", Outdated: v1.GroupSpecChanged, Connections: 3}, {Name: "old", Spec: "0123456789", Outdated: v1.GroupRemoved},
 	}},
 	"most groups, longest message": {Revision: "r2", State: v1.AgentFailed, Running: "r1", Message: strings.Repeat("\x01", v1.MaxAgentMessageBytes), Groups: mostGroups()},
 }
@@ -35,7 +35,7 @@ func mostGroups() []v1.AgentGroupStatus {
 	var out []v1.AgentGroupStatus
 	for i := range v1.MaxAgentGroups {
 		name := fmt.Sprintf("%s%02d", strings.Repeat("g", v1.MaxGroupNameLen-2), i)
-		out = append(out, v1.AgentGroupStatus{Name: name, Spec: strings.Repeat("f", v1.GroupSpecHashLength), Outdated: v1.GroupSpecChanged})
+		out = append(out, v1.AgentGroupStatus{Name: name, Spec: strings.Repeat("f", v1.GroupSpecHashLength), Outdated: v1.GroupSpecChanged, Connections: v1.MaxAgentConnections})
 	}
 	return out
 }
@@ -108,6 +108,8 @@ var _ = Describe("ParseAgentStatus", func() {
 		Entry("group without a name", `{"revision":"r1","state":"Ready","groups":[{"spec":"0a1b"}]}`, `groups[0].name ""`),
 		Entry("group spec not a hash", `{"revision":"r1","state":"Ready","groups":[{"name":"web","spec":"<b>"}]}`, `groups[0].spec "<b>"`),
 		Entry("unknown outdated", `{"revision":"r1","state":"Ready","groups":[{"name":"web","spec":"0a","outdated":"Old"}]}`, `groups[0].outdated "Old"`),
+		Entry("negative connections", `{"revision":"r1","state":"Ready","groups":[{"name":"gateway","spec":"0a","connections":-1}]}`, `groups[0].connections -1: must be from 0 to 16777216`),
+		Entry("too many connections", `{"revision":"r1","state":"Ready","groups":[{"name":"gateway","spec":"0a","connections":16777217}]}`, `groups[0].connections 16777217`),
 		Entry("too many groups", `{"revision":"r1","state":"Ready","groups":[`+strings.Repeat(`{"name":"a","spec":"0"},`, v1.MaxAgentGroups)+`{"name":"a","spec":"0"}]}`, "groups: 33, more than 32"),
 	)
 })

@@ -238,7 +238,7 @@ func (d *demo) frame(ctx context.Context, title string) (string, bool, error) {
 	rev := pool.Status.UpdateRevision
 	fmt.Fprintf(&table, "── %s ── pool %s/%s  revision %s  %s\n", title, namespace, pool.Name, short(rev), conditions(pool))
 	w := tabwriter.NewWriter(&table, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "POD\tDESIRED\tRUNNING\tSTATE\tWORKERS\tNEWEST ANSWER\tGATEWAY (ONE WEBSOCKET, NEWEST ANSWER)")
+	fmt.Fprintln(w, "POD\tDESIRED\tRUNNING\tSTATE\tWORKERS\tNEWEST ANSWER\tGATEWAY: PID, CONNECTIONS (AGENT'S REPORT), NEWEST ANSWER ON OUR WEBSOCKET")
 	done := rev != ""
 	for _, p := range d.pods {
 		desired, st := "", v1alpha1.AgentStatus{}
@@ -261,7 +261,7 @@ func (d *demo) frame(ctx context.Context, title string) (string, bool, error) {
 		}
 		gw := "-"
 		if g := d.gateways[p.Name]; g != nil {
-			gw = g.String()
+			gw = g.describe(connections(st, "gateway"))
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\n", p.Name, short(desired), short(st.Running), state(st), st.Ready, st.Total, answer, gw)
 	}
@@ -342,6 +342,20 @@ Press Ctrl-C to stop everything.
 `, ok, failed, held, d.cluster.KubeconfigPath(), filepath.Dir(d.cluster.Kubectl()), d.cluster.BinDir(),
 		local.ExamplePool, local.ExampleCode, p.Addr(local.ExampleWebPort), p.Addr(local.ExampleGWPort), local.ExamplePool, local.ExamplePool,
 		filepath.Join(dir, "logs"))
+}
+
+// connections is what the agent's report says of group's open
+// connections: "-" before it counted them.
+func connections(st v1alpha1.AgentStatus, group string) string {
+	for _, g := range st.Groups {
+		if g.Name == group {
+			if g.Connections == 1 {
+				return "1 connection"
+			}
+			return fmt.Sprintf("%d connections", g.Connections)
+		}
+	}
+	return "- connections"
 }
 
 func short(rev string) string {

@@ -18,10 +18,9 @@ type wsClient struct {
 	done chan struct{}
 	once sync.Once
 
-	mu       sync.Mutex
-	answered int
-	last     string
-	err      error
+	mu   sync.Mutex
+	last string
+	err  error
 }
 
 // wsPause is the client's pause between an answer and its next message.
@@ -53,26 +52,25 @@ func (c *wsClient) run() {
 			c.mu.Unlock()
 			return
 		}
-		c.answered++
 		c.last = answer
 		c.mu.Unlock()
 	}
 }
 
-// String is the client's column of the demo's table: the gateway's pid,
-// the messages answered on the connection, and the newest answer's
-// greeting (its revision is in RUNNING).
-func (c *wsClient) String() string {
+// describe is the client's column of the demo's table: the gateway's pid,
+// its open connections as the agent reports them, and the greeting of the
+// newest answer on this client's connection (its revision is in RUNNING).
+func (c *wsClient) describe(connections string) string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.err != nil {
-		return "pid " + c.g.PID + ": connection lost: " + c.err.Error()
+		return "pid " + c.g.PID + ": our connection lost: " + c.err.Error()
 	}
 	greeting, _, _ := strings.Cut(c.last, " (revision ")
 	if greeting == "" {
 		greeting = "-"
 	}
-	return fmt.Sprintf("pid %s, %d answered: %s", c.g.PID, c.answered, greeting)
+	return fmt.Sprintf("pid %s, %s: %s", c.g.PID, connections, greeting)
 }
 
 // failed returns the error that ended the client, if any.

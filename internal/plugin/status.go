@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -36,6 +38,9 @@ type StatusReport struct {
 	// NotGoverned are the other pods the selector matches, by name: the
 	// pool never writes to them and they hold no slot of its budget.
 	NotGoverned []NotGovernedPod `json:"notGoverned,omitempty"`
+	// Gateways are the pool's groups that are not reloadable, whose open
+	// connections each agent counts in its report (the CONNECTIONS column).
+	Gateways []string `json:"gateways,omitempty"`
 }
 
 // NotGovernedPod is a pod a pool's selector matches that the pool does not
@@ -56,8 +61,10 @@ func newStatusCommand(r *runner) *cobra.Command {
 		Short: "Show a pool's rollout and what each of its pods runs",
 		Long: `status shows a WorkerPool's revisions, pod counts and conditions, then one row
 per pod the pool governs: the revision the controller wants it to run
-(DESIRED), the revision its workers run (RUNNING), the agent's state and its
-ready/total workers. A pod whose agent has not reported yet shows as Pending.
+(DESIRED), the revision its workers run (RUNNING), the agent's state, its
+ready/total workers, and for a pool with groups that are not reloadable
+(gateways) their open connections as the agent last counted them
+(CONNECTIONS, every 5s). A pod whose agent has not reported yet shows as Pending.
 Then the pods the selector matches that the pool does not govern (labelled
 softreload.dev/pool for another pool, or not at all), and why.`,
 		Example: `  kubectl softreload status web
@@ -100,6 +107,11 @@ func (s *session) status(ctx context.Context, name, output string) error {
 		RollbackTo: wp.Annotations[workersv1alpha1.RollbackToAnnotation],
 		Status:     wp.Status,
 		Pods:       make([]PodReport, 0, len(pods.Items)),
+	}
+	for _, g := range wp.Spec.Groups {
+		if g.Reloadable != nil && !*g.Reloadable {
+			report.Gateways = append(report.Gateways, g.Name)
+		}
 	}
 	for i := range pods.Items {
 		pod := &pods.Items[i]
@@ -168,11 +180,19 @@ func writeStatus(w io.Writer, r StatusReport, selector string, now time.Time) er
 	}
 	switch {
 	case len(r.Pods) > 0:
+		header := []string{"POD", "DESIRED", "RUNNING", "STATE", "WORKERS", "AGE", "MESSAGE"}
+		if len(r.Gateways) > 0 {
+			header = slices.Insert(header, 5, "CONNECTIONS")
+		}
 		rows := make([][]string, 0, len(r.Pods))
 		for _, p := range r.Pods {
-			rows = append(rows, podRow(p, now))
+			row := podRow(p, now)
+			if len(r.Gateways) > 0 {
+				row = slices.Insert(row, 5, gatewayConnections(p, r.Gateways))
+			}
+			rows = append(rows, row)
 		}
-		if err := table(w, "", []string{"POD", "DESIRED", "RUNNING", "STATE", "WORKERS", "AGE", "MESSAGE"}, rows); err != nil {
+		if err := table(w, "", header, rows); err != nil {
 			return err
 		}
 	case len(r.NotGoverned) > 0:
@@ -184,6 +204,25 @@ func writeStatus(w io.Writer, r StatusReport, selector string, now time.Time) er
 		return err
 	}
 	return writeNotGoverned(w, r.NotGoverned)
+}
+
+// gatewayConnections is a pod's CONNECTIONS: the open connections of each
+// group that is not reloadable, as its agent last counted them
+// (gateway=12), or "-" for a group its report does not have.
+func gatewayConnections(p PodReport, gateways []string) string {
+	var out []string
+	for _, name := range gateways {
+		n := none
+		if p.Agent != nil {
+			for _, g := range p.Agent.Groups {
+				if g.Name == name {
+					n = strconv.Itoa(int(g.Connections))
+				}
+			}
+		}
+		out = append(out, name+"="+n)
+	}
+	return strings.Join(out, ",")
 }
 
 // notGoverned says whether pod, which the pool's selector matches, is not

@@ -111,6 +111,32 @@ var _ = Describe("kubectl softreload status", Ordered, Label(suite.ControlPlane)
 		checkReport(report)
 	})
 
+	It("shows each gateway's open connections, as its agent counted them", func() {
+		b := newPool(ns, "chat")
+		no := false
+		b.wp.Spec.Groups = append(b.wp.Spec.Groups, workersv1alpha1.WorkerGroup{Name: "gateway", Command: []string{"python3", "gateway.py"}, Count: 1, Reloadable: &no})
+		b.revisions("rev-1", "rev-1").create()
+		pod(ns, "chat-a", "chat", map[string]string{
+			workersv1alpha1.DesiredRevisionAnnotation: "rev-1",
+			workersv1alpha1.StatusAnnotation: `{"revision":"rev-1","state":"Ready","running":"rev-1","ready":5,"total":5,` +
+				`"groups":[{"name":"http","spec":"0a"},{"name":"gateway","spec":"1b","connections":12}]}`,
+		})
+		pod(ns, "chat-b", "chat", map[string]string{
+			workersv1alpha1.DesiredRevisionAnnotation: "rev-1",
+			workersv1alpha1.StatusAnnotation: `{"revision":"rev-1","state":"Ready","running":"rev-1","ready":5,"total":5,` +
+				`"groups":[{"name":"http","spec":"0a"},{"name":"gateway","spec":"1b"}]}`,
+		})
+		pod(ns, "chat-c", "chat", nil)
+		out := run("status", "chat", "-n", ns)
+		Expect(out).To(ContainSubstring("CONNECTIONS"), "the header")
+		connections := map[string]string{}
+		for _, row := range tableRows(out, "POD") {
+			connections[row[0]] = row[5]
+		}
+		Expect(connections).To(Equal(map[string]string{"chat-a": "gateway=12", "chat-b": "gateway=0", "chat-c": "gateway=-"}))
+		Expect(run("status", "web", "-n", ns)).NotTo(ContainSubstring("CONNECTIONS"), "a pool without gateways")
+	})
+
 	It("says so when the selector matches none of the pool's own pods", func() {
 		newPool(ns, "lonely").create()
 		podLabelled(ns, "lonely-x", map[string]string{"app": "lonely", workersv1alpha1.PoolLabel: "web"}, nil)

@@ -423,6 +423,17 @@ func (s *suite) gatewaysHeld() {
 		st := workers(s.ctx, p)
 		Expect(local.AnswerRevision(answer)).To(Equal(st.Agent.Running), "pod %s: the revision of the gateway's answer %q, against the one its workers run", p.Name, answer)
 		Expect(st.PIDs("gateway")).To(Equal(s.gatewayPIDs[p.Name]), "pod %s: gateway workers (never reloaded)", p.Name)
+		// The suite's is the gateway's one connection: the agent's report
+		// (kubectl softreload status) counts it.
+		waitFor("pod "+p.Name+"'s report counts its gateway's one connection", time.Minute, func() (bool, string) {
+			report := s.rec.Pod(p.Name).Report
+			for _, g := range report.Groups {
+				if g.Name == "gateway" {
+					return g.Connections == 1, fmt.Sprintf("the report says %d connections", g.Connections)
+				}
+			}
+			return false, fmt.Sprintf("no group gateway in the report %+v", report)
+		})
 	}
 }
 

@@ -71,6 +71,7 @@ var _ = Describe("The gateway pattern under the agent", func() {
 		for _, c := range cs {
 			Eventually(c.answered).Should(BeNumerically(">", 5), "client %d's first answers", c.id)
 		}
+		Expect(a.gatewayConnections()).To(Equal(int32(clients)), "the gateway's open connections, as agent status counts them")
 
 		running := a.running()
 		for i := range reloads {
@@ -100,6 +101,7 @@ var _ = Describe("The gateway pattern under the agent", func() {
 		}
 		GinkgoWriter.Printf("%d messages answered, each once, on %d connections\n", total, clients)
 		Expect(a.pids("gateway")).To(Equal(gatewayPIDs), "the gateway worker (never reloaded)")
+		Eventually(a.gatewayConnections).Should(BeZero(), "the gateway's open connections once every client left")
 		st, err := a.client.Status(context.Background())
 		Expect(err).NotTo(HaveOccurred())
 		Expect(st.Killed()).To(BeZero(), "workers killed by their stop timeout, by agent status")
@@ -301,6 +303,20 @@ func (a *agent) pids(group string) []int {
 	st, err := a.client.Status(context.Background())
 	Expect(err).NotTo(HaveOccurred())
 	return st.PIDs(group)
+}
+
+// gatewayConnections returns the gateway's open connections, as the agent
+// counts them (agent status, and a pod's report).
+func (a *agent) gatewayConnections() int32 {
+	st, err := a.client.Status(context.Background())
+	Expect(err).NotTo(HaveOccurred())
+	for _, g := range st.Agent.Groups {
+		if g.Name == "gateway" {
+			return g.Connections
+		}
+	}
+	Fail("agent status has no group gateway")
+	return 0
 }
 
 // running returns the revision the workers run.
