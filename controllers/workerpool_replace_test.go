@@ -505,3 +505,24 @@ var _ = DescribeTable("setPodsOutdatedCondition",
 		plan: replacePlan{active: true, outdated: map[string]string{"a": "group gateway: SpecChanged"}}},
 		metav1.ConditionTrue, workersv1alpha1.ReasonEvictionBlocked, []string{"evicting pod a is refused", "disruption budget", "to evict: a"}, true),
 )
+
+var _ = DescribeTable("replaceRequestOf",
+	func(value *string, want time.Time, wantErr string) {
+		pool := newPool("ns")
+		if value != nil {
+			pool.Annotations = map[string]string{workersv1alpha1.ReplacePodsAtAnnotation: *value}
+		}
+		got, err := replaceRequestOf(pool)
+		if wantErr != "" {
+			Expect(err).To(MatchError(ContainSubstring(wantErr)))
+			return
+		}
+		Expect(err).NotTo(HaveOccurred())
+		Expect(got).To(BeTemporally("==", want))
+	},
+	Entry("no annotation", nil, time.Time{}, ""),
+	Entry("an empty one", ptr.To(""), time.Time{}, ""),
+	Entry("a time", ptr.To("2026-12-02T10:00:00Z"), rt0, ""),
+	Entry("a time with an offset", ptr.To("2026-12-02T11:00:00+01:00"), rt0, ""),
+	Entry("no time", ptr.To("now"), time.Time{}, `annotation softreload.dev/replacePodsAt="now" is not an RFC 3339 time`),
+)
