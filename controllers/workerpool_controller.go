@@ -140,6 +140,9 @@ type scope struct {
 	// progressWait, when set, says the status's new progress waits that
 	// long to be written (progressWriteInterval).
 	progressWait time.Duration
+	// moreToTell says the plan moved more pods than one reconcile tells
+	// (maxTellsPerReconcile): the next reconcile, at once, tells the rest.
+	moreToTell bool
 
 	// pods are the governed pods that are not being deleted, by name;
 	// terminating those that are.
@@ -153,12 +156,13 @@ type scope struct {
 }
 
 // result asks to be called again when the rollout's progress deadline runs
-// out, at once when a failure was just recorded and the rollback waits, and
+// out, at once when a failure was just recorded and the rollback waits or
+// the plan moved more pods than one reconcile tells, and
 // soon when pods wait for their agents' access (the Role's change wakes the
 // pool too; this covers the authorizer seeing it a moment later). It reads
 // the status as computed.
 func (s *scope) result() ctrl.Result {
-	if s.plan.Failure != nil {
+	if s.plan.Failure != nil || s.moreToTell {
 		return ctrl.Result{RequeueAfter: time.Millisecond}
 	}
 	res := ctrl.Result{}
@@ -341,6 +345,9 @@ func (r *WorkerPoolReconciler) reconcilePods(ctx context.Context, s *scope) erro
 	if s.plan.Actions, err = r.readableActions(ctx, s); err != nil {
 		return err
 	}
+	if len(s.plan.Actions) > maxTellsPerReconcile {
+		s.plan.Actions, s.moreToTell = s.plan.Actions[:maxTellsPerReconcile], true
+	}
 
 	images := map[string]*workersv1alpha1.ImageCodeSource{s.target: s.spec.Image}
 	for _, a := range s.plan.Actions {
@@ -384,6 +391,15 @@ func (r *WorkerPoolReconciler) reconcilePods(ctx context.Context, s *scope) erro
 
 // maxParallelPatches is how many pods one reconcile patches at once.
 const maxParallelPatches = 64
+
+// maxTellsPerReconcile is the most pods one reconcile tells a revision, in
+// the plan's order; the next reconcile, called at once, plans and tells the
+// rest. Pods without a revision (created without the webhook) or a budget
+// of thousands would otherwise have one reconcile patch thousands of pods,
+// remember them all until the cache shows them, and keep the pool's status
+// until the last patch returned; the agents' reports then come in one burst,
+// which set the manager's peak memory.
+const maxTellsPerReconcile = 512
 
 // sendRevision tells pod to run rev, and returns the pod's resourceVersion
 // after the write ("" if the pod is gone): one patch that sets the desired-revision
