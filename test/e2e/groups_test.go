@@ -280,3 +280,17 @@ func environ(pid int) []string {
 	Expect(err).NotTo(HaveOccurred(), "the environment of process %d", pid)
 	return strings.Split(string(bytes.TrimRight(b, "\x00")), "\x00")
 }
+
+// reloadableRevisions returns the revisions the serving workers of a pod's
+// reloadable groups run: the pod's running revision, and older ones of
+// the same code for workers kept across a change of their count alone (a
+// kept worker keeps the revision it started with).
+func reloadableRevisions(st supervisor.Status) []string {
+	var out []string
+	for _, w := range st.Workers {
+		if w.Reloadable && !w.Next && !slices.Contains(out, w.Revision) {
+			out = append(out, w.Revision)
+		}
+	}
+	return out
+}
