@@ -76,37 +76,52 @@ func Connections(pids []int, listen []v1alpha1.ListenAddress) (int, error) {
 	if len(inodes) == 0 {
 		return 0, nil
 	}
-	n := 0
+	// The kernel writes a table a page at a time: a connection that
+	// another opens or closes meanwhile can move a line from one page to
+	// the next, which is then read twice or not at all. Lines are counted
+	// once by inode, and the tables are read twice: a long connection is
+	// missed only if both reads miss it.
+	found := map[string]bool{}
+	for range 2 {
+		if err := findConnections(found, inodes, ports, paths); err != nil {
+			return 0, err
+		}
+	}
+	return len(found), nil
+}
+
+// findConnections adds to found the inodes among inodes of the TCP
+// connections established on one of ports and of the unix connections
+// accepted on one of paths.
+func findConnections(found, inodes, ports, paths map[string]bool) error {
 	if len(ports) > 0 {
 		for _, table := range []string{"/proc/self/net/tcp", "/proc/self/net/tcp6"} {
-			c, err := countTable(table, func(f []string) bool {
+			err := scanTable(table, func(f []string) {
 				// sl local_address rem_address st ... inode: st 01 is
 				// ESTABLISHED, the local address is HEXIP:HEXPORT.
 				if len(f) < 10 || f[3] != "01" || !inodes[f[9]] {
-					return false
+					return
 				}
 				_, hexPort, _ := strings.Cut(f[1], ":")
-				port, err := strconv.ParseUint(hexPort, 16, 16)
-				return err == nil && ports[strconv.FormatUint(port, 10)]
+				if port, err := strconv.ParseUint(hexPort, 16, 16); err == nil && ports[strconv.FormatUint(port, 10)] {
+					found[f[9]] = true
+				}
 			})
 			if err != nil {
-				return 0, err
+				return err
 			}
-			n += c
 		}
 	}
 	if len(paths) > 0 {
-		c, err := countTable("/proc/self/net/unix", func(f []string) bool {
+		return scanTable("/proc/self/net/unix", func(f []string) {
 			// Num RefCount Protocol Flags Type St Inode Path: St 03 is
 			// connected; an accepted socket shows its listener's path.
-			return len(f) >= 8 && f[5] == "03" && inodes[f[6]] && paths[f[7]]
+			if len(f) >= 8 && f[5] == "03" && inodes[f[6]] && paths[f[7]] {
+				found[f[6]] = true
+			}
 		})
-		if err != nil {
-			return 0, err
-		}
-		n += c
 	}
-	return n, nil
+	return nil
 }
 
 // socketInodes returns the inodes of the sockets the processes pids hold.
@@ -131,28 +146,27 @@ func socketInodes(pids []int) map[string]bool {
 	return out
 }
 
-// countTable counts the lines of the /proc table at path, after its
-// header, whose fields match. A table the kernel does not have (no IPv6)
-// counts none.
-func countTable(path string, match func([]string) bool) (int, error) {
+// scanTable calls line with the fields of each line of the /proc table at
+// path, after its header. A table the kernel does not have (no IPv6) has
+// no lines.
+func scanTable(path string, line func([]string)) error {
 	f, err := os.Open(path)
 	if os.IsNotExist(err) {
-		return 0, nil
+		return nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("counting connections: %w", err)
+		return fmt.Errorf("counting connections: %w", err)
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	n := 0
 	for first := true; sc.Scan(); first = false {
-		if !first && match(strings.Fields(sc.Text())) {
-			n++
+		if !first {
+			line(strings.Fields(sc.Text()))
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return 0, fmt.Errorf("counting connections: reading %s: %w", path, err)
+		return fmt.Errorf("counting connections: reading %s: %w", path, err)
 	}
-	return n, nil
+	return nil
 }

@@ -71,7 +71,7 @@ var _ = Describe("The gateway pattern under the agent", func() {
 		for _, c := range cs {
 			Eventually(c.answered).Should(BeNumerically(">", 5), "client %d's first answers", c.id)
 		}
-		Expect(a.gatewayConnections()).To(Equal(int32(clients)), "the gateway's open connections, as agent status counts them")
+		Eventually(a.gatewayConnections).Should(Equal(int32(clients)), "the gateway's open connections, as agent status counts them")
 
 		running := a.running()
 		for i := range reloads {
