@@ -2,7 +2,6 @@ package pod
 
 import (
 	"log/slog"
-	"slices"
 	"sync"
 	"time"
 
@@ -45,8 +44,12 @@ func withConnections(in <-chan v1alpha1.AgentStatus, cancel func(), status func(
 					continue
 				}
 			}
-			counted, err := process.WithConnections(status())
-			st := withCounts(last, counted.Agent.Groups)
+			// The workers and groups as they run now, with the groups
+			// of the status to pass on.
+			now := status()
+			now.Agent = last
+			counted, err := process.WithConnections(now)
+			st := counted.Agent
 			if err != nil && !warned {
 				log.Info("Cannot count the connections of the groups that are not reloadable", "err", err)
 				warned = true
@@ -69,17 +72,4 @@ func withConnections(in <-chan v1alpha1.AgentStatus, cancel func(), status func(
 			cancel()
 		})
 	}
-}
-
-// withCounts returns a with the connection counts of groups, by name.
-func withCounts(a v1alpha1.AgentStatus, groups []v1alpha1.AgentGroupStatus) v1alpha1.AgentStatus {
-	a.Groups = slices.Clone(a.Groups)
-	for i := range a.Groups {
-		for _, g := range groups {
-			if g.Name == a.Groups[i].Name {
-				a.Groups[i].Connections = g.Connections
-			}
-		}
-	}
-	return a
 }
