@@ -36,7 +36,7 @@ var (
 // They are kept with VictoriaMetrics' metrics library rather than the
 // Prometheus client: the agent runs in every governed pod, and the
 // Prometheus client's package initialisation (a default registry with its
-// collectors, protobuf's registrations of the exposition types) cost every
+// collectors, protobuf's registrations of the exposition types) costs every
 // agent 1.2-1.5 MiB of resident memory and 2.1 MB of binary, whether it
 // serves metrics or not (docs/agent.md, "Footprint").
 type Metrics struct {
