@@ -49,6 +49,8 @@ var _ supervisor.Recorder = (*Metrics)(nil)
 // New registers the metrics; status is read at each scrape for the workers
 // gauge.
 func New(status func() supervisor.Status) *Metrics {
+	// # HELP and # TYPE lines, so that a scraper knows the histograms
+	// (the library's switch is global; the agent has one set).
 	vm.ExposeMetadata(true)
 	m := &Metrics{set: vm.NewSet()}
 	m.duration = m.set.NewPrometheusHistogramExt(durationName, reloadBuckets)
