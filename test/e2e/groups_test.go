@@ -69,12 +69,17 @@ var _ = Describe("Group changes in place under load", Ordered, Label("e2e", test
 
 	It("count 4 to 1 stops the surplus and keeps slot 0", func() {
 		before := s.webPIDs()
+		surplus := map[string]map[int]procStat{}
+		for _, p := range s.pods {
+			surplus[p.Name] = processes(before[p.Name][1:])
+		}
 		s.changeGroups("web's count 4 to 1", func(gs []v1alpha1.WorkerGroup) []v1alpha1.WorkerGroup {
 			return withWeb(gs, func(g *v1alpha1.WorkerGroup) { g.Count = 1 })
 		})
 		after := s.webPIDs()
 		for _, p := range s.pods {
 			Expect(after[p.Name]).To(Equal(before[p.Name][:1]), "pod %s: web's slot 0 serves on, alone", p.Name)
+			Expect(running(surplus[p.Name])).To(BeEmpty(), "pod %s: web's surplus workers, stopped", p.Name)
 			s.readyWeb(p, 1)
 		}
 	})
@@ -123,6 +128,10 @@ var _ = Describe("Group changes in place under load", Ordered, Label("e2e", test
 
 	It("the group removed stops, and the other groups keep their workers", func() {
 		before := s.webPIDs()
+		removed := map[string]map[int]procStat{}
+		for _, p := range s.pods {
+			removed[p.Name] = processes(workers(s.ctx, p).PIDs("api"))
+		}
 		s.changeGroups("the group removed", func(gs []v1alpha1.WorkerGroup) []v1alpha1.WorkerGroup {
 			return slices.DeleteFunc(slices.Clone(gs), func(g v1alpha1.WorkerGroup) bool { return g.Name == "api" })
 		})
@@ -130,6 +139,7 @@ var _ = Describe("Group changes in place under load", Ordered, Label("e2e", test
 		for _, p := range s.pods {
 			Expect(s.dial(p, api)).NotTo(Succeed(), "pod %s: the removed group's address is still open", p.Name)
 			Expect(workers(s.ctx, p).PIDs("api")).To(BeEmpty(), "pod %s: the removed group's workers", p.Name)
+			Expect(running(removed[p.Name])).To(BeEmpty(), "pod %s: the removed group's workers, stopped", p.Name)
 		}
 	})
 
