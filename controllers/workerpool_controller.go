@@ -150,9 +150,12 @@ type scope struct {
 	terminating []*corev1.Pod
 	// replace is what pod replacement found and did (workerpool_replace.go).
 	replace *replaceState
-	// planned is set once plan holds the plan for the pods as they are.
-	planned bool
-	plan    rollout.Plan
+	// planned is set once plan holds the plan for the pods as they are,
+	// planned from podStates: each pod of pods with its desired revision
+	// and report, read once.
+	planned   bool
+	plan      rollout.Plan
+	podStates []rollout.Pod
 }
 
 // result asks to be called again when the rollout's progress deadline runs
@@ -338,7 +341,7 @@ func (r *WorkerPoolReconciler) reconcilePods(ctx context.Context, s *scope) erro
 		})
 	}
 	in.MaxUnavailable = rollout.ResolveMaxUnavailable(s.pool.Spec.Strategy.MaxUnavailable, len(in.Pods))
-	s.plan, s.planned = rollout.Compute(in), true
+	s.plan, s.planned, s.podStates = rollout.Compute(in), true, in.Pods
 	if s.plan.Failure != nil {
 		return nil // recorded in the status first; the rollback follows
 	}
@@ -458,9 +461,9 @@ func (r *WorkerPoolReconciler) reconcileSnapshots(ctx context.Context, s *scope)
 	if s.target == "" {
 		inUse[s.pool.Status.UpdateRevision] = true
 	}
-	for _, pod := range s.pods {
-		inUse[pod.Annotations[workersv1alpha1.DesiredRevisionAnnotation]] = true
-		if rep := reportOf(pod); rep != nil {
+	for _, pod := range s.podStates {
+		inUse[pod.Desired] = true
+		if rep := pod.Report; rep != nil {
 			inUse[rep.Revision], inUse[rep.Running] = true, true
 		}
 	}
