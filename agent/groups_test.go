@@ -20,6 +20,7 @@ import (
 	"github.com/softreload/softreload/agent/config"
 	"github.com/softreload/softreload/agent/testworker"
 	"github.com/softreload/softreload/api/v1alpha1"
+	"github.com/softreload/softreload/internal/testing/suite"
 )
 
 // filePool is a running agent whose groups come from a config file that
@@ -150,7 +151,9 @@ func gateway() v1alpha1.WorkerGroup {
 	return testGroup("gateway", 1, func(g *v1alpha1.WorkerGroup) { g.Reloadable = ptr.To(false) })
 }
 
-var _ = Describe("Group changes in place, under load", func() {
+// Slow: each spec runs a load generator through group changes; together
+// they took a quarter of the CPU of go test -short.
+var _ = Describe("Group changes in place, under load", Label(suite.Slow), func() {
 	var (
 		p       *filePool
 		web, gw v1alpha1.WorkerGroup
