@@ -14,7 +14,7 @@ WITH_ASSETS = assets=$$($(TOOLS) --assets) && KUBEBUILDER_ASSETS="$$assets"
 # What the real-node test runs besides the images (make test-node).
 NODE_TOOLS = etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl helm
 
-GO_TEST_FLAGS ?= -race -count=1
+GO_TEST_FLAGS ?= -race -count=1 -timeout 30m
 BIN ?= bin
 CHART := charts/softreload
 # Images are tagged with the chart's appVersion, so the chart's defaults

@@ -276,8 +276,8 @@ func (r *WorkerPoolReconciler) reconcileReplacement(ctx context.Context, s *scop
 		expiry:         time.Duration(s.pool.Spec.Strategy.ProgressDeadlineSeconds) * time.Second,
 		now:            s.now.Time, evictions: r.evictions.with(key, s.pool.Status.Evictions),
 	}
-	for _, pod := range s.pods {
-		in.pods = append(in.pods, replacePodOf(pod, false))
+	for _, ps := range s.podStates { // read once by the plan: a pod's report is not parsed again
+		in.pods = append(in.pods, replacePod{Pod: ps, created: s.pods[ps.Name].CreationTimestamp.Time})
 	}
 	for _, pod := range s.terminating {
 		in.pods = append(in.pods, replacePodOf(pod, true))

@@ -39,7 +39,7 @@ func progressOnly(a, b workersv1alpha1.WorkerPoolStatus) bool {
 }
 
 func withoutProgress(st workersv1alpha1.WorkerPoolStatus) workersv1alpha1.WorkerPoolStatus {
-	st.Pods, st.UpdatedPods, st.ReadyPods, st.ReloadingPods, st.FailedPods = 0, 0, 0, 0, 0
+	st.Pods, st.UpdatedPods, st.ReadyPods, st.ReloadingPods, st.FailedPods, st.OutdatedPods = 0, 0, 0, 0, 0, 0
 	conds := make([]metav1.Condition, len(st.Conditions))
 	for i, c := range st.Conditions {
 		c.Message, c.LastTransitionTime = "", metav1.Time{}
