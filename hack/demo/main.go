@@ -173,7 +173,7 @@ func run(ctx context.Context) (err error) {
 	if err := d.watch(ctx, "Rolling out", old.Status.UpdateRevision, 2*time.Minute); err != nil {
 		return err
 	}
-	d.tryIt(dir)
+	d.tryIt(dir, greeting)
 	return d.show(ctx, "Up; press Ctrl-C to stop", 0)
 }
 
@@ -312,13 +312,28 @@ func (d *demo) say(format string, args ...any) {
 }
 
 // tryIt prints how to drive the demo from another terminal.
-func (d *demo) tryIt(dir string) {
+func (d *demo) tryIt(dir, greeting string) {
 	p := d.pods[0]
 	ok, failed, _ := load.Total(d.load.Snapshot())
 	held := "every gateway kept its WebSocket connection, whose messages the new code answers"
+	// Each client asks every 200ms: its next answer after the rollout's
+	// end is the new code's.
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		n := 0
+		for _, g := range d.gateways {
+			if g.newestGreeting() == greeting || g.failed() != nil {
+				n++
+			}
+		}
+		if n == len(d.gateways) {
+			break
+		}
+	}
 	for name, g := range d.gateways {
 		if err := g.failed(); err != nil {
 			held = fmt.Sprintf("the gateway of %s lost its connection: %v", name, err)
+		} else if got := g.newestGreeting(); got != greeting {
+			held = fmt.Sprintf("the gateway of %s kept its connection, but its newest answer is still %q", name, got)
 		}
 	}
 	d.say(`

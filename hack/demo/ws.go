@@ -73,6 +73,14 @@ func (c *wsClient) describe(connections string) string {
 	return fmt.Sprintf("pid %s, %s: %s", c.g.PID, connections, greeting)
 }
 
+// newestGreeting returns the greeting of the newest answer.
+func (c *wsClient) newestGreeting() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	greeting, _, _ := strings.Cut(c.last, " (revision ")
+	return greeting
+}
+
 // failed returns the error that ended the client, if any.
 func (c *wsClient) failed() error {
 	c.mu.Lock()
