@@ -12,7 +12,6 @@ import (
 	"io"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -64,19 +63,7 @@ var _ = BeforeSuite(func() { s = start() })
 var _ = Describe("Pods under load", Ordered, Label("e2e", testsuite.ControlPlane), func() {
 	// After each step: every request answered, every gateway held; on a
 	// failure, the processes' logs.
-	AfterEach(func() {
-		if CurrentSpecReport().Failed() {
-			logf("%s", local.LogTails(s.dir, 60))
-			return
-		}
-		if failures := InterceptGomegaFailures(func() {
-			s.noFailedRequests()
-			s.gatewaysHeld()
-		}); len(failures) > 0 {
-			logf("%s", local.LogTails(s.dir, 60))
-			Fail(strings.Join(failures, "\n"))
-		}
-	})
+	AfterEach(func() { s.stepHeld() })
 
 	It("a code change reloads every pod within the budget", func() { s.codeChange() })
 	It("broken code fails on one pod, which rolls itself back", func() { s.brokenCode() })
