@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -21,6 +20,7 @@ import (
 	"github.com/softreload/softreload/agent/control"
 	"github.com/softreload/softreload/api/v1alpha1"
 	"github.com/softreload/softreload/internal/local"
+	"github.com/softreload/softreload/internal/testing/agentrun"
 	"github.com/softreload/softreload/internal/testing/loopback"
 	"github.com/softreload/softreload/internal/testing/suite"
 )
@@ -236,7 +236,7 @@ type agent struct {
 
 func startAgent() *agent {
 	tmp := GinkgoT().TempDir()
-	a := &agent{code: filepath.Join(tmp, "code"), addr: fmt.Sprintf("127.0.0.1:%d", loopback.FreePort(GinkgoTB())), out: gbytes.NewBuffer()}
+	a := &agent{code: filepath.Join(tmp, "code"), addr: fmt.Sprintf("127.0.0.1:%d", loopback.FreePort(GinkgoTB()))}
 	Expect(os.CopyFS(a.code, os.DirFS(filepath.Join(root, "examples/gateway")))).To(Succeed())
 	Expect(os.Remove(filepath.Join(a.code, "pool.yaml"))).To(Succeed())
 	slowBusiness(filepath.Join(a.code, "business.py"))
@@ -264,24 +264,8 @@ groups:
     listen: ["tcp://%[6]s"]
     readiness: {type: Notify, timeoutSeconds: 120}
 `, sock, python, business, businessAddr, stopTimeout, a.addr), 0o644)).To(Succeed())
-	var err error
-	a.s, err = gexec.Start(exec.Command(agentBin, "run", "--config", config), a.out, a.out)
-	Expect(err).NotTo(HaveOccurred())
-	DeferCleanup(func() {
-		a.s.Kill() // only if a failed spec left it running
-		Eventually(a.s).Should(gexec.Exit())
-	})
-	a.client = control.NewClient(sock)
-	Eventually(func() error {
-		st, err := a.client.Status(context.Background())
-		if err != nil {
-			return err
-		}
-		if st.Agent.State != v1alpha1.AgentReady || st.Agent.Ready != business+1 {
-			return fmt.Errorf("%s, %d of %d workers ready", st.Agent.State, st.Agent.Ready, st.Agent.Total)
-		}
-		return nil
-	}).Should(Succeed(), "every worker ready")
+	run := agentrun.Start(agentBin, config, sock, business+1)
+	a.client, a.s, a.out = run.Client, run.Session, run.Out
 	return a
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/softreload/softreload/agent/control"
 	"github.com/softreload/softreload/api/v1alpha1"
 	"github.com/softreload/softreload/internal/load"
+	"github.com/softreload/softreload/internal/testing/agentrun"
 	"github.com/softreload/softreload/internal/testing/loopback"
 	"github.com/softreload/softreload/internal/testing/suite"
 )
@@ -113,7 +114,7 @@ type agent struct {
 
 func startAgent(lang string, ex example) *agent {
 	tmp := GinkgoT().TempDir()
-	a := &agent{code: filepath.Join(tmp, "code"), port: loopback.FreePort(GinkgoTB()), out: gbytes.NewBuffer()}
+	a := &agent{code: filepath.Join(tmp, "code"), port: loopback.FreePort(GinkgoTB())}
 	Expect(os.CopyFS(a.code, os.DirFS(filepath.Join(root, ex.dir)))).To(Succeed())
 	if lang == "go" {
 		build(filepath.Join(a.code, "go-worker"), "./"+ex.dir)
@@ -132,24 +133,8 @@ groups:
     readiness: {type: Notify, timeoutSeconds: 120}
     stopTimeoutSeconds: %d
 `, sock, ex.command, workers, a.port, stopTimeout), 0o644)).To(Succeed())
-	var err error
-	a.s, err = gexec.Start(exec.Command(agentBin, "run", "--config", config), a.out, a.out)
-	Expect(err).NotTo(HaveOccurred())
-	DeferCleanup(func() {
-		a.s.Kill() // only if a failed spec left it running
-		Eventually(a.s).Should(gexec.Exit())
-	})
-	a.client = control.NewClient(sock)
-	Eventually(func() error {
-		st, err := a.client.Status(context.Background())
-		if err != nil {
-			return err
-		}
-		if st.Agent.State != v1alpha1.AgentReady || st.Agent.Ready != workers {
-			return fmt.Errorf("%s, %d of %d workers ready", st.Agent.State, st.Agent.Ready, st.Agent.Total)
-		}
-		return nil
-	}).Should(Succeed(), "every worker ready")
+	run := agentrun.Start(agentBin, config, sock, workers)
+	a.client, a.s, a.out = run.Client, run.Session, run.Out
 	return a
 }
 
