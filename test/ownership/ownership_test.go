@@ -164,6 +164,9 @@ var _ = Describe("One pod, one pool", Ordered, Label(suite.ControlPlane), func()
 		DeferCleanup(cancel)
 		root, err := envtest.RepoRoot()
 		Expect(err).NotTo(HaveOccurred())
+		// The walkthrough's gateway imports websockets: its pods' python3
+		// must have it, which the PATH the agents inherit may not say.
+		Expect(local.UsePythonWithWebsockets()).To(Succeed())
 		dir := GinkgoT().TempDir()
 		cluster, err = local.Start(ctx, local.Options{Dir: dir, Namespace: "ownership"})
 		Expect(err).NotTo(HaveOccurred())
