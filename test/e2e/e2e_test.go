@@ -32,6 +32,10 @@ import (
 
 const rolloutTimeout = 2 * time.Minute
 
+// wsClientsPerPod is how many WebSocket clients send messages on each
+// pod's gateway: 21 in all.
+const wsClientsPerPod = 7
+
 // suite is the running system and what the specs hold on to.
 type suite struct {
 	ctx context.Context
@@ -50,6 +54,10 @@ type suite struct {
 	budget int
 	// gatewayPIDs are each pod's gateway workers, as first seen.
 	gatewayPIDs map[string][]int
+	// wsLoad is WebSocket clients sending messages on every gateway, one
+	// after another, through the rollouts until the first step that kills
+	// a gateway (stopGatewayLoad); nil once stopped.
+	wsLoad *local.GatewayLoad
 }
 
 // s is the system every step runs on, started once for the suite.
@@ -147,6 +155,14 @@ func start() *suite {
 	}
 	s.load = load.Start(targets, load.Options{Workers: 2, Pause: 20 * time.Millisecond})
 	DeferCleanup(func() { s.load.Stop() })
+	var gateways []string
+	for _, p := range s.pods {
+		gateways = append(gateways, p.Addr(local.ExampleGWPort))
+	}
+	s.wsLoad, err = local.StartGatewayLoad(gateways, wsClientsPerPod, 100*time.Millisecond)
+	s.must(err)
+	ws := s.wsLoad
+	DeferCleanup(func() { _, _, _ = ws.Stop() }) // checked by stopGatewayLoad, if the steps got there
 	// Some load on every pod before the first change.
 	Eventually(func() []int64 {
 		var ok []int64
@@ -397,26 +413,49 @@ func (s *suite) noFailedRequests() {
 	Expect(ok).NotTo(BeZero(), "no request was answered")
 }
 
+// stopGatewayLoad stops the WebSocket clients before a step that kills a
+// gateway, and checks that every message they sent was answered, once.
+func (s *suite) stopGatewayLoad() {
+	GinkgoHelper()
+	if s.wsLoad == nil {
+		return
+	}
+	sent, answered, err := s.wsLoad.Stop()
+	s.wsLoad = nil
+	Expect(err).NotTo(HaveOccurred(), "WebSocket clients: a message lost or answered twice, or a connection dropped")
+	Expect(answered).To(Equal(sent), "WebSocket clients: messages answered")
+	Expect(answered).To(BeNumerically(">", 0), "WebSocket clients: messages answered")
+	logf("WebSocket clients: %d messages sent, each answered once, through the rollouts so far", sent)
+}
+
 // gatewaysHeld checks that every gateway still answers on the WebSocket
 // connection opened at the start, from the same process, by the code of the
-// revision its pod runs now (the web workers answer the gateway's
+// revision its pod runs now (the business workers answer the gateway's
 // messages), and that the agents still run the gateway workers they
 // started with.
 func (s *suite) gatewaysHeld() {
 	GinkgoHelper()
+	if s.wsLoad != nil {
+		Expect(s.wsLoad.Err()).NotTo(HaveOccurred(), "WebSocket clients: a message lost or answered twice, or a connection dropped")
+		logf("WebSocket clients so far: %d messages answered", s.wsLoad.Answered())
+	}
 	for _, p := range s.pods {
 		answer, err := s.gateways[p.Name].Ask("still there?")
 		Expect(err).NotTo(HaveOccurred(), "pod %s: the connection opened at the start", p.Name)
 		st := workers(s.ctx, p)
 		Expect(reloadableRevisions(st)).To(ContainElement(local.AnswerRevision(answer)), "pod %s: the revision of the gateway's answer %q, against the ones its workers run", p.Name, answer)
 		Expect(st.PIDs("gateway")).To(Equal(s.gatewayPIDs[p.Name]), "pod %s: gateway workers (never reloaded)", p.Name)
-		// The suite's is the gateway's one connection: the agent's report
-		// (kubectl softreload status) counts it.
-		waitFor("pod "+p.Name+"'s report counts its gateway's one connection", time.Minute, func() (bool, string) {
+		// The suite's connections are the gateway's only ones: the agent's
+		// report (kubectl softreload status) counts them.
+		want := int32(1)
+		if s.wsLoad != nil {
+			want += wsClientsPerPod
+		}
+		waitFor(fmt.Sprintf("pod %s's report counts its gateway's %d connections", p.Name, want), time.Minute, func() (bool, string) {
 			report := s.rec.Pod(p.Name).Report
 			for _, g := range report.Groups {
 				if g.Name == "gateway" {
-					return g.Connections == 1, fmt.Sprintf("the report says %d connections", g.Connections)
+					return g.Connections == want, fmt.Sprintf("the report says %d connections", g.Connections)
 				}
 			}
 			return false, fmt.Sprintf("no group gateway in the report %+v", report)

@@ -39,6 +39,7 @@ const managerOutage = 2 * time.Minute
 // connections on the pod's ports. Started again, as the kubelet restarts a
 // container, it serves the revision it ran, and is not sent it again.
 func (s *suite) agentKilled() {
+	s.stopGatewayLoad() // the gateway of the killed agent goes with it
 	s.rec.ResetMax()
 	p := s.pods[2]
 	rev := s.currentRevision()
@@ -102,6 +103,7 @@ func (s *suite) agentHangup() {
 // without the API server; the other pods serve on; once the API server is
 // back its report catches up.
 func (s *suite) agentRestartedWithoutAPI() {
+	s.stopGatewayLoad() // the gateway of the killed agent goes with it
 	s.rec.ResetMax()
 	p := s.pods[1]
 	rev := s.currentRevision()

@@ -1,0 +1,116 @@
+package local
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// GatewayLoad is WebSocket clients of the example's gateways: each sends
+// messages one after another on its own connection, each answered before
+// the next. A message lost or answered twice (the next answer is then not
+// its own), or a connection dropped, ends that client with an error.
+type GatewayLoad struct {
+	clients []*gatewayClient
+	stop    sync.Once
+}
+
+type gatewayClient struct {
+	g    *Gateway
+	name string
+	quit chan struct{}
+	done chan struct{}
+
+	mu       sync.Mutex
+	sent     int
+	answered int
+	err      error
+}
+
+// StartGatewayLoad connects perGateway clients to each gateway address
+// (host:port) and starts them, each pausing pause between an answer and
+// its next message.
+func StartGatewayLoad(addrs []string, perGateway int, pause time.Duration) (*GatewayLoad, error) {
+	l := &GatewayLoad{}
+	for _, addr := range addrs {
+		for i := range perGateway {
+			g, err := DialGateway(addr)
+			if err != nil {
+				_, _, _ = l.Stop() // the clients connected so far
+				return nil, err
+			}
+			c := &gatewayClient{g: g, name: fmt.Sprintf("%s client %d", addr, i), quit: make(chan struct{}), done: make(chan struct{})}
+			l.clients = append(l.clients, c)
+			go c.run(pause)
+		}
+	}
+	return l, nil
+}
+
+func (c *gatewayClient) run(pause time.Duration) {
+	defer close(c.done)
+	for n := 0; ; n++ {
+		select {
+		case <-c.quit:
+			return
+		case <-time.After(pause):
+		}
+		c.mu.Lock()
+		c.sent++
+		c.mu.Unlock()
+		_, err := c.g.Ask(fmt.Sprintf("%s message %d", c.name, n))
+		c.mu.Lock()
+		if err != nil {
+			c.err = fmt.Errorf("%s, message %d: %w", c.name, n, err)
+			c.mu.Unlock()
+			return
+		}
+		c.answered++
+		c.mu.Unlock()
+	}
+}
+
+// Err returns the errors that ended clients so far, if any.
+func (l *GatewayLoad) Err() error {
+	var errs []error
+	for _, c := range l.clients {
+		c.mu.Lock()
+		errs = append(errs, c.err)
+		c.mu.Unlock()
+	}
+	return errors.Join(errs...)
+}
+
+// Answered returns how many messages were answered so far, in all.
+func (l *GatewayLoad) Answered() int {
+	n := 0
+	for _, c := range l.clients {
+		c.mu.Lock()
+		n += c.answered
+		c.mu.Unlock()
+	}
+	return n
+}
+
+// Stop ends every client once its message in flight is answered, closes
+// the connections, and returns the messages sent, those answered, and the
+// errors that ended clients.
+func (l *GatewayLoad) Stop() (sent, answered int, err error) {
+	l.stop.Do(func() {
+		for _, c := range l.clients {
+			close(c.quit)
+		}
+		for _, c := range l.clients {
+			<-c.done
+			_ = c.g.Close()
+		}
+	})
+	for _, c := range l.clients {
+		c.mu.Lock()
+		sent += c.sent
+		answered += c.answered
+		c.mu.Unlock()
+	}
+	return sent, answered, l.Err()
+}
