@@ -497,19 +497,30 @@ func (c *Cluster) Stop() error {
 	return err
 }
 
-// terminate sends SIGTERM (and SIGCONT, should the process be held),
-// waits up to grace, then kills.
+// terminate stops p through Terminate; a nil p is nothing to stop.
 func terminate(p *process, grace time.Duration) {
-	if p == nil {
-		return
+	if p != nil {
+		Terminate(p.cmd, p.done, grace)
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	_ = p.cmd.Process.Signal(syscall.SIGCONT)
+}
+
+// Terminate stops the started cmd, whose done is closed once its Wait has
+// returned: SIGTERM (and SIGCONT, should the process be held), then, if it
+// has not exited within grace, SIGKILL. It returns once cmd has exited,
+// at once if it already had.
+func Terminate(cmd *exec.Cmd, done <-chan struct{}, grace time.Duration) {
 	select {
-	case <-p.done:
+	case <-done:
+		return
+	default:
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	_ = cmd.Process.Signal(syscall.SIGCONT)
+	select {
+	case <-done:
 	case <-time.After(grace):
-		_ = p.cmd.Process.Kill()
-		<-p.done
+		_ = cmd.Process.Kill()
+		<-done
 	}
 }
 

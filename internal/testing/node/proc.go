@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -8,6 +9,10 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/softreload/softreload/internal/local"
 )
 
 // process is one part of the cluster, its output in logs/NAME.log.
@@ -56,39 +61,25 @@ func (p *process) exited() error {
 	}
 }
 
-// stop sends SIGTERM and, after grace, SIGKILL.
+// stop stops p: SIGTERM and, after grace, SIGKILL.
 func (p *process) stop(grace time.Duration) {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(grace):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
+	local.Terminate(p.cmd, p.done, grace)
 }
 
 // waitUntil polls ok every 100ms until it holds, p exits or timeout
-// passes.
+// passes; the error tells which, with the end of p's log.
 func (p *process) waitUntil(what string, timeout time.Duration, ok func() error) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		err := ok()
-		if err == nil {
-			return nil
+	var last error
+	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
+		if last = ok(); last == nil {
+			return true, nil
 		}
-		if e := p.exited(); e != nil {
-			return e
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s: %s not within %v (last: %w); the end of %s:\n%s", p.name, what, timeout, err, p.log, Tail(p.log, 30))
-		}
-		time.Sleep(100 * time.Millisecond)
+		return false, p.exited()
+	})
+	if err == nil || !wait.Interrupted(err) {
+		return err // nil, or p exited
 	}
+	return fmt.Errorf("%s: %s not within %v (last: %w); the end of %s:\n%s", p.name, what, timeout, last, p.log, Tail(p.log, 30))
 }
 
 // Tail returns the last n lines of the file at path.
