@@ -15,7 +15,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -31,6 +30,7 @@ import (
 
 	"github.com/softreload/softreload/agent/control"
 	v1alpha1 "github.com/softreload/softreload/api/v1alpha1"
+	"github.com/softreload/softreload/internal/local"
 	"github.com/softreload/softreload/internal/poolrevision"
 	"github.com/softreload/softreload/internal/testing/envtest"
 )
@@ -126,15 +126,9 @@ func (r *agentRun) log() string {
 	return strings.Join(r.tail, "\n")
 }
 
-// stop drains the agent (SIGTERM) and waits for it.
+// stop drains the agent (SIGTERM) and waits for it, a minute at most.
 func (r *agentRun) stop() {
-	_ = r.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-r.done:
-	case <-time.After(time.Minute):
-		_ = r.cmd.Process.Kill()
-		<-r.done
-	}
+	local.Terminate(r.cmd, r.done, time.Minute)
 }
 
 // memory reads the agent's memory.
@@ -359,22 +353,7 @@ groups:
 	client := control.NewClient(sock)
 	return measureRun(
 		func() (*agentRun, error) { return startAgentRun(agentBin, []string{"run", "--config", path}, agentEnv) },
-		func() error {
-			deadline := time.Now().Add(time.Minute)
-			for {
-				st, err := client.Status(context.Background())
-				if err == nil && st.Agent.State == v1alpha1.AgentReady && int(st.Agent.Ready) == footprintWorkers {
-					return nil
-				}
-				if time.Now().After(deadline) && err != nil {
-					return fmt.Errorf("the agent did not get ready: %w", err)
-				}
-				if time.Now().After(deadline) {
-					return fmt.Errorf("the agent did not get ready: %s, %d of %d workers ready", st.Agent.State, st.Agent.Ready, footprintWorkers)
-				}
-				time.Sleep(20 * time.Millisecond)
-			}
-		},
+		func() error { return waitAgentReady(client, footprintWorkers) },
 		func(i int) error {
 			if err := os.WriteFile(filepath.Join(code, "RELEASE"), []byte(strconv.Itoa(i)), 0o644); err != nil {
 				return err

@@ -50,8 +50,11 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/wait"
+
 	"github.com/softreload/softreload/agent/control"
 	"github.com/softreload/softreload/agent/process"
+	v1alpha1 "github.com/softreload/softreload/api/v1alpha1"
 )
 
 var (
@@ -230,6 +233,8 @@ func measure(name string, p pool, withReload, keepAlive bool) (result, error) {
 	for i := 0; i < *reloads; i++ {
 		var began, ended time.Time
 		var rerr error
+		// The load runs 200ms before and after each reload, deliberately:
+		// the table compares those requests with the ones during it.
 		ld := runLoad(url, 0, func() {
 			time.Sleep(200 * time.Millisecond)
 			began = time.Now()
@@ -409,17 +414,30 @@ strategy: {replacement: %s}
 		return err
 	}
 	a.client = control.NewClient(sock)
-	deadline := time.Now().Add(time.Minute)
-	for {
-		st, err := a.client.Status(context.Background())
-		if err == nil && st.Agent.State == "Ready" && int(st.Agent.Ready) == *workers {
-			return nil
+	return waitAgentReady(a.client, *workers)
+}
+
+// waitAgentReady polls the agent's control socket until the agent is Ready
+// with workers ready workers, for a minute at most; the error tells what
+// it last saw.
+func waitAgentReady(client *control.Client, workers int) error {
+	last := errors.New("no answer yet")
+	err := wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		st, err := client.Status(ctx)
+		switch {
+		case err != nil:
+			last = err
+		case st.Agent.State != v1alpha1.AgentReady || int(st.Agent.Ready) != workers:
+			last = fmt.Errorf("%s, %d of %d workers ready", st.Agent.State, st.Agent.Ready, workers)
+		default:
+			return true, nil
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("the agent did not get ready: %w", err)
-		}
-		time.Sleep(20 * time.Millisecond)
+		return false, nil
+	})
+	if err != nil {
+		return fmt.Errorf("the agent did not get ready: %w (%w)", last, err)
 	}
+	return nil
 }
 
 func (a *agentPool) reload() error {
