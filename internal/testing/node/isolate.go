@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+	"k8s.io/apimachinery/pkg/util/wait"
 )
 
 // envDir names the cluster's state directory in the environment of the
@@ -268,21 +270,21 @@ func waitChild(pid int) int {
 // descendant of this process and everything in the test's network
 // namespace netns. It reaps them and waits until none is left.
 func stopLeftovers(netns string) error {
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		left := leftovers(netns)
-		if len(left) == 0 {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("processes of the cluster still running after SIGKILL: %v", left)
+	var left []int
+	err := wait.PollUntilContextTimeout(context.Background(), 50*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+		if left = leftovers(netns); len(left) == 0 {
+			return true, nil
 		}
 		for _, pid := range left {
 			_ = unix.Kill(pid, unix.SIGKILL)
 		}
 		reapAll()
-		time.Sleep(50 * time.Millisecond)
+		return false, nil
+	})
+	if err != nil {
+		return fmt.Errorf("processes of the cluster still running after SIGKILL: %v (%w)", left, err)
 	}
+	return nil
 }
 
 // reapAll reaps every child that has exited, without blocking.
@@ -398,17 +400,16 @@ func (h *hostState) removeCgroups() error {
 			tops = append(tops, p)
 		}
 	}
-	deadline := time.Now().Add(20 * time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
 	for _, top := range tops {
-		for {
-			err := removeTree(top)
-			if err == nil {
-				break
-			}
-			if time.Now().After(deadline) {
-				return err
-			}
-			time.Sleep(100 * time.Millisecond)
+		var last error
+		err := wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(context.Context) (bool, error) {
+			last = removeTree(top)
+			return last == nil, nil
+		})
+		if err != nil {
+			return fmt.Errorf("removing cgroup %s: %w (%w)", top, last, err)
 		}
 	}
 	return nil
