@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -22,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1alpha1 "github.com/softreload/softreload/api/v1alpha1"
+	"github.com/softreload/softreload/internal/testing/podrecord"
 )
 
 // replaceOnGatewayChange changes the gateway group, which no reload
@@ -68,8 +70,8 @@ func (s *suite) replaceOnGatewayChange() {
 	rev, at := s.newRevision(func() { s.changeGatewayEvict() })
 	Eventually(func(g Gomega) {
 		wp := s.pool()
-		desc := describePool(wp) + s.rec.String()
-		c := condition(wp, v1alpha1.ConditionPodsOutdated)
+		desc := podrecord.DescribePool(wp) + s.rec.String()
+		c := meta.FindStatusCondition(wp.Status.Conditions, v1alpha1.ConditionPodsOutdated)
 		g.Expect(c).NotTo(BeNil(), desc)
 		g.Expect(c.Reason).To(Equal(v1alpha1.ReasonAllPodsCurrent), desc)
 		g.Expect(wp.Status.UpdateRevision).To(Equal(rev), desc)
@@ -110,6 +112,16 @@ func (s *suite) changeGatewayEvict() {
 	Expect(i).To(BeNumerically(">=", 0), "the example's pool has no group gateway: %+v", wp.Spec.Groups)
 	env := v1alpha1.EnvVar{Name: "GATEWAY_GENERATION", Value: "2"}
 	ops := []map[string]any{{"op": "add", "path": "/spec/strategy/podReplacement", "value": v1alpha1.PodReplacementEvict}}
+	if wp.Spec.Code.Image != nil {
+		// The image step before leaves its broken image in the spec, rolled
+		// back: the pods run the good one. The user who changes the gateway
+		// puts that one back too, or the new revision would fail as well.
+		pods := s.currentPods()
+		Expect(pods).NotTo(BeEmpty(), "the example's pods")
+		running := containerImage(&pods[0], codeContainer)
+		Expect(running).NotTo(BeEmpty(), "the image of %s in pod %s", codeContainer, pods[0].Name)
+		ops = append(ops, map[string]any{"op": "replace", "path": "/spec/code/image/reference", "value": running})
+	}
 	if len(wp.Spec.Groups[i].Env) == 0 {
 		ops = append(ops, map[string]any{"op": "add", "path": fmt.Sprintf("/spec/groups/%d/env", i), "value": []v1alpha1.EnvVar{env}})
 	} else {
