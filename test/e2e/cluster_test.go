@@ -4,18 +4,17 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/softreload/softreload/agent/control"
 	"github.com/softreload/softreload/agent/supervisor"
 	v1alpha1 "github.com/softreload/softreload/api/v1alpha1"
 	"github.com/softreload/softreload/internal/local"
+	"github.com/softreload/softreload/internal/testing/podrecord"
 )
 
 // workers asks a pod's agent, over its control socket, for its workers.
@@ -58,25 +57,5 @@ func getPool(ctx context.Context, c client.Client, namespace string) (*v1alpha1.
 	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: local.ExamplePool}, pool); err != nil {
 		return nil, err.Error()
 	}
-	return pool, describePool(pool)
-}
-
-func describePool(pool *v1alpha1.WorkerPool) string {
-	var b strings.Builder
-	s := pool.Status
-	fmt.Fprintf(&b, "pool: generation %d observed %d, current %q update %q, pods %d updated %d ready %d reloading %d failed %d\n",
-		pool.Generation, s.ObservedGeneration, s.CurrentRevision, s.UpdateRevision, s.Pods, s.UpdatedPods, s.ReadyPods, s.ReloadingPods, s.FailedPods)
-	for _, c := range s.Conditions {
-		fmt.Fprintf(&b, "  %s=%s %s: %s\n", c.Type, c.Status, c.Reason, c.Message)
-	}
-	return b.String()
-}
-
-func condition(pool *v1alpha1.WorkerPool, typ string) *metav1.Condition {
-	for i := range pool.Status.Conditions {
-		if pool.Status.Conditions[i].Type == typ {
-			return &pool.Status.Conditions[i]
-		}
-	}
-	return nil
+	return pool, podrecord.DescribePool(pool)
 }

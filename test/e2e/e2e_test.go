@@ -17,6 +17,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
@@ -205,7 +206,7 @@ func (s *suite) brokenCode() {
 		if pool == nil {
 			return false, desc
 		}
-		d := condition(pool, v1alpha1.ConditionDegraded)
+		d := meta.FindStatusCondition(pool.Status.Conditions, v1alpha1.ConditionDegraded)
 		return d != nil && d.Status == metav1.ConditionTrue && d.Reason == v1alpha1.ReasonReloadFailed, desc
 	})
 	// With rollback: Auto, the pod that failed is sent the good revision
@@ -320,13 +321,10 @@ func (s *suite) changeCode(file, content string) string {
 // snapshots returns the pool's revision snapshots: their names and
 // revisions.
 func (s *suite) snapshots() map[string]string {
-	list := &corev1.ConfigMapList{}
-	s.must(s.c.List(s.ctx, list, client.InNamespace(s.ns), client.MatchingLabels{v1alpha1.PoolNameLabel: local.ExamplePool}))
-	out := map[string]string{}
-	for _, cm := range list.Items {
-		out[cm.Name] = cm.Labels[v1alpha1.RevisionLabel]
-	}
-	return out
+	GinkgoHelper()
+	known, err := podrecord.Snapshots(s.ctx, s.c, s.ns, local.ExamplePool)
+	s.must(err)
+	return known
 }
 
 // waitRolledOut waits until every pod serves the pool's update revision,
@@ -343,7 +341,7 @@ func (s *suite) waitRolledOut(what, want string) string {
 		}
 		desc += s.describePods()
 		rev = pool.Status.UpdateRevision
-		avail := condition(pool, v1alpha1.ConditionAvailable)
+		avail := meta.FindStatusCondition(pool.Status.Conditions, v1alpha1.ConditionAvailable)
 		if rev == "" || want != "" && rev != want || pool.Status.CurrentRevision != rev || pool.Status.ReadyPods != 3 || pool.Status.UpdatedPods != 3 ||
 			avail == nil || avail.Status != metav1.ConditionTrue {
 			return false, desc

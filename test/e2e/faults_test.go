@@ -16,6 +16,7 @@ import (
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -214,7 +215,7 @@ func (s *suite) managerDown() {
 	if pool == nil {
 		Fail(desc)
 	}
-	d := condition(pool, v1alpha1.ConditionDegraded)
+	d := meta.FindStatusCondition(pool.Status.Conditions, v1alpha1.ConditionDegraded)
 	Expect(d != nil && d.Status == metav1.ConditionTrue).To(BeFalse(), "the pool is Degraded after the manager's outage:\n%s", desc)
 	for _, p := range s.pods {
 		Expect(s.rec.Pod(p.Name).Asked[marks[p.Name].asked:]).To(Equal([]string{rev}), "pod %s was sent since the change, want only %s (no rollback)", p.Name, rev)

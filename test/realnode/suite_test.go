@@ -20,6 +20,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -442,13 +443,9 @@ func (s *suite) newRevision(change func()) (string, time.Time) {
 // snapshots returns the pool's revision snapshots: names and revisions.
 func (s *suite) snapshots() map[string]string {
 	GinkgoHelper()
-	list := &corev1.ConfigMapList{}
-	Expect(s.c.List(s.ctx, list, client.InNamespace(namespace), client.MatchingLabels{v1alpha1.PoolNameLabel: pool})).To(Succeed())
-	out := map[string]string{}
-	for _, cm := range list.Items {
-		out[cm.Name] = cm.Labels[v1alpha1.RevisionLabel]
-	}
-	return out
+	known, err := podrecord.Snapshots(s.ctx, s.c, namespace, pool)
+	Expect(err).NotTo(HaveOccurred())
+	return known
 }
 
 // waitRolledOut waits until every pod runs the pool's update revision,
@@ -462,7 +459,7 @@ func (s *suite) waitRolledOut(what, want string) string {
 		rev = wp.Status.UpdateRevision
 		pods := s.currentPods()
 		n := int32(len(pods))
-		desc := describePool(wp) + s.rec.String()
+		desc := podrecord.DescribePool(wp) + s.rec.String()
 		g.Expect(rev).NotTo(BeEmpty(), desc)
 		if want != "" {
 			g.Expect(rev).To(Equal(want), desc)
@@ -470,7 +467,7 @@ func (s *suite) waitRolledOut(what, want string) string {
 		g.Expect(wp.Status.CurrentRevision).To(Equal(rev), desc)
 		g.Expect(wp.Status.ReadyPods).To(Equal(n), desc)
 		g.Expect(wp.Status.UpdatedPods).To(Equal(n), desc)
-		g.Expect(isTrue(wp, v1alpha1.ConditionAvailable)).To(BeTrue(), desc)
+		g.Expect(meta.IsStatusConditionTrue(wp.Status.Conditions, v1alpha1.ConditionAvailable)).To(BeTrue(), desc)
 		for _, kp := range pods {
 			v := s.rec.Pod(kp.Name)
 			g.Expect(v.Desired).To(Equal(rev), desc)
@@ -501,52 +498,23 @@ func (s *suite) measured(mode, change, rev string, at time.Time) {
 	fmt.Printf("realnode: %s mode, %s: %v from the change to the last pod updated\n", mode, change, took.Round(10*time.Millisecond))
 }
 
-func isTrue(wp *v1alpha1.WorkerPool, typ string) bool {
-	for _, c := range wp.Status.Conditions {
-		if c.Type == typ {
-			return c.Status == metav1.ConditionTrue
-		}
-	}
-	return false
-}
-
-func condition(wp *v1alpha1.WorkerPool, typ string) *metav1.Condition {
-	for i := range wp.Status.Conditions {
-		if wp.Status.Conditions[i].Type == typ {
-			return &wp.Status.Conditions[i]
-		}
-	}
-	return nil
-}
-
-func describePool(wp *v1alpha1.WorkerPool) string {
-	var b strings.Builder
-	st := wp.Status
-	fmt.Fprintf(&b, "pool: generation %d observed %d, current %q update %q, pods %d updated %d ready %d reloading %d failed %d\n",
-		wp.Generation, st.ObservedGeneration, st.CurrentRevision, st.UpdateRevision, st.Pods, st.UpdatedPods, st.ReadyPods, st.ReloadingPods, st.FailedPods)
-	for _, c := range st.Conditions {
-		fmt.Fprintf(&b, "  %s=%s %s: %s\n", c.Type, c.Status, c.Reason, c.Message)
-	}
-	return b.String()
-}
-
 // waitDegraded waits until the pool is Degraded because rev failed on a
 // pod.
 func (s *suite) waitDegraded(rev string) {
 	GinkgoHelper()
 	Eventually(func(g Gomega) {
 		wp := s.pool()
-		d := condition(wp, v1alpha1.ConditionDegraded)
-		g.Expect(d).NotTo(BeNil(), describePool(wp))
-		g.Expect(d.Status).To(Equal(metav1.ConditionTrue), describePool(wp))
-		g.Expect(d.Reason).To(Equal(v1alpha1.ReasonReloadFailed), describePool(wp))
+		d := meta.FindStatusCondition(wp.Status.Conditions, v1alpha1.ConditionDegraded)
+		g.Expect(d).NotTo(BeNil(), podrecord.DescribePool(wp))
+		g.Expect(d.Status).To(Equal(metav1.ConditionTrue), podrecord.DescribePool(wp))
+		g.Expect(d.Reason).To(Equal(v1alpha1.ReasonReloadFailed), podrecord.DescribePool(wp))
 		var result string
 		for _, h := range wp.Status.History {
 			if h.Revision == rev {
 				result = h.Result
 			}
 		}
-		g.Expect(result).To(Equal("RolledBack"), "the history's result of %s\n%s", rev, describePool(wp))
+		g.Expect(result).To(Equal("RolledBack"), "the history's result of %s\n%s", rev, podrecord.DescribePool(wp))
 	}).WithTimeout(rolloutTimeout).WithPolling(poll).Should(Succeed(), "the pool turns Degraded after %s", rev)
 }
 
