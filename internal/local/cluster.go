@@ -20,6 +20,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/wait"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -431,18 +432,20 @@ func (c *Cluster) StopAPIServer() error {
 		_ = api.Stop()
 		close(stopped)
 	}()
-	for {
+	refused := func(context.Context) (bool, error) {
 		conn, err := net.DialTimeout("tcp", addr, time.Second)
 		if err != nil {
-			return nil
+			return true, nil
 		}
 		conn.Close()
 		select {
 		case <-stopped:
-			return nil
-		case <-time.After(100 * time.Millisecond):
+			return true, nil
+		default:
+			return false, nil
 		}
 	}
+	return wait.PollUntilContextCancel(context.Background(), 100*time.Millisecond, true, refused)
 }
 
 // StartAPIServer starts the stopped API server again, on the same address
