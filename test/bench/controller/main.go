@@ -40,6 +40,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -425,12 +426,11 @@ func waitComplete(ctx context.Context, c client.WithWatch, s scenario, not map[s
 
 // waitSettled waits until the agents see no pod in flight.
 func waitSettled(ag *fakeagent.Agents) error {
-	deadline := time.Now().Add(5 * time.Minute)
-	for ag.InFlight() > 0 {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("the agents still see %d pods in flight after the first rollout", ag.InFlight())
-		}
-		time.Sleep(20 * time.Millisecond)
+	err := wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, 5*time.Minute, true, func(context.Context) (bool, error) {
+		return ag.InFlight() == 0, nil
+	})
+	if err != nil {
+		return fmt.Errorf("the agents still see %d pods in flight after the first rollout: %w", ag.InFlight(), err)
 	}
 	return nil
 }
