@@ -25,6 +25,7 @@ import (
 	"golang.org/x/term"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1alpha1 "github.com/softreload/softreload/api/v1alpha1"
@@ -180,21 +181,14 @@ func run(ctx context.Context) (err error) {
 // watch shows the live table until every pod runs the pool's revision,
 // ready, and that revision is not old (or timeout passes).
 func (d *demo) watch(ctx context.Context, title, old string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
 		rev, done, err := d.frame(ctx, title)
-		if err != nil || (done && rev != old) {
-			return err
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("the pods did not all become ready within %v; logs are in %s", timeout, filepath.Join(d.cluster.Dir(), "logs"))
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
+		return done && rev != old, err
+	})
+	if wait.Interrupted(err) && ctx.Err() == nil {
+		return fmt.Errorf("the pods did not all become ready within %v; logs are in %s", timeout, filepath.Join(d.cluster.Dir(), "logs"))
 	}
+	return err
 }
 
 // show shows the live table for d (0: until Ctrl-C).
@@ -318,17 +312,16 @@ func (d *demo) tryIt(dir, greeting string) {
 	held := "every gateway kept its WebSocket connection, whose messages the new code answers"
 	// Each client asks every 200ms: its next answer after the rollout's
 	// end is the new code's.
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		n := 0
+	// At most 10s: a gateway that has not switched by then is reported
+	// below, which is why the wait's own timeout is no error.
+	_ = wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
 		for _, g := range d.gateways {
-			if g.newestGreeting() == greeting || g.failed() != nil {
-				n++
+			if g.newestGreeting() != greeting && g.failed() == nil {
+				return false, nil
 			}
 		}
-		if n == len(d.gateways) {
-			break
-		}
-	}
+		return true, nil
+	})
 	for name, g := range d.gateways {
 		if err := g.failed(); err != nil {
 			held = fmt.Sprintf("the gateway of %s lost its connection: %v", name, err)
