@@ -84,7 +84,8 @@ func (s *suite) replaceOnGatewayChange() {
 	}).WithTimeout(2*rolloutTimeout).WithPolling(poll).Should(Succeed(), "every pod replaced")
 	s.run("kubectl", "rollout", "status", "deployment/hello", "--timeout=5m")
 	s.waitRolledOut("the new pods at "+rev, rev)
-	s.measured("ConfigMap", "gateway env changed, every pod evicted", rev, at)
+	s.joinPods() // the new pods: what measured reads
+	s.measured("image", "gateway env changed, every pod evicted", rev, at)
 
 	Expect(ready.least()).To(BeNumerically(">=", n-1), "the fewest pods ready at once, of %d, with a budget that lets one go", n)
 	events := &eventsv1.EventList{}
@@ -100,7 +101,6 @@ func (s *suite) replaceOnGatewayChange() {
 		names = append(names, name)
 	}
 	Expect(evicted).To(ConsistOf(names), "a PodEvicted event for each old pod")
-	s.joinPods()
 }
 
 // changeGatewayEvict sets spec.strategy.podReplacement to Evict and adds a

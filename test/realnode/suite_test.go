@@ -481,12 +481,14 @@ func (s *suite) waitRolledOut(what, want string) string {
 // lastUpdated is how long after at the last pod under test was first
 // seen Ready at rev.
 func (s *suite) lastUpdated(rev string, at time.Time) time.Duration {
+	GinkgoHelper()
 	var last time.Time
 	for name := range s.pods {
 		if t := s.rec.Pod(name).ReadyAt[rev]; t.After(last) {
 			last = t
 		}
 	}
+	Expect(last.IsZero()).To(BeFalse(), "no pod of the test recorded ready at %s\n%s", rev, s.rec)
 	return last.Sub(at)
 }
 
