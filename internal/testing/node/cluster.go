@@ -166,13 +166,17 @@ func (c *Cluster) env() []string {
 	}
 }
 
-// network brings lo up and puts the node's address on an empty bridge.
+// network brings lo up and puts the node's address on an empty bridge,
+// with a route to the Services' ClusterIPs through it: the namespace has
+// no default route, and a connection from the node (the test) to a
+// ClusterIP needs a route before kube-proxy's rules rewrite its address.
 func (c *Cluster) network(context.Context) error {
 	for _, args := range [][]string{
 		{"link", "set", "lo", "up"},
 		{"link", "add", nodeBridge, "type", "bridge"},
 		{"addr", "add", NodeIP + "/24", "dev", nodeBridge},
 		{"link", "set", nodeBridge, "up"},
+		{"route", "add", ServiceSubnet, "dev", nodeBridge, "src", NodeIP},
 	} {
 		if err := c.run("ip", args...); err != nil {
 			return err
