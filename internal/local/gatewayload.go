@@ -25,6 +25,7 @@ type gatewayClient struct {
 	mu       sync.Mutex
 	sent     int
 	answered int
+	last     string
 	err      error
 }
 
@@ -59,7 +60,7 @@ func (c *gatewayClient) run(pause time.Duration) {
 		c.mu.Lock()
 		c.sent++
 		c.mu.Unlock()
-		_, err := c.g.Ask(fmt.Sprintf("%s message %d", c.name, n))
+		answer, err := c.g.Ask(fmt.Sprintf("%s message %d", c.name, n))
 		c.mu.Lock()
 		if err != nil {
 			c.err = fmt.Errorf("%s, message %d: %w", c.name, n, err)
@@ -67,6 +68,7 @@ func (c *gatewayClient) run(pause time.Duration) {
 			return
 		}
 		c.answered++
+		c.last = answer
 		c.mu.Unlock()
 	}
 }
@@ -91,6 +93,19 @@ func (l *GatewayLoad) Answered() int {
 		c.mu.Unlock()
 	}
 	return n
+}
+
+// LastRevisions returns, for each client, the revision of its last answer
+// (AnswerRevision; empty before its first answer): what code answers on
+// its connection now.
+func (l *GatewayLoad) LastRevisions() []string {
+	revs := make([]string, 0, len(l.clients))
+	for _, c := range l.clients {
+		c.mu.Lock()
+		revs = append(revs, AnswerRevision(c.last))
+		c.mu.Unlock()
+	}
+	return revs
 }
 
 // Stop ends every client once its message in flight is answered, closes

@@ -118,7 +118,7 @@ func (s *suite) changeGatewayEvict() {
 		// puts that one back too, or the new revision would fail as well.
 		pods := s.currentPods()
 		Expect(pods).NotTo(BeEmpty(), "the example's pods")
-		running := containerImage(&pods[0], codeContainer)
+		running := codeImage(&pods[0])
 		Expect(running).NotTo(BeEmpty(), "the image of %s in pod %s", codeContainer, pods[0].Name)
 		ops = append(ops, map[string]any{"op": "replace", "path": "/spec/code/image/reference", "value": running})
 	}

@@ -30,6 +30,7 @@ var _ = Describe("softreload on a real node", Label("realnode"), Ordered, func()
 
 	It("rolls a code ConfigMap change over every pod within maxUnavailable, and the answers switch", func(ctx SpecContext) {
 		s.ctx = ctx
+		s.startServiceClients()
 		before := s.webPIDs()
 		rev, at := s.changeCode(map[string]string{"greeting.txt": "Hello again\n"})
 		s.waitRolledOut("the rollout of "+rev, rev)
@@ -43,6 +44,7 @@ var _ = Describe("softreload on a real node", Label("realnode"), Ordered, func()
 			s.answers(p, rev, "Hello again")
 			Expect(s.rec.TimesAsked(p.name, rev)).To(Equal(1), "pod %s was sent %s", p.name, rev)
 		}
+		s.serviceClientsAt(rev)
 	})
 
 	It("tries broken code on one pod, which rolls back; the pool turns Degraded and no other pod is touched", func(ctx SpecContext) {
@@ -66,6 +68,8 @@ var _ = Describe("softreload on a real node", Label("realnode"), Ordered, func()
 			s.answers(p, good, "Hello again")
 		}
 		s.withinBudget()
+		s.serviceClientsAt(good)
+		s.stopServiceClients()
 	})
 
 	It("follows kubectl softreload rollback, reload, pause and resume", func(ctx SpecContext) {
@@ -223,7 +227,7 @@ var _ = Describe("softreload on a real node", Label("realnode"), Ordered, func()
 		s.replacedSince(before)
 		for _, kp := range s.currentPods() {
 			Expect(restarts(&kp, codeContainer)).To(Equal(codeRestarts[kp.Name]+1), "pod %s: restarts of %s", kp.Name, codeContainer)
-			Expect(containerImage(&kp, codeContainer)).To(Equal(v2.Ref()), "pod %s: the image of %s", kp.Name, codeContainer)
+			Expect(codeImage(&kp)).To(Equal(v2.Ref()), "pod %s: the image of %s", kp.Name, codeContainer)
 		}
 		for _, p := range s.pods {
 			s.answers(p, rev, v2.Greeting)
@@ -249,7 +253,7 @@ var _ = Describe("softreload on a real node", Label("realnode"), Ordered, func()
 		Expect(tried).To(HaveLen(1), "pods sent the broken image\n%s", s.rec)
 		after := s.webPIDs()
 		for _, kp := range s.currentPods() {
-			Eventually(func() string { return containerImage(s.getPod(kp.Name), codeContainer) }).WithTimeout(rolloutTimeout).WithPolling(poll).
+			Eventually(func() string { return codeImage(s.getPod(kp.Name)) }).WithTimeout(rolloutTimeout).WithPolling(poll).
 				Should(Equal(v2.Ref()), "pod %s: the image of %s after the rollback", kp.Name, codeContainer)
 			if kp.Name != tried[0] {
 				Expect(restarts(&kp, codeContainer)).To(Equal(codeRestarts[kp.Name]), "pod %s (not tried): restarts of %s", kp.Name, codeContainer)
@@ -269,7 +273,7 @@ var _ = Describe("softreload on a real node", Label("realnode"), Ordered, func()
 		s.run("kubectl", "rollout", "status", "deployment/hello", "--timeout=5m")
 		s.joinPods()
 		for _, kp := range s.currentPods() {
-			Expect(containerImage(&kp, codeContainer)).To(Equal(v2.Ref()), "pod %s: the image of %s", kp.Name, codeContainer)
+			Expect(codeImage(&kp)).To(Equal(v2.Ref()), "pod %s: the image of %s", kp.Name, codeContainer)
 		}
 		for _, p := range s.pods {
 			s.answers(p, good, v2.Greeting)

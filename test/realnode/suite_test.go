@@ -82,6 +82,9 @@ type suite struct {
 	app  map[string]string
 	// times are the measured times from a change to the last pod updated.
 	times []timing
+	// ws is the WebSocket clients through the Service (gateway_test.go),
+	// from the first code change to the broken code's rollback.
+	ws *local.GatewayLoad
 }
 
 type timing struct {
@@ -179,6 +182,9 @@ func (s *suite) images() []string {
 func (s *suite) stop() {
 	for _, p := range s.pods {
 		s.leave(p)
+	}
+	if s.ws != nil {
+		_, _, _ = s.ws.Stop() // checked by stopServiceClients, if the steps got there
 	}
 	if CurrentSpecReport().Failed() || os.Getenv("REALNODE_LOGS") != "" {
 		if s.rec != nil {
@@ -598,10 +604,11 @@ func (s *suite) getPod(name string) *corev1.Pod {
 	return kp
 }
 
-// containerImage is the image of container in the pod's spec.
-func containerImage(p *corev1.Pod, container string) string {
+// codeImage is the image of the code container (codeContainer) in the
+// pod's spec.
+func codeImage(p *corev1.Pod) string {
 	for _, c := range p.Spec.Containers {
-		if c.Name == container {
+		if c.Name == codeContainer {
 			return c.Image
 		}
 	}
