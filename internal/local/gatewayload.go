@@ -3,6 +3,7 @@ package local
 import (
 	"errors"
 	"fmt"
+	"sort"
 	"sync"
 	"time"
 )
@@ -25,8 +26,15 @@ type gatewayClient struct {
 	mu       sync.Mutex
 	sent     int
 	answered int
-	last     string
+	answers  []GatewayAnswer
 	err      error
+}
+
+// GatewayAnswer is one answer a client of a GatewayLoad got: when its
+// message was sent, when the answer came, and the answer.
+type GatewayAnswer struct {
+	Sent, At time.Time
+	Text     string
 }
 
 // StartGatewayLoad connects perGateway clients to each gateway address
@@ -57,6 +65,7 @@ func (c *gatewayClient) run(pause time.Duration) {
 			return
 		case <-time.After(pause):
 		}
+		asked := time.Now()
 		c.mu.Lock()
 		c.sent++
 		c.mu.Unlock()
@@ -68,9 +77,24 @@ func (c *gatewayClient) run(pause time.Duration) {
 			return
 		}
 		c.answered++
-		c.last = answer
+		c.answers = append(c.answers, GatewayAnswer{Sent: asked, At: time.Now(), Text: answer})
 		c.mu.Unlock()
 	}
+}
+
+// FirstSince returns the first answer each client got to a message sent at
+// or after t, in the clients' order; ok is false while one of them has
+// none yet.
+func (l *GatewayLoad) FirstSince(t time.Time) (first []GatewayAnswer, ok bool) {
+	for _, c := range l.clients {
+		c.mu.Lock()
+		i := sort.Search(len(c.answers), func(i int) bool { return !c.answers[i].Sent.Before(t) })
+		if i < len(c.answers) {
+			first = append(first, c.answers[i])
+		}
+		c.mu.Unlock()
+	}
+	return first, len(first) == len(l.clients)
 }
 
 // Err returns the errors that ended clients so far, if any.
@@ -93,19 +117,6 @@ func (l *GatewayLoad) Answered() int {
 		c.mu.Unlock()
 	}
 	return n
-}
-
-// LastRevisions returns, for each client, the revision of its last answer
-// (AnswerRevision; empty before its first answer): what code answers on
-// its connection now.
-func (l *GatewayLoad) LastRevisions() []string {
-	revs := make([]string, 0, len(l.clients))
-	for _, c := range l.clients {
-		c.mu.Lock()
-		revs = append(revs, AnswerRevision(c.last))
-		c.mu.Unlock()
-	}
-	return revs
 }
 
 // Stop ends every client once its message in flight is answered, closes
