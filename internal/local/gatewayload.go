@@ -26,6 +26,7 @@ type gatewayClient struct {
 	mu       sync.Mutex
 	sent     int
 	answered int
+	last     string
 	answers  []GatewayAnswer
 	err      error
 }
@@ -77,6 +78,7 @@ func (c *gatewayClient) run(pause time.Duration) {
 			return
 		}
 		c.answered++
+		c.last = answer
 		c.answers = append(c.answers, GatewayAnswer{Sent: asked, At: time.Now(), Text: answer})
 		c.mu.Unlock()
 	}
@@ -117,6 +119,19 @@ func (l *GatewayLoad) Answered() int {
 		c.mu.Unlock()
 	}
 	return n
+}
+
+// LastRevisions returns, for each client, the revision of its last answer
+// (AnswerRevision; empty before its first answer): what code answers on
+// its connection now.
+func (l *GatewayLoad) LastRevisions() []string {
+	revs := make([]string, 0, len(l.clients))
+	for _, c := range l.clients {
+		c.mu.Lock()
+		revs = append(revs, AnswerRevision(c.last))
+		c.mu.Unlock()
+	}
+	return revs
 }
 
 // Stop ends every client once its message in flight is answered, closes
