@@ -158,10 +158,13 @@ func (s *suite) answeredBy(load *local.GatewayLoad, p *local.Pod, rev string, t 
 		}
 		return nil
 	}).WithTimeout(time.Minute).Should(Succeed(), "pod %s's clients: an answer to a message sent after %s", p.Name, what)
+	var slowest time.Duration
 	for i, a := range first {
 		Expect(local.AnswerRevision(a.Text)).To(Equal(rev), "pod %s, client %d: its first answer after %s: %q", p.Name, i, what, a.Text)
 		Expect(a.At.Sub(t)).To(BeNumerically("<=", seeNewCode), "pod %s, client %d: answered by %s %v after %s", p.Name, i, rev, a.At.Sub(t), what)
+		slowest = max(slowest, a.At.Sub(t))
 	}
+	logf("pod %s, %s: every client answered by %s within %v of the pod's reload", p.Name, what, rev, slowest)
 }
 
 // setCode sets one file of the code ConfigMap, waits until every pod runs
