@@ -35,22 +35,7 @@ each reloadable worker without restarting the pod.`,
 }
 
 func (s *session) reload(ctx context.Context, name string) error {
-	wp, err := s.pool(ctx, name)
-	if err != nil {
-		return err
-	}
-	at := s.now().UTC().Format(time.RFC3339)
-	if wp.Annotations[workersv1alpha1.RestartedAtAnnotation] == at {
-		_, err := fmt.Fprintf(s.streams.Out, "%s reload already requested at %s\n", ref(name), at)
-		return err
-	}
-	if err := s.annotate(ctx, wp, workersv1alpha1.RestartedAtAnnotation, at); err != nil {
-		return err
-	}
-	if _, err := fmt.Fprintf(s.streams.Out, "%s reload requested (%s=%s)\n", ref(name), workersv1alpha1.RestartedAtAnnotation, at); err != nil {
-		return err
-	}
-	return s.warnIfPaused(wp)
+	return s.requestAt(ctx, name, workersv1alpha1.RestartedAtAnnotation, "reload", nil)
 }
 
 func newReplacePodsCommand(r *runner) *cobra.Command {
@@ -80,20 +65,33 @@ the request is done once every pod is newer than it.`,
 }
 
 func (s *session) replacePods(ctx context.Context, name string) error {
+	return s.requestAt(ctx, name, workersv1alpha1.ReplacePodsAtAnnotation, "pod replacement", func(wp *workersv1alpha1.WorkerPool) string {
+		return fmt.Sprintf("the %d pods created before it are evicted, %s at a time", wp.Status.Pods, budgetOf(wp))
+	})
+}
+
+// requestAt sets the pool's annotation to now (UTC, to the second), as
+// kubectl rollout restart does, and says so: what names the request, and
+// then, when set, what follows from it for the pool. A request of the same
+// second is not made twice.
+func (s *session) requestAt(ctx context.Context, name, annotation, what string, then func(*workersv1alpha1.WorkerPool) string) error {
 	wp, err := s.pool(ctx, name)
 	if err != nil {
 		return err
 	}
 	at := s.now().UTC().Format(time.RFC3339)
-	if wp.Annotations[workersv1alpha1.ReplacePodsAtAnnotation] == at {
-		_, err := fmt.Fprintf(s.streams.Out, "%s pod replacement already requested at %s\n", ref(name), at)
+	if wp.Annotations[annotation] == at {
+		_, err := fmt.Fprintf(s.streams.Out, "%s %s already requested at %s\n", ref(name), what, at)
 		return err
 	}
-	if err := s.annotate(ctx, wp, workersv1alpha1.ReplacePodsAtAnnotation, at); err != nil {
+	if err := s.annotate(ctx, wp, annotation, at); err != nil {
 		return err
 	}
-	if _, err := fmt.Fprintf(s.streams.Out, "%s pod replacement requested (%s=%s): the %d pods created before it are evicted, %s at a time\n",
-		ref(name), workersv1alpha1.ReplacePodsAtAnnotation, at, wp.Status.Pods, budgetOf(wp)); err != nil {
+	line := fmt.Sprintf("%s %s requested (%s=%s)", ref(name), what, annotation, at)
+	if then != nil {
+		line += ": " + then(wp)
+	}
+	if _, err := fmt.Fprintln(s.streams.Out, line); err != nil {
 		return err
 	}
 	return s.warnIfPaused(wp)
