@@ -5,13 +5,15 @@ business group behind a local socket. A reload replaces the business code;
 no client connection drops, and the next message is answered by the new
 code on the same connection.
 
-Each client gets a text message "gateway <pid>" when it connects; then every
-message it sends is forwarded to the business at BUSINESS_ADDRESS (a listen
-address of the business group, e.g. unix:///tmp/app-business.sock) on a
-fresh connection, and the answer comes back as one message. Messages of one
-client are answered in the order they were sent. softreload_worker.forward_async
-sends a message again while no business worker has answered it, so a
-message whose worker is killed or crashes is not lost.
+Each client gets a text message "gateway <pid> on <host>" when it connects
+(in a pod, the host is the pod's name: a client through a Service learns
+which pod took it); then every message it sends is forwarded to the
+business at BUSINESS_ADDRESS (a listen address of the business group, e.g.
+unix:///tmp/app-business.sock) on a fresh connection, and the answer comes
+back as one message. Messages of one client are answered in the order they
+were sent. softreload_worker.forward_async sends a message again while no
+business worker has answered it, so a message whose worker is killed or
+crashes is not lost.
 
 It needs the websockets library (Debian: apt-get install python3-websockets;
 PyPI: websockets), which the agent's snapshot of the code does not hold: it
@@ -19,6 +21,7 @@ comes from the image.
 """
 import asyncio
 import os
+import socket
 import sys
 
 import websockets
@@ -26,12 +29,13 @@ import websockets
 import softreload_worker
 
 PID = os.getpid()
+HOST = socket.gethostname()
 BUSINESS = os.environ.get("BUSINESS_ADDRESS", "")
 
 
 async def relay(ws, path=None):
     """One client: its greeting, then one answer for each of its messages."""
-    await ws.send(f"gateway {PID}")
+    await ws.send(f"gateway {PID} on {HOST}")
     async for message in ws:
         try:
             answer = (await softreload_worker.forward_async(BUSINESS, message)).decode()

@@ -51,7 +51,7 @@ type demo struct {
 	c        client.Client
 	pods     []*local.Pod
 	load     *load.Generator
-	gateways map[string]*wsClient
+	gateways map[string]*local.GatewayClient
 	tty      bool
 	out      io.Writer
 	// drawn is how many lines the live frame takes on a terminal.
@@ -87,7 +87,7 @@ func run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	d := &demo{out: os.Stdout, tty: term.IsTerminal(int(os.Stdout.Fd())), gateways: map[string]*wsClient{}}
+	d := &demo{out: os.Stdout, tty: term.IsTerminal(int(os.Stdout.Fd())), gateways: map[string]*local.GatewayClient{}}
 
 	d.say("Starting a local control plane (kube-apiserver and etcd) and building the manager and the agent…")
 	d.cluster, err = local.Start(ctx, local.Options{Dir: dir, Namespace: namespace})
@@ -101,7 +101,7 @@ func run(ctx context.Context) (err error) {
 			d.load.Stop()
 		}
 		for _, g := range d.gateways {
-			g.stop()
+			_, _, _ = g.Stop()
 		}
 		if stopErr := d.cluster.Stop(); stopErr != nil && err == nil {
 			err = stopErr
@@ -146,7 +146,7 @@ func run(ctx context.Context) (err error) {
 	var targets []string
 	for _, p := range d.pods {
 		targets = append(targets, "http://"+p.Addr(local.ExampleWebPort)+"/")
-		g, err := startWSClient(p.Addr(local.ExampleGWPort))
+		g, err := local.StartGatewayClient(p.Addr(local.ExampleGWPort), p.Name, wsPause)
 		if err != nil {
 			return err
 		}
@@ -249,13 +249,13 @@ func (d *demo) frame(ctx context.Context, title string) (string, bool, error) {
 			done = false
 		}
 		// The answer's greeting: its revision is in RUNNING.
-		answer, _, _ := strings.Cut(stats["http://"+p.Addr(local.ExampleWebPort)+"/"].Last, " (revision ")
+		answer := local.AnswerGreeting(stats["http://"+p.Addr(local.ExampleWebPort)+"/"].Last)
 		if answer == "" {
 			answer = "-"
 		}
 		gw := "-"
 		if g := d.gateways[p.Name]; g != nil {
-			gw = g.describe(connections(st, "gateway"))
+			gw = describeClient(g, connections(st, "gateway"))
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\n", p.Name, short(desired), short(st.Running), state(st), st.Ready, st.Total, answer, gw)
 	}
@@ -316,16 +316,16 @@ func (d *demo) tryIt(dir, greeting string) {
 	// below, which is why the wait's own timeout is no error.
 	_ = wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
 		for _, g := range d.gateways {
-			if g.newestGreeting() != greeting && g.failed() == nil {
+			if local.AnswerGreeting(g.Last()) != greeting && g.Err() == nil {
 				return false, nil
 			}
 		}
 		return true, nil
 	})
 	for name, g := range d.gateways {
-		if err := g.failed(); err != nil {
+		if err := g.Err(); err != nil {
 			held = fmt.Sprintf("the gateway of %s lost its connection: %v", name, err)
-		} else if got := g.newestGreeting(); got != greeting {
+		} else if got := local.AnswerGreeting(g.Last()); got != greeting {
 			held = fmt.Sprintf("the gateway of %s kept its connection, but its newest answer is still %q", name, got)
 		}
 	}

@@ -31,6 +31,10 @@ const (
 	exampleAppFiles = "worker.py softreload_worker.py gateway.py business.py greeting.txt"
 )
 
+// BrokenBusiness, put before the example's business code, makes its
+// workers exit at start: a broken revision of the business group.
+const BrokenBusiness = "raise SystemExit('this revision is broken on purpose')\n"
+
 // ExampleApp returns the files of the walkthrough's app, as its code
 // ConfigMap holds them.
 func ExampleApp(root string) (map[string]string, error) {
@@ -130,8 +134,9 @@ type Gateway struct {
 	conn    *websocket.Conn
 	answers chan gatewayRead
 	stop    context.CancelFunc
-	// PID is the gateway process that took the connection.
-	PID string
+	// PID is the gateway process that took the connection, and Host its
+	// host name (in a pod, the pod's name).
+	PID, Host string
 }
 
 // gatewayRead is one message read from the gateway, or the error that
@@ -146,7 +151,7 @@ type gatewayRead struct {
 const gatewayTimeout = time.Minute
 
 // DialGateway opens a WebSocket connection to the gateway at addr
-// (host:port) and reads its greeting, "gateway PID".
+// (host:port) and reads its greeting, "gateway PID on HOST".
 func DialGateway(addr string) (*Gateway, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), gatewayTimeout)
 	defer cancel()
@@ -162,12 +167,10 @@ func DialGateway(addr string) (*Gateway, error) {
 		_ = g.Close()
 		return nil, fmt.Errorf("gateway %s: reading its greeting: %w", addr, err)
 	}
-	pid, ok := strings.CutPrefix(greeting, "gateway ")
-	if !ok {
+	if _, err := fmt.Sscanf(greeting, "gateway %s on %s", &g.PID, &g.Host); err != nil {
 		_ = g.Close()
-		return nil, fmt.Errorf("gateway %s greeted %q, want \"gateway PID\"", addr, greeting)
+		return nil, fmt.Errorf("gateway %s greeted %q, want \"gateway PID on HOST\"", addr, greeting)
 	}
-	g.PID = pid
 	return g, nil
 }
 
@@ -235,6 +238,13 @@ func AnswerRevision(answer string) string {
 	}
 	rev, _, _ := strings.Cut(rest, ")")
 	return rev
+}
+
+// AnswerGreeting returns the greeting of an answer of the example's code,
+// the answer without its revision.
+func AnswerGreeting(answer string) string {
+	greeting, _, _ := strings.Cut(answer, " (revision ")
+	return greeting
 }
 
 // Close closes the connection as a client that leaves does.

@@ -201,6 +201,22 @@ func (s *suite) brokenCode() {
 	good := s.currentRevision()
 	before := s.webPIDs()
 	rev := s.changeCode("worker.py", "import sys\nsys.exit('this revision is broken on purpose')\n")
+	tried := s.rolledBack(good, rev)
+	Expect(tried).To(HaveLen(1), "pods sent the broken revision, want exactly one\n%s", s.describePods())
+	after := s.webPIDs()
+	for _, p := range s.pods {
+		Expect(after[p.Name]).To(Equal(before[p.Name]), "pod %s: web workers changed: the old ones should have kept serving", p.Name)
+		s.answers(p, good, "Hello again")
+	}
+	s.withinBudget()
+}
+
+// rolledBack waits until the pool turns Degraded with reason ReloadFailed
+// and every pod serves revision good again (rollback: Auto sends the pod
+// that failed the good revision again), and returns the pods that were
+// sent revision bad.
+func (s *suite) rolledBack(good, bad string) (tried []string) {
+	GinkgoHelper()
 	waitFor("the pool turns Degraded", rolloutTimeout, func() (bool, string) {
 		pool, desc := getPool(s.ctx, s.c, s.ns)
 		if pool == nil {
@@ -209,8 +225,6 @@ func (s *suite) brokenCode() {
 		d := meta.FindStatusCondition(pool.Status.Conditions, v1alpha1.ConditionDegraded)
 		return d != nil && d.Status == metav1.ConditionTrue && d.Reason == v1alpha1.ReasonReloadFailed, desc
 	})
-	// With rollback: Auto, the pod that failed is sent the good revision
-	// again and reports it Ready.
 	waitFor("every pod serves the good revision", rolloutTimeout, func() (bool, string) {
 		for _, p := range s.pods {
 			v := s.rec.Pod(p.Name)
@@ -220,19 +234,12 @@ func (s *suite) brokenCode() {
 		}
 		return true, ""
 	})
-	var tried []string
 	for _, p := range s.pods {
-		if s.rec.TimesAsked(p.Name, rev) > 0 {
+		if s.rec.TimesAsked(p.Name, bad) > 0 {
 			tried = append(tried, p.Name)
 		}
 	}
-	Expect(tried).To(HaveLen(1), "pods sent the broken revision, want exactly one\n%s", s.describePods())
-	after := s.webPIDs()
-	for _, p := range s.pods {
-		Expect(after[p.Name]).To(Equal(before[p.Name]), "pod %s: web workers changed: the old ones should have kept serving", p.Name)
-		s.answers(p, good, "Hello again")
-	}
-	s.withinBudget()
+	return tried
 }
 
 // managerKilled: the manager dies (SIGKILL) once the rollout has begun;

@@ -1,21 +1,19 @@
 package e2e
 
 import (
-	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	v1alpha1 "github.com/softreload/softreload/api/v1alpha1"
 	"github.com/softreload/softreload/internal/local"
 	"github.com/softreload/softreload/internal/poolrevision"
+	"github.com/softreload/softreload/internal/testing/gatewaycheck"
 	testsuite "github.com/softreload/softreload/internal/testing/suite"
 )
 
@@ -34,9 +32,6 @@ const (
 	// gatewayPause is each client's pause between an answer and its next
 	// message.
 	gatewayPause = 50 * time.Millisecond
-	// brokenBusiness, put before the business code, makes its workers exit
-	// at start.
-	brokenBusiness = "raise SystemExit('this revision is broken on purpose')\n"
 )
 
 // The gateway pattern through the WorkerPool: WebSocket clients keep their
@@ -112,58 +107,23 @@ var _ = Describe("WebSocket clients through reloads of the business group", Orde
 func (s *suite) brokenBusiness(loads map[string]*local.GatewayLoad, business string) {
 	GinkgoHelper()
 	good := s.currentRevision()
-	bad := s.setCodeNoWait("business.py", brokenBusiness+business)
-	waitFor("the pool turns Degraded", rolloutTimeout, func() (bool, string) {
-		pool, desc := getPool(s.ctx, s.c, s.ns)
-		if pool == nil {
-			return false, desc
-		}
-		d := meta.FindStatusCondition(pool.Status.Conditions, v1alpha1.ConditionDegraded)
-		return d != nil && d.Status == metav1.ConditionTrue && d.Reason == v1alpha1.ReasonReloadFailed, desc
-	})
-	waitFor("every pod serves the good revision", rolloutTimeout, func() (bool, string) {
-		for _, p := range s.pods {
-			v := s.rec.Pod(p.Name)
-			if v.Desired != good || v.Report.State != v1alpha1.AgentReady || v.Report.Revision != good {
-				return false, s.describePods()
-			}
-		}
-		return true, ""
-	})
-	var tried []string
+	bad := s.setCodeNoWait("business.py", local.BrokenBusiness+business)
+	tried := s.rolledBack(good, bad)
+	Expect(tried).To(HaveLen(1), "pods sent the broken revision, want exactly one\n%s", s.describePods())
 	for _, p := range s.pods {
-		if s.rec.TimesAsked(p.Name, bad) > 0 {
-			tried = append(tried, p.Name)
+		if slices.Contains(tried, p.Name) {
 			s.answeredBy(loads[p.Name], p, good, s.rec.Pod(p.Name).ReadyAt[good], "the rollback of "+bad)
 		}
 	}
-	Expect(tried).To(HaveLen(1), "pods sent the broken revision, want exactly one\n%s", s.describePods())
 	s.app["business.py"] = business
 }
 
-// answeredBy waits until every client of load (pod p's) has an answer to a
-// message sent at or after t, when p was seen Ready at rev, and checks that
-// each is from rev and came within seeNewCode of t.
+// answeredBy checks that pod p's clients (load) are answered by rev within
+// seeNewCode of t, when p was seen Ready at rev (gatewaycheck.AnsweredBy).
 func (s *suite) answeredBy(load *local.GatewayLoad, p *local.Pod, rev string, t time.Time, what string) {
 	GinkgoHelper()
 	Expect(t).NotTo(BeZero(), "pod %s: when it was seen Ready at %s\n%s", p.Name, rev, s.describePods())
-	var first []local.GatewayAnswer
-	Eventually(func() error {
-		if err := load.Err(); err != nil {
-			return StopTrying(fmt.Sprintf("pod %s's clients: a message lost or answered twice, or a connection dropped", p.Name)).Wrap(err)
-		}
-		var ok bool
-		if first, ok = load.FirstSince(t); !ok {
-			return errors.New("not every client has an answer yet")
-		}
-		return nil
-	}).WithTimeout(time.Minute).Should(Succeed(), "pod %s's clients: an answer to a message sent after %s", p.Name, what)
-	var slowest time.Duration
-	for i, a := range first {
-		Expect(local.AnswerRevision(a.Text)).To(Equal(rev), "pod %s, client %d: its first answer after %s: %q", p.Name, i, what, a.Text)
-		Expect(a.At.Sub(t)).To(BeNumerically("<=", seeNewCode), "pod %s, client %d: answered by %s %v after %s", p.Name, i, rev, a.At.Sub(t), what)
-		slowest = max(slowest, a.At.Sub(t))
-	}
+	slowest := gatewaycheck.AnsweredBy(load.Clients, gatewaycheck.At(t), rev, seeNewCode, what)
 	logf("pod %s, %s: every client answered by %s within %v of the pod's reload", p.Name, what, rev, slowest)
 }
 

@@ -2,13 +2,11 @@ package gateway_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -21,6 +19,7 @@ import (
 	"github.com/softreload/softreload/api/v1alpha1"
 	"github.com/softreload/softreload/internal/local"
 	"github.com/softreload/softreload/internal/testing/agentrun"
+	"github.com/softreload/softreload/internal/testing/gatewaycheck"
 	"github.com/softreload/softreload/internal/testing/loopback"
 	"github.com/softreload/softreload/internal/testing/suite"
 )
@@ -54,22 +53,12 @@ var _ = Describe("The gateway pattern under the agent", func() {
 		gatewayPIDs := a.pids("gateway")
 		Expect(gatewayPIDs).To(HaveLen(1))
 
-		var cs []*client
-		for i := range clients {
-			g, err := local.DialGateway(a.addr)
-			Expect(err).NotTo(HaveOccurred(), "client %d", i)
-			Expect(g.PID).To(Equal(strconv.Itoa(gatewayPIDs[0])), "the gateway that took client %d, as the agent says", i)
-			c := &client{id: i, g: g}
-			cs = append(cs, c)
-			c.start()
-		}
-		DeferCleanup(func() {
-			for _, c := range cs {
-				_, _, _ = c.stop() // only if a failed spec left it running
-			}
-		})
-		for _, c := range cs {
-			Eventually(c.answered).Should(BeNumerically(">", 5), "client %d's first answers", c.id)
+		load, err := local.StartGatewayLoad([]string{a.addr}, clients, pause)
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(func() { _, _, _ = load.Stop() }) // only if a failed spec left it running
+		for i, c := range load.Clients {
+			Expect(c.PID()).To(Equal(strconv.Itoa(gatewayPIDs[0])), "the gateway that took client %d, as the agent says", i)
+			Eventually(c.Answered).Should(BeNumerically(">", 5), "client %d's first answers", i)
 		}
 		Eventually(a.gatewayConnections).Should(Equal(int32(clients)), "the gateway's open connections, as agent status counts them")
 
@@ -82,22 +71,24 @@ var _ = Describe("The gateway pattern under the agent", func() {
 				Expect(err).NotTo(HaveOccurred())
 				Expect(r.Error).NotTo(BeEmpty(), "the broken revision's reload")
 				Expect(r.Status.Running).To(Equal(running), "the revision after the rollback")
-				checkAnswers(cs, time.Now(), running, "the rollback")
+				By("the rollback to " + running + ": every client's next answer is that revision's, on its connection")
+				gatewaycheck.AnsweredBy(load.Clients, gatewaycheck.At(time.Now()), running, seeNewCode, "the rollback")
 				a.fixCode()
 			}
 			rev := a.reload(i)
 			Expect(rev).NotTo(Equal(running))
 			running = rev
-			checkAnswers(cs, a.reloaded, rev, fmt.Sprintf("reload %d", i+1))
+			By(fmt.Sprintf("reload %d to %s: every client's next answer is that revision's, on its connection", i+1, rev))
+			gatewaycheck.AnsweredBy(load.Clients, gatewaycheck.At(a.reloaded), rev, seeNewCode, fmt.Sprintf("reload %d", i+1))
 		}
 
 		total := 0
-		for _, c := range cs {
-			sent, answered, err := c.stop()
+		for i, c := range load.Clients {
+			sent, answered, err := c.Stop()
 			total += answered
-			Expect(err).NotTo(HaveOccurred(), "client %d: a message lost or answered twice, or its connection dropped", c.id)
-			Expect(answered).To(Equal(sent), "client %d: messages answered", c.id)
-			Expect(answered).To(BeNumerically(">", 10), "client %d: messages answered", c.id)
+			Expect(err).NotTo(HaveOccurred(), "client %d: a message lost or answered twice, or its connection dropped", i)
+			Expect(answered).To(Equal(sent), "client %d: messages answered", i)
+			Expect(answered).To(BeNumerically(">", 10), "client %d: messages answered", i)
 		}
 		GinkgoWriter.Printf("%d messages answered, each once, on %d connections\n", total, clients)
 		Expect(a.pids("gateway")).To(Equal(gatewayPIDs), "the gateway worker (never reloaded)")
@@ -110,119 +101,6 @@ var _ = Describe("The gateway pattern under the agent", func() {
 		Expect(string(a.out.Contents())).NotTo(ContainSubstring(killedLine), "the agent's log, after its own drain")
 	})
 })
-
-// checkAnswers waits until every client has an answer to a message sent
-// after t, and checks that the first is from revision rev and came within
-// seeNewCode of t.
-func checkAnswers(cs []*client, t time.Time, rev, what string) {
-	By(fmt.Sprintf("%s to %s: every client's next answer is that revision's, on its connection", what, rev))
-	for _, c := range cs {
-		var first answer
-		Eventually(func() error {
-			if err := c.failed(); err != nil {
-				return StopTrying(fmt.Sprintf("client %d: a message lost or answered twice, or its connection dropped", c.id)).Wrap(err)
-			}
-			var ok bool
-			if first, ok = c.firstSince(t); !ok {
-				return errors.New("no answer yet")
-			}
-			return nil
-		}).Should(Succeed(), "client %d: an answer to a message sent after %s", c.id, what)
-		Expect(local.AnswerRevision(first.text)).To(Equal(rev), "client %d's first answer after %s: %q", c.id, what, first.text)
-		Expect(first.at.Sub(t)).To(BeNumerically("<=", seeNewCode), "client %d was answered by the new revision %v after %s", c.id, first.at.Sub(t), what)
-	}
-}
-
-// client sends messages on one WebSocket connection to the gateway, one at
-// a time, each answered before the next: an answer lost, one answered
-// twice or to another message, or the connection dropped ends it with an
-// error.
-type client struct {
-	id   int
-	g    *local.Gateway
-	done chan struct{}
-	quit chan struct{}
-	once sync.Once
-
-	mu      sync.Mutex
-	sent    int
-	answers []answer
-	err     error
-}
-
-// answer is one answer, the moment it came and when its message was sent.
-type answer struct {
-	sent, at time.Time
-	text     string
-}
-
-func (c *client) start() {
-	c.done, c.quit = make(chan struct{}), make(chan struct{})
-	go func() {
-		defer GinkgoRecover()
-		defer close(c.done)
-		for n := 0; ; n++ {
-			select {
-			case <-c.quit:
-				return
-			case <-time.After(pause):
-			}
-			msg := fmt.Sprintf("client %d message %d", c.id, n)
-			sent := time.Now()
-			c.mu.Lock()
-			c.sent++
-			c.mu.Unlock()
-			text, err := c.g.Ask(msg)
-			c.mu.Lock()
-			if err != nil {
-				c.err = fmt.Errorf("message %d: %w", n, err)
-				c.mu.Unlock()
-				return
-			}
-			c.answers = append(c.answers, answer{sent: sent, at: time.Now(), text: text})
-			c.mu.Unlock()
-		}
-	}()
-}
-
-// answered is how many answers came.
-func (c *client) answered() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.answers)
-}
-
-// failed returns the error that ended the client, if any.
-func (c *client) failed() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.err
-}
-
-// firstSince returns the first answer to a message sent after t.
-func (c *client) firstSince(t time.Time) (answer, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, a := range c.answers {
-		if !a.sent.Before(t) {
-			return a, true
-		}
-	}
-	return answer{}, false
-}
-
-// stop ends the client once its message in flight is answered, closes its
-// connection, and returns what it sent, what was answered, and its error.
-func (c *client) stop() (sent, answered int, err error) {
-	c.once.Do(func() {
-		close(c.quit)
-		<-c.done
-		_ = c.g.Close()
-	})
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.sent, len(c.answers), c.err
-}
 
 // agent is an `agent run` with examples/gateway's code.
 type agent struct {
@@ -327,14 +205,14 @@ func (a *agent) breakCode() {
 	path := filepath.Join(a.code, "business.py")
 	b, err := os.ReadFile(path)
 	Expect(err).NotTo(HaveOccurred())
-	Expect(os.WriteFile(path, append([]byte("raise SystemExit('a broken revision')\n"), b...), 0o644)).To(Succeed())
+	Expect(os.WriteFile(path, append([]byte(local.BrokenBusiness), b...), 0o644)).To(Succeed())
 }
 
 func (a *agent) fixCode() {
 	path := filepath.Join(a.code, "business.py")
 	b, err := os.ReadFile(path)
 	Expect(err).NotTo(HaveOccurred())
-	fixed, ok := strings.CutPrefix(string(b), "raise SystemExit('a broken revision')\n")
+	fixed, ok := strings.CutPrefix(string(b), local.BrokenBusiness)
 	Expect(ok).To(BeTrue())
 	Expect(os.WriteFile(path, []byte(fixed), 0o644)).To(Succeed())
 }
