@@ -30,7 +30,6 @@ var _ = Describe("softreload on a real node", Label("realnode"), Ordered, func()
 
 	It("rolls a code ConfigMap change over every pod within maxUnavailable, and the answers switch", func(ctx SpecContext) {
 		s.ctx = ctx
-		s.startServiceClients()
 		before := s.webPIDs()
 		rev, at := s.changeCode(map[string]string{"greeting.txt": "Hello again\n"})
 		s.waitRolledOut("the rollout of "+rev, rev)
@@ -44,7 +43,6 @@ var _ = Describe("softreload on a real node", Label("realnode"), Ordered, func()
 			s.answers(p, rev, "Hello again")
 			Expect(s.rec.TimesAsked(p.name, rev)).To(Equal(1), "pod %s was sent %s", p.name, rev)
 		}
-		s.serviceClientsAt(rev)
 	})
 
 	It("tries broken code on one pod, which rolls back; the pool turns Degraded and no other pod is touched", func(ctx SpecContext) {
@@ -68,8 +66,6 @@ var _ = Describe("softreload on a real node", Label("realnode"), Ordered, func()
 			s.answers(p, good, "Hello again")
 		}
 		s.withinBudget()
-		s.serviceClientsAt(good)
-		s.stopServiceClients()
 	})
 
 	It("follows kubectl softreload rollback, reload, pause and resume", func(ctx SpecContext) {
@@ -188,6 +184,11 @@ var _ = Describe("softreload on a real node", Label("realnode"), Ordered, func()
 		for _, p := range s.pods {
 			s.answers(p, rev, "Hello, third time")
 		}
+	})
+
+	It(fmt.Sprintf("keeps %d WebSocket clients through the Service connected through %d reloads of the business group and a broken revision, each message answered once, by the new code within %v", serviceClients, businessReloads, seeNewCode), func(ctx SpecContext) {
+		s.ctx = ctx
+		s.gatewayThroughReloads()
 	})
 
 	It("rolls code images over every pod restarting only softreload-code, rolls a broken one back, and starts new pods at the good one", func(ctx SpecContext) {
