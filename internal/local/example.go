@@ -31,8 +31,8 @@ const (
 	exampleAppFiles = "worker.py softreload_worker.py gateway.py business.py greeting.txt"
 )
 
-// BrokenBusiness, put before the example's business code, makes its
-// workers exit at start: a broken revision of the business group.
+// BrokenBusiness is a line that, put before the example's business code,
+// makes its workers exit at start: a broken revision of the business group.
 const BrokenBusiness = "raise SystemExit('this revision is broken on purpose')\n"
 
 // ExampleApp returns the files of the walkthrough's app, as its code
