@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -181,6 +182,12 @@ groups:
 		Expect(err).NotTo(HaveOccurred())
 		Expect(table).To(MatchRegexp(`(?m)^GROUP +STOPPED +KILLED +LAST DRAIN +SLOWEST DRAIN\nweb +4 +0 +[0-9.]+m?s +[0-9.]+m?s$`),
 			"agent status prints the web group's 4 drains, none killed")
+
+		By("once idle, the agent's binary is out of its resident set but for the code it runs")
+		bin, err := os.Stat(agentBin)
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(residentFile).WithArguments(strconv.Itoa(a.cmd.Process.Pid)).WithTimeout(wait).
+			Should(BeNumerically("<", bin.Size()/1024/4), "the idle agent's resident pages of files (RssFile), in KiB, against its binary's %d KiB", bin.Size()/1024)
 
 		metrics := get(fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort))
 		for _, want := range []string{
