@@ -506,6 +506,28 @@ func (s *suite) measured(mode, change, rev string, at time.Time) {
 	fmt.Printf("realnode: %s mode, %s: %v from the change to the last pod updated\n", mode, change, took.Round(10*time.Millisecond))
 }
 
+// brokenCode sets files of the code ConfigMap to code that fails, waits
+// until the pool is Degraded by it and every pod runs the revision before
+// it again, and checks that exactly one pod was sent it; it returns the
+// broken revision and that pod. what names the change in the measured
+// times.
+func (s *suite) brokenCode(files map[string]string, what string) (rev string, tried string) {
+	GinkgoHelper()
+	good := s.pool().Status.CurrentRevision
+	rev, at := s.changeCode(files)
+	s.waitDegraded(rev)
+	s.waitAllAt(good)
+	s.measured("ConfigMap", what, good, at)
+	var sent []string
+	for _, p := range s.pods {
+		if s.rec.TimesAsked(p.name, rev) > 0 {
+			sent = append(sent, p.name)
+		}
+	}
+	Expect(sent).To(HaveLen(1), "pods sent the broken revision\n%s", s.rec)
+	return rev, sent[0]
+}
+
 // waitDegraded waits until the pool is Degraded because rev failed on a
 // pod.
 func (s *suite) waitDegraded(rev string) {
