@@ -507,10 +507,11 @@ func (r *WorkerPoolReconciler) patchStatus(ctx context.Context, s *scope) error 
 	default:
 		return nil // an error before planning that retrying may cure
 	}
+	key, now := client.ObjectKeyFromObject(s.pool), time.Now()
+	r.mem.setRolling(key, s.pool.Status)
 	if equalStatus(s.before.Status, s.pool.Status) {
 		return nil
 	}
-	key, now := client.ObjectKeyFromObject(s.pool), time.Now()
 	if progressOnly(s.before.Status, s.pool.Status) {
 		if s.progressWait = r.mem.progressWait(key, now); s.progressWait > 0 {
 			return nil // written once the interval is over (result)

@@ -61,9 +61,10 @@ type poolMemory struct {
 	// strays are the selected pods the pool does not govern, as last asked
 	// (see podsOfOthers).
 	strays *strays
-	// statusWrittenAt is when the status was last written (see
-	// progressWriteInterval).
+	// statusWrittenAt is when the status was last written, and rolling
+	// whether it says a rollout is in progress (see progressWait).
 	statusWrittenAt time.Time
+	rolling         bool
 }
 
 // expectedPod is a revision written to a pod, and the pod's resourceVersion

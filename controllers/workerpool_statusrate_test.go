@@ -1,11 +1,13 @@
 package controllers
 
 import (
+	"fmt"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	workersv1alpha1 "github.com/softreload/softreload/api/v1alpha1"
 )
@@ -51,3 +53,53 @@ var _ = DescribeTable("progressOnly tells a change of progress alone from one wo
 		st.Conditions = append(st.Conditions, metav1.Condition{Type: workersv1alpha1.ConditionDegraded, Status: metav1.ConditionTrue})
 	}, false),
 )
+
+// A pool's progress is written at most once per progressWriteInterval;
+// with more than progressWritesPerSecond pools rolling at once, each pool
+// less often, so that all of them together write about that many a second.
+var _ = Describe("progressWait", func() {
+	t0 := time.Date(2026, 12, 2, 15, 0, 0, 0, time.UTC)
+	pool := func(i int) types.NamespacedName {
+		return types.NamespacedName{Namespace: "ns", Name: fmt.Sprintf("pool-%d", i)}
+	}
+	// roll starts n pools rolling, each with its status written at t0.
+	roll := func(m *memory, n int) {
+		for i := range n {
+			m.setRolling(pool(i), rolling)
+			m.wroteStatusAt(pool(i), t0)
+		}
+	}
+
+	It("holds a pool to once per interval", func() {
+		m := newMemory()
+		Expect(m.progressWait(pool(0), t0)).To(BeZero(), "the first write")
+		roll(m, 1)
+		Expect(m.progressWait(pool(0), t0.Add(300*time.Millisecond))).To(Equal(progressWriteInterval - 300*time.Millisecond))
+		Expect(m.progressWait(pool(0), t0.Add(progressWriteInterval))).To(BeZero())
+	})
+
+	DescribeTable("spreads the pools rolling at once over the manager's budget",
+		func(pools int, interval time.Duration) {
+			m := newMemory()
+			roll(m, pools)
+			for i := range pools {
+				Expect(m.progressWait(pool(i), t0.Add(interval-time.Millisecond))).To(Equal(time.Millisecond), "pool %d, just before its interval is over", i)
+				Expect(m.progressWait(pool(i), t0.Add(interval))).To(BeZero(), "pool %d, once its interval is over", i)
+			}
+		},
+		Entry("up to progressWritesPerSecond pools: each once a second", progressWritesPerSecond, time.Second),
+		Entry("10 pools: each every 2 s", 10, 2*time.Second),
+		Entry("50 pools: each every 10 s", 50, 10*time.Second),
+	)
+
+	It("counts only the pools whose rollout is in progress", func() {
+		m := newMemory()
+		roll(m, 50)
+		done := *rolling.DeepCopy()
+		done.Conditions[0].Status, done.Conditions[0].Reason = metav1.ConditionFalse, workersv1alpha1.ReasonRolloutComplete
+		for i := 1; i < 50; i++ {
+			m.setRolling(pool(i), done)
+		}
+		Expect(m.progressWait(pool(0), t0.Add(progressWriteInterval))).To(BeZero(), "the one pool still rolling")
+	})
+})
