@@ -19,7 +19,7 @@ import (
 
 const (
 	// gatewayClients is how many WebSocket clients this container adds,
-	// spread over the three pods' gateways (issue 15).
+	// spread over the three pods' gateways.
 	gatewayClients = 20
 	// businessReloads is how many code changes reload the business group.
 	businessReloads = 5

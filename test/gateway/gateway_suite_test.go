@@ -1,7 +1,7 @@
 // Package gateway_test runs softreload's gateway pattern (examples/gateway,
 // docs/gateway.md) under a standalone agent: WebSocket clients on a gateway
 // that is never reloaded, whose messages the reloadable business group
-// answers, through reloads and a broken revision (issue 15).
+// answers, through reloads and a broken revision.
 package gateway_test
 
 import (

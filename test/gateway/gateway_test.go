@@ -36,7 +36,7 @@ const (
 	business    = 2
 	stopTimeout = 10
 	// seeNewCode is how soon after a reload's end every client must be
-	// answered by the new code (issue 15).
+	// answered by the new code.
 	seeNewCode = time.Second
 	// pause is each client's pause between an answer and its next message.
 	pause = 20 * time.Millisecond

@@ -1,7 +1,7 @@
 // Package keepalive_test runs every example worker under the agent with
 // keep-alive clients and new-connection clients at once, through reloads:
 // no request fails, every client sees the new code within a second of the
-// reload's end, and no old worker has to be killed (issue 11).
+// reload's end, and no old worker has to be killed.
 package keepalive_test
 
 import (

@@ -48,7 +48,7 @@ const (
 	workers     = 4
 	stopTimeout = 10
 	// seeNewCode is how soon after a reload's end every client must get an
-	// answer of the new revision (issue 11).
+	// answer of the new revision.
 	seeNewCode = time.Second
 	// killedLine is what the agent logs when it kills a worker whose stop
 	// timeout ran out.
