@@ -94,7 +94,7 @@ func residentFile(pid string) int {
 	status, err := os.ReadFile("/proc/" + pid + "/status")
 	Expect(err).NotTo(HaveOccurred())
 	m := regexp.MustCompile(`RssFile:\s+(\d+) kB`).FindSubmatch(status)
-	Expect(m).NotTo(BeNil(), "RssFile in /proc/self/status")
+	Expect(m).NotTo(BeNil(), "RssFile in /proc/%s/status", pid)
 	kib, err := strconv.Atoi(string(m[1]))
 	Expect(err).NotTo(HaveOccurred())
 	return kib

@@ -66,7 +66,7 @@ func (s *suite) brokenBusiness() {
 	GinkgoHelper()
 	good := s.pool().Status.CurrentRevision
 	business := s.app["business.py"]
-	rev, tried := s.brokenCode(map[string]string{"business.py": local.BrokenBusiness + business}, "broken business.py, rolled back, 20 WebSocket clients")
+	rev, tried := s.brokenCode(good, map[string]string{"business.py": local.BrokenBusiness + business}, "broken business.py, rolled back, 20 WebSocket clients")
 	var clients []*local.GatewayClient
 	for _, c := range s.ws.Clients {
 		if c.Host() == tried {

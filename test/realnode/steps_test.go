@@ -49,7 +49,7 @@ var _ = Describe("softreload on a real node", Label("realnode"), Ordered, func()
 		s.ctx = ctx
 		good := s.pool().Status.CurrentRevision
 		before := s.webPIDs()
-		s.brokenCode(map[string]string{"worker.py": nodeimage.BrokenWorker}, "broken worker.py, rolled back")
+		s.brokenCode(good, map[string]string{"worker.py": nodeimage.BrokenWorker}, "broken worker.py, rolled back")
 		after := s.webPIDs()
 		for _, p := range s.pods {
 			Expect(after[p.name]).To(Equal(before[p.name]), "pod %s: web workers (the old ones keep serving)", p.name)

@@ -83,7 +83,7 @@ type suite struct {
 	// times are the measured times from a change to the last pod updated.
 	times []timing
 	// ws is the WebSocket clients through the Service (gateway_test.go),
-	// from the first code change to the broken code's rollback.
+	// while the gateway spec runs.
 	ws *local.GatewayLoad
 }
 
@@ -507,13 +507,12 @@ func (s *suite) measured(mode, change, rev string, at time.Time) {
 }
 
 // brokenCode sets files of the code ConfigMap to code that fails, waits
-// until the pool is Degraded by it and every pod runs the revision before
-// it again, and checks that exactly one pod was sent it; it returns the
-// broken revision and that pod. what names the change in the measured
-// times.
-func (s *suite) brokenCode(files map[string]string, what string) (rev string, tried string) {
+// until the pool is Degraded by it and every pod runs revision good (the
+// pool's current one) again, and checks that exactly one pod was sent it;
+// it returns the broken revision and that pod. what names the change in
+// the measured times.
+func (s *suite) brokenCode(good string, files map[string]string, what string) (rev string, tried string) {
 	GinkgoHelper()
-	good := s.pool().Status.CurrentRevision
 	rev, at := s.changeCode(files)
 	s.waitDegraded(rev)
 	s.waitAllAt(good)
