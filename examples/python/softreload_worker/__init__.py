@@ -180,21 +180,44 @@ def run(serve, stop, *, send_ready=True, signals=STOP_SIGNALS):
     before serve() unless send_ready is false (then call ready() once the
     server is warm).
     """
-    once = threading.Lock()
+    # The signal handler only writes a byte to a pipe. It runs in the main
+    # thread between two of its bytecodes, possibly while the main thread
+    # holds one of threading's own locks (a request's thread being started
+    # or reaped): starting a thread there, or taking a lock, can wait for
+    # that lock forever, and the worker then never drains nor exits.
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    serving = True
 
     def stopping():
-        stop()
-        notify("STOPPING=1")
+        if os.read(wake_r, 1):
+            stop()
+            notify("STOPPING=1")
 
     def on_signal(signum, frame):
-        if once.acquire(blocking=False):
-            threading.Thread(target=stopping, name="softreload-stop").start()
+        if serving:
+            try:
+                os.write(wake_w, b"x")
+            except BlockingIOError:
+                pass  # the pipe is full of earlier signals: the stop is under way
 
+    stopper = threading.Thread(target=stopping, name="softreload-stop", daemon=True)
+    stopper.start()
     for sig in signals:
         signal.signal(sig, on_signal)
     if send_ready:
         ready()
-    serve()
+    try:
+        serve()
+    finally:
+        # Handlers run in this thread, so none writes once serving is
+        # false. Closing the pipe's end lets the stopper finish: it either
+        # read a stop signal's byte (and STOPPING=1 is sent before the
+        # worker exits) or reads the end and does nothing.
+        serving = False
+        os.close(wake_w)
+        stopper.join()
+        os.close(wake_r)
 
 
 class HTTPServer(ThreadingHTTPServer):

@@ -303,6 +303,29 @@ class ProcessTest(unittest.TestCase):
                         proc.kill()
                         proc.wait()
 
+    def test_stop_signal_while_the_main_thread_holds_a_lock_of_threading(self):
+        # The stop signal's handler runs in the main thread between two of
+        # its bytecodes. A ThreadingHTTPServer's main thread often holds
+        # threading's own lock then (it reaps a finished request's thread as
+        # it starts the next one's): the handler must neither start a thread
+        # nor take a lock, or the worker hangs, never draining nor exiting.
+        script = f"""
+import os, signal, sys, threading
+sys.path.insert(0, {os.path.dirname(HERE)!r})
+import softreload_worker as srw
+stopped = threading.Event()
+def serve():
+    lock = getattr(threading, "_shutdown_locks_lock", None) or threading.Lock()
+    with lock:
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(1000):  # bytecodes the handler runs between
+            pass
+    print("stopped" if stopped.wait({WAIT}) else "not stopped", flush=True)
+srw.run(serve, stopped.set, send_ready=False)
+"""
+        proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=WAIT)
+        self.assertEqual((proc.stdout, proc.returncode), (b"stopped\n", 0), proc.stderr.decode())
+
 
 if __name__ == "__main__":
     unittest.main()
