@@ -311,7 +311,7 @@ var _ = Describe("The agent", func() {
 	})
 
 	It("backs off a crash loop", func() {
-		const backoff = 200 * time.Millisecond
+		const backoff = 50 * time.Millisecond
 		starts := filepath.Join(GinkgoT().TempDir(), "starts")
 		p := startPool(poolOptions{backoff: backoff, noWaitForReady: true, mode: "crash"}, testGroup("web", 1, func(g *v1alpha1.WorkerGroup) {
 			g.Env = append(g.Env, v1alpha1.EnvVar{Name: "TESTWORKER_STARTS", Value: starts})
@@ -328,7 +328,7 @@ var _ = Describe("The agent", func() {
 			times = append(times, time.Unix(0, ns))
 		}
 		Expect(len(times)).To(BeNumerically(">=", 5), "starts")
-		// The delays double from 200ms up to 1.6s: each gap between two
+		// The delays double from 50ms up to 400ms: each gap between two
 		// starts is at least the delay (a slow machine only makes it
 		// longer).
 		want := backoff
@@ -350,7 +350,7 @@ var _ = Describe("The agent", func() {
 		for range 3 {
 			go func() {
 				c := &http.Client{Timeout: wait}
-				resp, err := c.Get(url + "?sleep=1500&log=1")
+				resp, err := c.Get(url + "?sleep=800&log=1")
 				if err != nil {
 					results <- result{err: err}
 					return

@@ -36,6 +36,10 @@ type Options struct {
 	// OutputLines is how many last lines of output are kept per worker
 	// (20).
 	OutputLines int
+	// OutputWait bounds how long a worker that exited is waited for until
+	// its readers have handled what it wrote (2 s). The wait ends as soon
+	// as they have: only a reader starved of CPU takes that long.
+	OutputWait time.Duration
 }
 
 // OS starts real worker processes. It implements supervisor.OS.
@@ -62,6 +66,9 @@ func New(opts Options) (*OS, error) {
 	}
 	if opts.OutputLines <= 0 {
 		opts.OutputLines = 20
+	}
+	if opts.OutputWait <= 0 {
+		opts.OutputWait = 2 * time.Second
 	}
 	o := &OS{opts: opts}
 	if o.opts.RuntimeDir == "" {
@@ -166,15 +173,16 @@ func (o *OS) Start(spec supervisor.ProcessSpec) (supervisor.Process, error) {
 	if !o.opts.NoPrefix {
 		prefix = "[" + p.name + "] "
 	}
+	streams := []*outputStream{newOutputStream(outR), newOutputStream(errR)}
 	var readers sync.WaitGroup
 	readers.Add(2)
-	go p.copyOutput(&readers, outR, o.stdout, prefix)
-	go p.copyOutput(&readers, errR, o.stderr, prefix)
+	go p.copyOutput(&readers, streams[0], o.stdout, prefix)
+	go p.copyOutput(&readers, streams[1], o.stderr, prefix)
 	if p.notify != nil {
 		go p.readNotify()
 	}
 	go theReaper.waitFor(p)
-	go p.finish(&readers)
+	go p.finish(&readers, streams, o.opts.OutputWait)
 	return p, nil
 }
 
@@ -248,16 +256,31 @@ func (p *proc) reaped(ws syscall.WaitStatus, err error) {
 	close(p.exit)
 }
 
-// finish closes done once the worker is reaped and its output read. A
-// grandchild may keep the pipes open: output is then waited for only
-// briefly.
-func (p *proc) finish(readers *sync.WaitGroup) {
+// finish closes done once the worker is reaped and its output handled.
+// Its pipes usually end with it; a child it left behind may hold them
+// open, and then done waits only until the readers have handled what the
+// pipes held (the worker's own output, written before it exited), not for
+// the child: the child's output still passes through until it ends.
+func (p *proc) finish(readers *sync.WaitGroup, streams []*outputStream, limit time.Duration) {
 	<-p.exit
 	read := make(chan struct{})
 	go func() { readers.Wait(); close(read) }()
-	select {
-	case <-read:
-	case <-time.After(2 * time.Second):
+	check := time.NewTicker(5 * time.Millisecond)
+	defer check.Stop()
+	timeout := time.NewTimer(limit)
+	defer timeout.Stop()
+wait:
+	for {
+		select {
+		case <-read:
+			break wait
+		case <-timeout.C:
+			break wait
+		case <-check.C:
+			if drained(streams) {
+				break wait
+			}
+		}
 	}
 	p.closeNotify()
 	close(p.done)
@@ -290,7 +313,7 @@ const maxLine = 4096
 // outputBuffer is the read buffer of each of a worker's output streams.
 const outputBuffer = 4096
 
-func (p *proc) copyOutput(wg *sync.WaitGroup, r io.ReadCloser, w *lockedWriter, prefix string) {
+func (p *proc) copyOutput(wg *sync.WaitGroup, r *outputStream, w *lockedWriter, prefix string) {
 	defer wg.Done()
 	defer r.Close()
 	// ReadString collects a line longer than the buffer across reads, so a

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -240,4 +241,62 @@ func TestALongLinePassesWhole(t *testing.T) {
 	if lines := p.Output(); len(lines) != 2 || !strings.HasPrefix(lines[0], long[:4096]) || lines[1] != "end" {
 		t.Errorf("Output() = %.80q (%d lines), want the long line's start and end", lines, len(lines))
 	}
+}
+
+// TestAChildKeepingTheOutputOpenDoesNotHoldTheWorker: a worker that leaves
+// a child behind with its stdout and stderr (sh's "cmd &") is done once
+// what it wrote is handled, without waiting for the child; the child's
+// output still passes through. The limit on that wait is longer than the
+// test's, so only seeing the output handled can end it.
+func TestAChildKeepingTheOutputOpenDoesNotHoldTheWorker(t *testing.T) {
+	var out syncBuilder
+	o, err := process.New(process.Options{Stdout: &out, Stderr: &out, OutputWait: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { o.Close() })
+	release := filepath.Join(t.TempDir(), "release")
+	p, err := o.Start(supervisor.ProcessSpec{Group: "g", Slot: 0, Dir: t.TempDir(),
+		Env: []string{"RELEASE=" + release},
+		Command: []string{"sh", "-c", `(while [ ! -e "$RELEASE" ]; do sleep 0.01; done; echo the child, later) &
+			echo last words; echo on stderr >&2`}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done(t, p)
+	got := p.Output()
+	sort.Strings(got)
+	if want := []string{"last words", "on stderr"}; strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("Output() = %q, want %q", got, want)
+	}
+	if strings.Contains(out.String(), "the child") {
+		t.Fatalf("the child wrote before it was released: %q", out.String())
+	}
+	if err := os.WriteFile(release, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(wait); !strings.Contains(out.String(), "[g/0] the child, later\n"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the child's output never passed through: %q", out.String())
+		}
+	}
+}
+
+// syncBuilder is a strings.Builder that output may be written to while
+// the test reads it.
+type syncBuilder struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuilder) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuilder) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
