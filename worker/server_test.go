@@ -267,6 +267,9 @@ var _ = Describe("Server's drain", func() {
 				for {
 					select {
 					case <-stop:
+						if c != nil {
+							c.c.Close() // or the worker that stays waits out its grace for it
+						}
 						return
 					default:
 					}
