@@ -5,6 +5,7 @@ package sdk_test
 import (
 	"os"
 	"os/exec"
+	"sync"
 	"testing"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -32,18 +33,46 @@ var libraries = map[string]library{
 	"node":   {dir: "node", command: []string{"node", "--test"}, install: "node (apt-get install nodejs)"},
 }
 
+// started starts every library's tests at once, the first time a spec
+// asks: they run side by side, and each spec waits for its own.
+var started = sync.OnceValue(func() map[string]*run {
+	runs := map[string]*run{}
+	for lang, lib := range libraries {
+		r := &run{}
+		runs[lang] = r
+		if _, err := exec.LookPath(lib.command[0]); err != nil {
+			r.missing = lib.command[0] + " is not installed: the " + lang + " library's tests need " + lib.install
+			continue
+		}
+		cmd := exec.Command(lib.command[0], lib.command[1:]...)
+		cmd.Dir = lib.dir
+		cmd.Env = append(os.Environ(), "PYTHONDONTWRITEBYTECODE=1") // leave no __pycache__ in the tree
+		r.session, r.err = gexec.Start(cmd, nil, nil)
+	}
+	return runs
+})
+
+// run is one library's test run.
+type run struct {
+	session *gexec.Session
+	err     error
+	missing string // why it could not start
+}
+
 var _ = Describe("Worker libraries", func() {
 	for lang, lib := range libraries {
 		It("pass their own tests: "+lang, func() {
-			if _, err := exec.LookPath(lib.command[0]); err != nil {
-				Fail(lib.command[0] + " is not installed: the " + lang + " library's tests need " + lib.install)
+			r := started()[lang]
+			if r.missing != "" {
+				Fail(r.missing)
 			}
-			cmd := exec.Command(lib.command[0], lib.command[1:]...)
-			cmd.Dir = lib.dir
-			cmd.Env = append(os.Environ(), "PYTHONDONTWRITEBYTECODE=1") // leave no __pycache__ in the tree
-			s, err := gexec.Start(cmd, GinkgoWriter, GinkgoWriter)
-			Expect(err).NotTo(HaveOccurred())
-			Eventually(s, "5m").Should(gexec.Exit(0), "%v in sdk/%s failed; its output is above", lib.command, lib.dir)
+			Expect(r.err).NotTo(HaveOccurred())
+			Eventually(r.session, "5m").Should(gexec.Exit(), "%v in sdk/%s never ended", lib.command, lib.dir)
+			Expect(r.session.ExitCode()).To(BeZero(), "%v in sdk/%s failed:\n%s%s",
+				lib.command, lib.dir, r.session.Out.Contents(), r.session.Err.Contents())
 		})
 	}
 })
+
+// A run the suite left (a spec failed or timed out) ends with it.
+var _ = AfterSuite(func() { gexec.KillAndWait() })
