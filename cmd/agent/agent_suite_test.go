@@ -11,6 +11,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 
 	"github.com/softreload/softreload/agent/testworker"
+	"github.com/softreload/softreload/internal/testing/controlplane"
 	"github.com/softreload/softreload/internal/testing/envtest"
 	"github.com/softreload/softreload/internal/testing/suite"
 )
@@ -29,7 +30,10 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	agentBin = filepath.Join(dir, "agent")
-	if out, err := exec.Command("go", "build", "-o", agentBin, ".").CombinedOutput(); err != nil {
+	// go run, not go build: go run keeps the linked agent in the build
+	// cache, so that a second run of the suite links nothing; the agent's
+	// install command copies it here, as the pod's init container does.
+	if out, err := exec.Command("go", "run", ".", "install", agentBin).CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "building the agent: %v\n%s", err, out)
 		os.Exit(1)
 	}
@@ -44,6 +48,6 @@ var env *envtest.Env
 
 func TestAgentBinary(t *testing.T) { suite.Run(t, "cmd/agent") }
 
-var _ = BeforeSuite(func() { env = suite.StartControlPlane(envtest.Options{}) })
+var _ = BeforeSuite(func() { env = controlplane.Start(envtest.Options{}) })
 
-var _ = AfterSuite(func() { suite.StopControlPlane(env) })
+var _ = AfterSuite(func() { controlplane.Stop(env) })
