@@ -21,6 +21,7 @@ import (
 
 	workersv1alpha1 "github.com/softreload/softreload/api/v1alpha1"
 	"github.com/softreload/softreload/internal/plugin"
+	"github.com/softreload/softreload/internal/testing/controlplane"
 	"github.com/softreload/softreload/internal/testing/envtest"
 	"github.com/softreload/softreload/internal/testing/suite"
 )
@@ -37,14 +38,14 @@ var (
 func TestPlugin(t *testing.T) { suite.Run(t, "internal/plugin") }
 
 var _ = BeforeSuite(func() {
-	env = suite.StartControlPlane(envtest.Options{})
+	env = controlplane.Start(envtest.Options{})
 	if env == nil {
 		return
 	}
 	kubeconfig = adminKubeconfig(env.Environment())
 })
 
-var _ = AfterSuite(func() { suite.StopControlPlane(env) })
+var _ = AfterSuite(func() { controlplane.Stop(env) })
 
 // adminKubeconfig adds a user of group system:masters to a control plane
 // and writes a kubeconfig for it, in a directory removed after the suite.

@@ -32,6 +32,19 @@ type Options struct {
 	Now func() time.Time
 }
 
+// Main runs kubectl softreload with args (the command line less the
+// program's name) and returns its exit code: 0, or 1 once the error is
+// written to the error stream as "error: ...", as kubectl's commands do.
+func Main(ctx context.Context, streams genericiooptions.IOStreams, args []string) int {
+	cmd := NewCommand(Options{Streams: streams})
+	cmd.SetArgs(append([]string{}, args...)) // never nil: cobra would read os.Args
+	if err := cmd.ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(cmd.ErrOrStderr(), "error:", err)
+		return 1
+	}
+	return 0
+}
+
 // NewCommand returns kubectl softreload with all its subcommands.
 func NewCommand(opts Options) *cobra.Command {
 	if opts.Now == nil {
