@@ -31,6 +31,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	workersv1alpha1 "github.com/softreload/softreload/api/v1alpha1"
+	"github.com/softreload/softreload/internal/testing/controlplane"
 	"github.com/softreload/softreload/internal/testing/envtest"
 	"github.com/softreload/softreload/internal/testing/fakeagent"
 	"github.com/softreload/softreload/internal/testing/suite"
@@ -66,10 +67,10 @@ var _ = BeforeSuite(func() {
 	// A rollout on a loaded machine takes seconds, not Gomega's default 1s.
 	SetDefaultEventuallyTimeout(timeout)
 	SetDefaultEventuallyPollingInterval(50 * time.Millisecond)
-	poolEnv = suite.StartControlPlane(envtest.Options{})
+	poolEnv = controlplane.Start(envtest.Options{})
 })
 
-var _ = AfterSuite(func() { suite.StopControlPlane(poolEnv) })
+var _ = AfterSuite(func() { controlplane.Stop(poolEnv) })
 
 const (
 	timeout  = 90 * time.Second

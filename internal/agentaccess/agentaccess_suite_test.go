@@ -5,6 +5,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 
+	"github.com/softreload/softreload/internal/testing/controlplane"
 	"github.com/softreload/softreload/internal/testing/envtest"
 	"github.com/softreload/softreload/internal/testing/suite"
 )
@@ -14,6 +15,6 @@ var env *envtest.Env
 
 func TestAgentAccess(t *testing.T) { suite.Run(t, "internal/agentaccess") }
 
-var _ = BeforeSuite(func() { env = suite.StartControlPlane(envtest.Options{}) })
+var _ = BeforeSuite(func() { env = controlplane.Start(envtest.Options{}) })
 
-var _ = AfterSuite(func() { suite.StopControlPlane(env) })
+var _ = AfterSuite(func() { controlplane.Stop(env) })

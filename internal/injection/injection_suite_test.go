@@ -7,6 +7,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
+	"github.com/softreload/softreload/internal/testing/controlplane"
 	"github.com/softreload/softreload/internal/testing/envtest"
 	"github.com/softreload/softreload/internal/testing/suite"
 )
@@ -20,7 +21,7 @@ func TestInjection(t *testing.T) { suite.Run(t, "internal/injection") }
 var _ = BeforeSuite(func() {
 	root, err := envtest.RepoRoot()
 	Expect(err).NotTo(HaveOccurred())
-	env = suite.StartControlPlane(envtest.Options{WebhookPaths: []string{filepath.Join(root, "config", "webhook", "manifests.yaml")}})
+	env = controlplane.Start(envtest.Options{WebhookPaths: []string{filepath.Join(root, "config", "webhook", "manifests.yaml")}})
 })
 
-var _ = AfterSuite(func() { suite.StopControlPlane(env) })
+var _ = AfterSuite(func() { controlplane.Stop(env) })

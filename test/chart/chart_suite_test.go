@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/softreload/softreload/internal/testing/controlplane"
 	"github.com/softreload/softreload/internal/testing/envtest"
 	"github.com/softreload/softreload/internal/testing/suite"
 )
@@ -20,7 +21,7 @@ var env *envtest.Env
 func TestChart(t *testing.T) { suite.Run(t, "test/chart") }
 
 var _ = BeforeSuite(func() {
-	env = suite.StartControlPlane(envtest.Options{})
+	env = controlplane.Start(envtest.Options{})
 	if env == nil {
 		return
 	}
@@ -28,4 +29,4 @@ var _ = BeforeSuite(func() {
 	Expect(env.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}})).To(Succeed())
 })
 
-var _ = AfterSuite(func() { suite.StopControlPlane(env) })
+var _ = AfterSuite(func() { controlplane.Stop(env) })

@@ -7,8 +7,6 @@ import (
 	"github.com/onsi/ginkgo/v2"
 	"github.com/onsi/gomega"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
-
-	"github.com/softreload/softreload/internal/testing/envtest"
 )
 
 // Labels of the specs that go test -short leaves out. go test
@@ -48,27 +46,4 @@ func short(filter string) string {
 		return quick
 	}
 	return "(" + filter + ") && " + quick
-}
-
-// StartControlPlane starts a control plane for the suite; call it from
-// BeforeSuite. With go test -short it starts nothing and returns nil: no
-// spec that needs one runs.
-func StartControlPlane(opts envtest.Options) *envtest.Env {
-	if testing.Short() {
-		return nil
-	}
-	env, err := envtest.Start(opts)
-	if err != nil {
-		ginkgo.Fail(err.Error()) // the error as it reads, not as a Go value
-	}
-	return env
-}
-
-// StopControlPlane stops what StartControlPlane started; call it from
-// AfterSuite. A nil env is nothing to stop.
-func StopControlPlane(env *envtest.Env) {
-	if env == nil {
-		return
-	}
-	gomega.Expect(env.Stop()).To(gomega.Succeed(), "stopping the control plane")
 }
