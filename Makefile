@@ -66,7 +66,7 @@ verify: ## Regenerate everything and fail on any difference; run lint.
 
 .PHONY: test
 test: ## Run every test (unit, envtest, end-to-end) with -race.
-	$(WITH_ASSETS) go test $(GO_TEST_FLAGS) ./...
+	$(WITH_ASSETS) go test $(GO_TEST_FLAGS) -tags e2e ./...
 	go test $(GO_TEST_FLAGS) -short -tags softreload_local ./cmd/agent -ginkgo.label-filter=local
 
 .PHONY: test-short

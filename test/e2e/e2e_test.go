@@ -1,3 +1,5 @@
+//go:build e2e
+
 // Package e2e runs softreload whole, on one machine: a real kube-apiserver
 // and etcd, the manager as a process, and three agent pods (real agent
 // processes with pod-bound tokens, running the walkthrough's Python app on

@@ -1,3 +1,5 @@
+//go:build e2e
+
 // Package gateway_test runs softreload's gateway pattern (examples/gateway,
 // docs/gateway.md) under a standalone agent: WebSocket clients on a gateway
 // that is never reloaded, whose messages the reloadable business group

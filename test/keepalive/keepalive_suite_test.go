@@ -1,3 +1,5 @@
+//go:build e2e
+
 // Package keepalive_test runs every example worker under the agent with
 // keep-alive clients and new-connection clients at once, through reloads:
 // no request fails, every client sees the new code within a second of the

@@ -1,3 +1,5 @@
+//go:build e2e
+
 // Package ownership runs softreload on one machine (a real kube-apiserver
 // and etcd, the manager as a process, three agent pods of the walkthrough's
 // pool serving real sockets under load) and checks the rule "one pod, one
