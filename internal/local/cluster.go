@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -323,18 +324,72 @@ func (c *Cluster) agentOf(name string) (*Pod, *process, error) {
 }
 
 // KillAgent kills the agent of the named pod with SIGKILL, as a crash or
-// the OOM killer would, and returns once it has exited. Its workers are
-// the agent's to take down (they die with their parent).
+// the OOM killer would, and returns once it and its workers have exited.
 func (c *Cluster) KillAgent(name string) error {
 	_, proc, err := c.agentOf(name)
 	if err != nil {
 		return err
 	}
+	// Its workers die with it (the agent starts them with a parent-death
+	// signal), a moment later. A container's processes are all gone before
+	// the kubelet starts it again, so this waits for them too: a restarted
+	// agent would otherwise find its ports still held.
+	workers := children(proc.cmd.Process.Pid)
 	if err := proc.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		return fmt.Errorf("local: killing the agent of pod %s: %w", name, err)
 	}
 	<-proc.done
+	for pid, started := range workers {
+		err := wait.PollUntilContextTimeout(context.Background(), 5*time.Millisecond, time.Minute, true,
+			func(context.Context) (bool, error) { return !alive(pid, started), nil })
+		if err != nil {
+			return fmt.Errorf("local: the worker %d of pod %s's killed agent still runs", pid, name)
+		}
+	}
 	return nil
+}
+
+// children are the child processes of pid, each with its start time (in
+// clock ticks since boot), which tells it from a later process that gets
+// its pid.
+func children(pid int) map[int]string {
+	out := map[int]string{}
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	for _, t := range tasks {
+		b, _ := os.ReadFile(t)
+		for _, f := range strings.Fields(string(b)) {
+			child, err := strconv.Atoi(f)
+			if err != nil {
+				continue
+			}
+			if state, started, ok := procStat(child); ok && state != "Z" {
+				out[child] = started
+			}
+		}
+	}
+	return out
+}
+
+// alive reports whether the process pid that started at started still
+// runs: it exists, is not a zombie (whose descriptors are closed), and is
+// the same process.
+func alive(pid int, started string) bool {
+	state, now, ok := procStat(pid)
+	return ok && state != "Z" && now == started
+}
+
+// procStat reads a process's state and start time from /proc/PID/stat.
+func procStat(pid int) (state, started string, ok bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return "", "", false
+	}
+	// pid (comm) state ppid ...: comm may hold spaces and parentheses.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	if len(f) < 20 {
+		return "", "", false
+	}
+	return f[0], f[19], true // fields 3 and 22 of proc(5)
 }
 
 // RestartAgent starts the agent of the named pod again once it has exited,
