@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -249,7 +248,7 @@ func TestALongLinePassesWhole(t *testing.T) {
 // output still passes through. The limit on that wait is longer than the
 // test's, so only seeing the output handled can end it.
 func TestAChildKeepingTheOutputOpenDoesNotHoldTheWorker(t *testing.T) {
-	var out syncBuilder
+	var out testworker.Output
 	o, err := process.New(process.Options{Stdout: &out, Stderr: &out, OutputWait: time.Hour})
 	if err != nil {
 		t.Fatal(err)
@@ -280,23 +279,4 @@ func TestAChildKeepingTheOutputOpenDoesNotHoldTheWorker(t *testing.T) {
 			t.Fatalf("the child's output never passed through: %q", out.String())
 		}
 	}
-}
-
-// syncBuilder is a strings.Builder that output may be written to while
-// the test reads it.
-type syncBuilder struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuilder) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuilder) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
