@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	. "github.com/onsi/gomega"
+
 	"github.com/softreload/softreload/agent/process"
 	"github.com/softreload/softreload/agent/supervisor"
 	"github.com/softreload/softreload/agent/testworker"
@@ -274,9 +276,6 @@ func TestAChildKeepingTheOutputOpenDoesNotHoldTheWorker(t *testing.T) {
 	if err := os.WriteFile(release, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(wait); !strings.Contains(out.String(), "[g/0] the child, later\n"); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the child's output never passed through: %q", out.String())
-		}
-	}
+	NewWithT(t).Eventually(out.String).WithTimeout(wait).Should(ContainSubstring("[g/0] the child, later\n"),
+		"the child's output, after the worker")
 }
