@@ -1,12 +1,15 @@
 package process_test
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -22,7 +25,29 @@ import (
 func TestMain(m *testing.M) {
 	process.RunShimIfAsked()
 	testworker.RunIfAsked()
+	if n, err := strconv.Atoi(os.Getenv(startsWorkers)); err == nil {
+		startWorkersAndWait(n)
+	}
 	os.Exit(m.Run())
+}
+
+// startsWorkers makes the test binary an agent of N workers: it starts
+// them, prints their pids and waits to be killed.
+const startsWorkers = "PROCESS_TEST_STARTS_WORKERS"
+
+func startWorkersAndWait(n int) {
+	o, err := process.New(process.Options{})
+	if err != nil {
+		panic(err)
+	}
+	for i := range n {
+		p, err := o.Start(supervisor.ProcessSpec{Group: "g", Slot: i, Dir: "/", Command: []string{"sleep", "1000"}})
+		if err != nil {
+			panic(err)
+		}
+		fmt.Println(p.Pid())
+	}
+	select {}
 }
 
 // ExampleOS_Start shows the worker contract: the sockets from fd 3 with
@@ -278,4 +303,60 @@ func TestAChildKeepingTheOutputOpenDoesNotHoldTheWorker(t *testing.T) {
 	}
 	NewWithT(t).Eventually(out.String).WithTimeout(wait).Should(ContainSubstring("[g/0] the child, later\n"),
 		"the child's output, after the worker")
+}
+
+// TestWorkersDieWithAKilledAgent: an agent killed with SIGKILL takes its
+// workers with it (their parent-death signal), so that none holds the
+// pod's ports when it starts again.
+func TestWorkersDieWithAKilledAgent(t *testing.T) {
+	const n = 16
+	agent := exec.Command(os.Args[0])
+	agent.Env = append(os.Environ(), startsWorkers+"="+strconv.Itoa(n))
+	out, err := agent.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := agent.Start(); err != nil {
+		t.Fatal(err)
+	}
+	started := map[int]string{}
+	lines := bufio.NewScanner(out)
+	for len(started) < n && lines.Scan() {
+		pid, err := strconv.Atoi(lines.Text())
+		if err != nil {
+			t.Fatalf("the agent printed %q, not a pid", lines.Text())
+		}
+		started[pid] = startTime(pid)
+	}
+	if len(started) < n {
+		t.Fatalf("the agent started %d workers, not %d", len(started), n)
+	}
+	if err := agent.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = agent.Wait()
+	NewWithT(t).Eventually(func() []int {
+		var alive []int
+		for pid, at := range started {
+			if st := startTime(pid); st != "" && st == at {
+				alive = append(alive, pid)
+			}
+		}
+		return alive
+	}).WithTimeout(wait).Should(BeEmpty(), "workers alive after their agent was killed")
+}
+
+// startTime is the start time of process pid from /proc/PID/stat, which
+// tells it from a later process with its pid; "" once it has exited (a
+// zombie has closed everything it held).
+func startTime(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	if len(f) < 20 || f[0] == "Z" {
+		return ""
+	}
+	return f[19]
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -15,6 +16,19 @@ const shimEnv = "SOFTRELOAD_SHIM"
 
 // shimArg0 is the shim's argv[0], what ps shows for the instant it lives.
 const shimArg0 = "softreload-shim"
+
+// The shim execs from the process's main thread. The agent starts each
+// worker with a parent-death signal (SIGKILL), which the kernel keeps per
+// thread: a process that execs from another thread becomes that thread and
+// loses it (a new thread starts without one), and its worker would outlive
+// a killed agent, holding the pod's ports. The Go runtime may move the main
+// goroutine to another thread before main runs; locking it in init keeps
+// it on the main thread.
+func init() {
+	if os.Getenv(shimEnv) == "1" {
+		runtime.LockOSThread()
+	}
+}
 
 // RunShimIfAsked turns this process into the worker it was asked to start,
 // if it was started as the shim; otherwise it returns at once. Call it
