@@ -343,7 +343,10 @@ func (c *Cluster) KillAgent(name string) error {
 		err := wait.PollUntilContextTimeout(context.Background(), 5*time.Millisecond, time.Minute, true,
 			func(context.Context) (bool, error) { return !alive(pid, started), nil })
 		if err != nil {
-			return fmt.Errorf("local: the worker %d of pod %s's killed agent still runs", pid, name)
+			cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+			status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+			return fmt.Errorf("local: the process %d (%s) that the killed agent of pod %s had started still runs:\n%s",
+				pid, strings.Join(strings.Fields(strings.ReplaceAll(string(cmdline), "\x00", " ")), " "), name, status)
 		}
 	}
 	return nil
