@@ -1,6 +1,7 @@
 package codedir
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -51,6 +52,39 @@ func Hash(src string, skip ...string) (string, error) {
 		return "", err
 	}
 	return h.sum(), nil
+}
+
+// Holds reports whether the directory dir holds the code of src: every
+// directory of src with its mode, and every regular file with its mode and
+// content, at the same paths. dir may hold more: what the workers that run
+// there wrote (Python's __pycache__, say) is not a change of the code. The
+// error names the first difference.
+func Holds(dir, src string) error {
+	return walk(src, nil, func(e entry) error {
+		path := filepath.Join(dir, filepath.FromSlash(e.rel))
+		info, err := os.Stat(path)
+		if err != nil {
+			return fmt.Errorf("%s is missing", e.rel)
+		}
+		if info.Mode() != e.info.Mode() {
+			return fmt.Errorf("%s has mode %v, not %v", e.rel, info.Mode(), e.info.Mode())
+		}
+		if e.info.IsDir() {
+			return nil
+		}
+		want, err := os.ReadFile(e.path)
+		if err != nil {
+			return err
+		}
+		got, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(got, want) {
+			return fmt.Errorf("%s has other content", e.rel)
+		}
+		return nil
+	})
 }
 
 // hasher accumulates the content hash of a revision.

@@ -79,8 +79,9 @@ func PruneRevisions(root string, limit int, inUse ...string) error {
 // that leaves from refused (agent/codedir). It is what the code container
 // of image mode runs, each time it starts. A to that is there already must
 // hold the same files (the same image delivered again, after a restart of
-// its container): one with other content is an error, never kept, since
-// workers would run code that is not the image's.
+// its container), besides any its workers wrote there: one whose files
+// differ is an error, never kept, since workers would run code that is not
+// the image's.
 func CopyTree(from, to string) error {
 	if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
 		return fmt.Errorf("creating %s: %w", filepath.Dir(to), err)
@@ -94,17 +95,10 @@ func CopyTree(from, to string) error {
 		return fmt.Errorf("copying the code from %s: %w", from, err)
 	}
 	if _, err := os.Stat(to); err == nil {
-		// Both copies made the same way: equal hashes, equal code.
-		want, err := codedir.Hash(tmp)
-		if err != nil {
-			return err
-		}
-		got, err := codedir.Hash(to)
-		if err != nil {
-			return fmt.Errorf("reading the code in %s: %w", to, err)
-		}
-		if got != want {
-			return fmt.Errorf("%s already holds other code than %s of this image: an image reference must always name the same content (was its tag pushed again? give the new code a new tag)", to, from)
+		// The workers run in to and may have written there (Python's
+		// __pycache__): the image's own files are what must be the same.
+		if err := codedir.Holds(to, tmp); err != nil {
+			return fmt.Errorf("%s already holds other code than %s of this image (%v): an image reference must always name the same content (was its tag pushed again? give the new code a new tag)", to, from, err)
 		}
 		return nil
 	}

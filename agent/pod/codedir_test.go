@@ -102,6 +102,15 @@ var _ = Describe("CopyTree", func() {
 		Expect(pod.CopyTree(from, to)).To(Succeed(), "delivering the same code again")
 	})
 
+	// Workers run in the delivered directory, and Python writes
+	// __pycache__ next to what it imports: the image delivered again after
+	// a restart of its container (a rollback to it) is still its code.
+	It("takes the same code again beside what its workers wrote there", func() {
+		Expect(os.MkdirAll(filepath.Join(to, "lib", "__pycache__"), 0o755)).To(Succeed())
+		Expect(os.WriteFile(filepath.Join(to, "lib", "__pycache__", "x.cpython-311.pyc"), []byte("bytecode"), 0o644)).To(Succeed())
+		Expect(pod.CopyTree(from, to)).To(Succeed(), "delivering the same code again")
+	})
+
 	It("refuses a missing directory", func() {
 		Expect(pod.CopyTree(filepath.Join(from, "missing"), filepath.Join(GinkgoT().TempDir(), "x"))).NotTo(Succeed())
 	})
