@@ -246,6 +246,10 @@ var _ = Describe("softreload on a real node", Label("realnode"), Ordered, func()
 		for _, kp := range s.currentPods() {
 			Eventually(func() string { return codeImage(s.getPod(kp.Name)) }).WithTimeout(rolloutTimeout).WithPolling(poll).
 				Should(Equal(v2.Ref()), "pod %s: the image of %s after the rollback", kp.Name, codeContainer)
+			// The pod that tried the broken image delivers the good one
+			// again, where its workers have run (and written) since.
+			Eventually(func() bool { return runsFor(s.getPod(kp.Name), codeContainer, 5*time.Second) }).WithTimeout(rolloutTimeout).WithPolling(poll).
+				Should(BeTrue(), "pod %s: container %s runs again after the rollback", kp.Name, codeContainer)
 			if kp.Name != tried[0] {
 				Expect(restarts(&kp, codeContainer)).To(Equal(codeRestarts[kp.Name]), "pod %s (not tried): restarts of %s", kp.Name, codeContainer)
 				Expect(after[kp.Name]).To(Equal(before[kp.Name]), "pod %s (not tried): web workers", kp.Name)

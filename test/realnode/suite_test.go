@@ -383,6 +383,17 @@ func restarts(p *corev1.Pod, container string) int32 {
 	return -1
 }
 
+// runsFor reports whether the container of p has run, ready, for at least
+// d: a container in a crash loop runs for moments at a time.
+func runsFor(p *corev1.Pod, container string, d time.Duration) bool {
+	for _, cs := range p.Status.ContainerStatuses {
+		if cs.Name == container {
+			return cs.Ready && cs.State.Running != nil && time.Since(cs.State.Running.StartedAt.Time) >= d
+		}
+	}
+	return false
+}
+
 // budget is how many pods may reload at once: the pool's maxUnavailable
 // of the pods under test.
 func (s *suite) budget() int {
