@@ -98,7 +98,7 @@ func CopyTree(from, to string) error {
 		// The workers run in to and may have written there (Python's
 		// __pycache__): the image's own files are what must be the same.
 		if err := codedir.Holds(to, tmp); err != nil {
-			return fmt.Errorf("%s already holds other code than %s of this image (%v): an image reference must always name the same content (was its tag pushed again? give the new code a new tag)", to, from, err)
+			return fmt.Errorf("%s already holds other code than %s of this image (%w): an image reference must always name the same content (was its tag pushed again? give the new code a new tag)", to, from, err)
 		}
 		return nil
 	}
