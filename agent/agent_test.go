@@ -28,6 +28,7 @@ import (
 	"github.com/softreload/softreload/agent/testworker"
 	"github.com/softreload/softreload/api/v1alpha1"
 	"github.com/softreload/softreload/internal/load"
+	"github.com/softreload/softreload/internal/procstat"
 	"github.com/softreload/softreload/internal/testing/loopback"
 	"github.com/softreload/softreload/internal/testing/suite"
 )
@@ -417,19 +418,17 @@ var _ = Describe("The agent", func() {
 		// The child is the agent's now: once it dies, only the agent can
 		// reap it.
 		Eventually(func() (int, error) {
-			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", orphan))
+			st, err := procstat.Read(orphan)
 			if err != nil {
 				return 0, StopTrying("the orphan is gone before it was killed").Wrap(err)
 			}
-			// pid (comm) state ppid ...
-			f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
-			return strconv.Atoi(f[1])
+			return st.PPid, nil
 		}).WithTimeout(wait).WithPolling(10*time.Millisecond).Should(Equal(os.Getpid()), "the orphan's parent, the agent")
 
 		By("killing the orphan, which the agent reaps")
 		Expect(syscall.Kill(orphan, syscall.SIGKILL)).To(Succeed())
 		Eventually(func() error {
-			_, err := os.Stat(fmt.Sprintf("/proc/%d/stat", orphan))
+			_, err := procstat.Read(orphan)
 			return err
 		}).WithTimeout(wait).WithPolling(20*time.Millisecond).Should(MatchError(os.ErrNotExist), "the orphan %d was never reaped", orphan)
 	})

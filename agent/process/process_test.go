@@ -20,6 +20,7 @@ import (
 	"github.com/softreload/softreload/agent/process"
 	"github.com/softreload/softreload/agent/supervisor"
 	"github.com/softreload/softreload/agent/testworker"
+	"github.com/softreload/softreload/internal/procstat"
 )
 
 func TestMain(m *testing.M) {
@@ -319,14 +320,18 @@ func TestWorkersDieWithAKilledAgent(t *testing.T) {
 	if err := agent.Start(); err != nil {
 		t.Fatal(err)
 	}
-	started := map[int]string{}
+	started := map[int]uint64{}
 	lines := bufio.NewScanner(out)
 	for len(started) < n && lines.Scan() {
 		pid, err := strconv.Atoi(lines.Text())
 		if err != nil {
 			t.Fatalf("the agent printed %q, not a pid", lines.Text())
 		}
-		started[pid] = startTime(pid)
+		st, err := procstat.Read(pid)
+		if err != nil {
+			t.Fatalf("worker %d: %v", pid, err)
+		}
+		started[pid] = st.StartTime
 	}
 	if len(started) < n {
 		t.Fatalf("the agent started %d workers, not %d", len(started), n)
@@ -338,25 +343,10 @@ func TestWorkersDieWithAKilledAgent(t *testing.T) {
 	NewWithT(t).Eventually(func() []int {
 		var alive []int
 		for pid, at := range started {
-			if st := startTime(pid); st != "" && st == at {
+			if procstat.Runs(pid, at) {
 				alive = append(alive, pid)
 			}
 		}
 		return alive
 	}).WithTimeout(wait).Should(BeEmpty(), "workers alive after their agent was killed")
-}
-
-// startTime is the start time of process pid from /proc/PID/stat, which
-// tells it from a later process with its pid; "" once it has exited (a
-// zombie has closed everything it held).
-func startTime(pid int) string {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return ""
-	}
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
-	if len(f) < 20 || f[0] == "Z" {
-		return ""
-	}
-	return f[19]
 }

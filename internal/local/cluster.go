@@ -30,6 +30,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	workersv1alpha1 "github.com/softreload/softreload/api/v1alpha1"
+	"github.com/softreload/softreload/internal/procstat"
 	"github.com/softreload/softreload/internal/testing/envtest"
 )
 
@@ -341,7 +342,7 @@ func (c *Cluster) KillAgent(name string) error {
 	<-proc.done
 	for pid, started := range workers {
 		err := wait.PollUntilContextTimeout(context.Background(), 5*time.Millisecond, time.Minute, true,
-			func(context.Context) (bool, error) { return !alive(pid, started), nil })
+			func(context.Context) (bool, error) { return !procstat.Runs(pid, started), nil })
 		if err != nil {
 			cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 			status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
@@ -355,8 +356,8 @@ func (c *Cluster) KillAgent(name string) error {
 // children are the child processes of pid, each with its start time (in
 // clock ticks since boot), which tells it from a later process that gets
 // its pid.
-func children(pid int) map[int]string {
-	out := map[int]string{}
+func children(pid int) map[int]uint64 {
+	out := map[int]uint64{}
 	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
 	for _, t := range tasks {
 		b, _ := os.ReadFile(t)
@@ -365,34 +366,12 @@ func children(pid int) map[int]string {
 			if err != nil {
 				continue
 			}
-			if state, started, ok := procStat(child); ok && state != "Z" {
-				out[child] = started
+			if st, err := procstat.Read(child); err == nil && !st.Exited() {
+				out[child] = st.StartTime
 			}
 		}
 	}
 	return out
-}
-
-// alive reports whether the process pid that started at started still
-// runs: it exists, is not a zombie (whose descriptors are closed), and is
-// the same process.
-func alive(pid int, started string) bool {
-	state, now, ok := procStat(pid)
-	return ok && state != "Z" && now == started
-}
-
-// procStat reads a process's state and start time from /proc/PID/stat.
-func procStat(pid int) (state, started string, ok bool) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return "", "", false
-	}
-	// pid (comm) state ppid ...: comm may hold spaces and parentheses.
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
-	if len(f) < 20 {
-		return "", "", false
-	}
-	return f[0], f[19], true // fields 3 and 22 of proc(5)
 }
 
 // RestartAgent starts the agent of the named pod again once it has exited,

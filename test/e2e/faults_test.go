@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -26,6 +25,7 @@ import (
 	"github.com/softreload/softreload/internal/agentaccess"
 	"github.com/softreload/softreload/internal/local"
 	"github.com/softreload/softreload/internal/poolrevision"
+	"github.com/softreload/softreload/internal/procstat"
 )
 
 // The faults of a running pool, injected for real: processes killed and
@@ -413,42 +413,12 @@ func (s *suite) waitLogged(p *local.Pod, offset int64, text, what string) {
 	})
 }
 
-// procStat is what /proc/PID/stat says of a process.
-type procStat struct {
-	comm  string
-	state byte
-	ppid  int
-	start uint64 // clock ticks after boot: with the pid, it names one process
-}
-
-// readStat reads /proc/pid/stat; false when there is no such process.
-func readStat(pid int) (procStat, bool) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return procStat{}, false
-	}
-	// The command is in parentheses and may hold anything; the fields after
-	// it are state (3), ppid (4), ... starttime (22).
-	open, end := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
-	if open < 0 || end < open {
-		return procStat{}, false
-	}
-	f := strings.Fields(string(b[end+1:]))
-	if len(f) < 20 || len(f[0]) != 1 {
-		return procStat{}, false
-	}
-	st := procStat{comm: string(b[open+1 : end]), state: f[0][0]}
-	st.ppid, _ = strconv.Atoi(f[1])
-	st.start, _ = strconv.ParseUint(f[19], 10, 64)
-	return st, true
-}
-
 // processes records the processes behind pids, to tell later whether they
 // still run.
-func processes(pids []int) map[int]procStat {
-	out := map[int]procStat{}
+func processes(pids []int) map[int]procstat.Stat {
+	out := map[int]procstat.Stat{}
 	for _, pid := range pids {
-		if st, ok := readStat(pid); ok {
+		if st, err := procstat.Read(pid); err == nil {
 			out[pid] = st
 		}
 	}
@@ -458,14 +428,14 @@ func processes(pids []int) map[int]procStat {
 // running describes the processes of procs that still run: not exited (an
 // exited process its parent has not reaped yet does not run), and not a
 // new process that was given the same pid.
-func running(procs map[int]procStat) []string {
+func running(procs map[int]procstat.Stat) []string {
 	var out []string
 	for pid, was := range procs {
-		st, ok := readStat(pid)
-		if !ok || st.start != was.start || st.state == 'Z' || st.state == 'X' {
+		st, err := procstat.Read(pid)
+		if err != nil || st.StartTime != was.StartTime || st.Exited() {
 			continue
 		}
-		out = append(out, fmt.Sprintf("pid %d (%s) state %c, parent %d (its parent was %d)", pid, st.comm, st.state, st.ppid, was.ppid))
+		out = append(out, fmt.Sprintf("pid %d (%s) state %c, parent %d (its parent was %d)", pid, st.Comm, st.State, st.PPid, was.PPid))
 	}
 	slices.Sort(out)
 	return out

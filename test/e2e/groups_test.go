@@ -24,6 +24,7 @@ import (
 	v1alpha1 "github.com/softreload/softreload/api/v1alpha1"
 	"github.com/softreload/softreload/internal/local"
 	"github.com/softreload/softreload/internal/poolrevision"
+	"github.com/softreload/softreload/internal/procstat"
 	testsuite "github.com/softreload/softreload/internal/testing/suite"
 )
 
@@ -71,7 +72,7 @@ var _ = Describe("Group changes in place under load", Ordered, Label("e2e", test
 
 	It("count 4 to 1 stops the surplus and keeps slot 0", func() {
 		before := s.webPIDs()
-		surplus := map[string]map[int]procStat{}
+		surplus := map[string]map[int]procstat.Stat{}
 		for _, p := range s.pods {
 			surplus[p.Name] = processes(before[p.Name][1:])
 		}
@@ -130,7 +131,7 @@ var _ = Describe("Group changes in place under load", Ordered, Label("e2e", test
 
 	It("the group removed stops, and the other groups keep their workers", func() {
 		before := s.webPIDs()
-		removed := map[string]map[int]procStat{}
+		removed := map[string]map[int]procstat.Stat{}
 		for _, p := range s.pods {
 			removed[p.Name] = processes(workers(s.ctx, p).PIDs("api"))
 		}

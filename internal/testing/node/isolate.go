@@ -18,6 +18,8 @@ import (
 
 	"golang.org/x/sys/unix"
 	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/softreload/softreload/internal/procstat"
 )
 
 // envDir names the cluster's state directory in the environment of the
@@ -310,8 +312,8 @@ func leftovers(netns string) []int {
 		if err != nil || pid == self {
 			continue
 		}
-		if ppid, ok := parentOf(pid); ok {
-			parent[pid] = ppid
+		if st, err := procstat.Read(pid); err == nil {
+			parent[pid] = st.PPid
 		}
 		if ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", pid)); err == nil && ns == netns {
 			inNS = append(inNS, pid)
@@ -333,26 +335,6 @@ func leftovers(netns string) []int {
 	}
 	sort.Ints(out)
 	return out
-}
-
-// parentOf reads the parent PID of pid from /proc/PID/stat.
-func parentOf(pid int) (int, bool) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, false
-	}
-	// The command name, in parentheses, may hold spaces: fields start
-	// after its closing parenthesis.
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 {
-		return 0, false
-	}
-	fields := strings.Fields(string(b[i+1:]))
-	if len(fields) < 2 {
-		return 0, false
-	}
-	ppid, err := strconv.Atoi(fields[1])
-	return ppid, err == nil
 }
 
 // restore removes the cgroups made since h was recorded, writes back the

@@ -32,6 +32,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/softreload/softreload/controllers"
+	"github.com/softreload/softreload/internal/procstat"
 	"github.com/softreload/softreload/internal/testing/envtest"
 )
 
@@ -424,54 +425,30 @@ func (c *controller) cpu() (time.Duration, error) {
 
 // processCPU returns the CPU time (user and system) process pid used.
 func processCPU(pid int) (time.Duration, error) {
-	fields, err := procStat(pid)
+	st, err := procstat.Read(pid)
 	if err != nil {
 		return 0, err
 	}
-	// utime and stime, in clock ticks (100 a second on Linux).
-	utime, _ := strconv.ParseInt(fields[11], 10, 64)
-	stime, _ := strconv.ParseInt(fields[12], 10, 64)
-	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
-}
-
-// procStat returns the fields of /proc/PID/stat after the command name
-// (which is in parentheses): the state is the first, the parent's pid the
-// second.
-func procStat(pid int) ([]string, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return nil, err
-	}
-	fields := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
-	if len(fields) < 13 {
-		return nil, fmt.Errorf("/proc/%d/stat has %d fields after the command", pid, len(fields))
-	}
-	return fields, nil
+	return st.CPU(), nil
 }
 
 // children returns the pids of this process's children by their command
-// name (/proc/PID/comm): the control plane's kube-apiserver and etcd.
+// name: the control plane's kube-apiserver and etcd.
 func children() (map[string]int, error) {
 	dirs, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil, err
 	}
-	self := strconv.Itoa(os.Getpid())
+	self := os.Getpid()
 	out := map[string]int{}
 	for _, d := range dirs {
 		pid, err := strconv.Atoi(d.Name())
 		if err != nil {
 			continue
 		}
-		fields, err := procStat(pid)
-		if err != nil || fields[1] != self {
-			continue
+		if st, err := procstat.Read(pid); err == nil && st.PPid == self {
+			out[st.Comm] = pid
 		}
-		comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
-		if err != nil {
-			continue
-		}
-		out[strings.TrimSpace(string(comm))] = pid
 	}
 	return out, nil
 }
