@@ -9,15 +9,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	"github.com/onsi/gomega/gbytes"
-	"github.com/onsi/gomega/gexec"
 
-	"github.com/softreload/softreload/agent/control"
 	"github.com/softreload/softreload/api/v1alpha1"
 	"github.com/softreload/softreload/internal/local"
 	"github.com/softreload/softreload/internal/testing/agentrun"
@@ -44,9 +40,6 @@ const (
 	pause = 20 * time.Millisecond
 	// businessTime is how long the business code takes per message.
 	businessTime = 50 * time.Millisecond
-	// killedLine is what the agent logs when it kills a worker whose stop
-	// timeout ran out.
-	killedLine = "did not stop in time"
 )
 
 var _ = Describe("The gateway pattern under the agent", func() {
@@ -69,7 +62,7 @@ var _ = Describe("The gateway pattern under the agent", func() {
 			if i == brokenAfter {
 				By("a broken revision: its first business worker exits, the agent rolls back, the clients are answered by the revision that ran")
 				a.breakCode()
-				r, err := a.client.Reload(context.Background(), true)
+				r, err := a.Client.Reload(context.Background(), true)
 				Expect(err).NotTo(HaveOccurred())
 				Expect(r.Error).NotTo(BeEmpty(), "the broken revision's reload")
 				Expect(r.Status.Running).To(Equal(running), "the revision after the rollback")
@@ -95,22 +88,15 @@ var _ = Describe("The gateway pattern under the agent", func() {
 		GinkgoWriter.Printf("%d messages answered, each once, on %d connections\n", total, clients)
 		Expect(a.pids("gateway")).To(Equal(gatewayPIDs), "the gateway worker (never reloaded)")
 		Eventually(a.gatewayConnections).Should(BeZero(), "the gateway's open connections once every client left")
-		st, err := a.client.Status(context.Background())
-		Expect(err).NotTo(HaveOccurred())
-		Expect(st.Killed()).To(BeZero(), "workers killed by their stop timeout, by agent status")
-		Expect(string(a.out.Contents())).NotTo(ContainSubstring(killedLine), "the agent's log")
-		a.stop()
-		Expect(string(a.out.Contents())).NotTo(ContainSubstring(killedLine), "the agent's log, after its own drain")
+		a.StopKillingNone()
 	})
 })
 
 // agent is an `agent run` with examples/gateway's code.
 type agent struct {
+	*agentrun.Agent
 	code     string
 	addr     string
-	client   *control.Client
-	s        *gexec.Session
-	out      *gbytes.Buffer
 	reloaded time.Time // when the last reload ended, as its caller learns it
 }
 
@@ -144,8 +130,7 @@ groups:
     listen: ["tcp://%[6]s"]
     readiness: {type: Notify, timeoutSeconds: 120}
 `, sock, python, business, businessAddr, stopTimeout, a.addr), 0o644)).To(Succeed())
-	run := agentrun.Start(agentBin, config, sock, business+1)
-	a.client, a.s, a.out = run.Client, run.Session, run.Out
+	a.Agent = agentrun.Start(agentBin, config, sock, business+1)
 	return a
 }
 
@@ -164,7 +149,7 @@ func slowBusiness(path string) {
 
 // pids returns the pids of the group's workers.
 func (a *agent) pids(group string) []int {
-	st, err := a.client.Status(context.Background())
+	st, err := a.Client.Status(context.Background())
 	Expect(err).NotTo(HaveOccurred())
 	return st.PIDs(group)
 }
@@ -172,7 +157,7 @@ func (a *agent) pids(group string) []int {
 // gatewayConnections returns the gateway's open connections, as the agent
 // counts them (agent status, and a pod's report).
 func (a *agent) gatewayConnections() int32 {
-	st, err := a.client.Status(context.Background())
+	st, err := a.Client.Status(context.Background())
 	Expect(err).NotTo(HaveOccurred())
 	for _, g := range st.Agent.Groups {
 		if g.Name == "gateway" {
@@ -185,7 +170,7 @@ func (a *agent) gatewayConnections() int32 {
 
 // running returns the revision the workers run.
 func (a *agent) running() string {
-	st, err := a.client.Status(context.Background())
+	st, err := a.Client.Status(context.Background())
 	Expect(err).NotTo(HaveOccurred())
 	return st.Agent.Running
 }
@@ -194,7 +179,7 @@ func (a *agent) running() string {
 // it returns the new revision once the agent says the reload is over.
 func (a *agent) reload(i int) string {
 	Expect(os.WriteFile(filepath.Join(a.code, "greeting.txt"), fmt.Appendf(nil, "Hello from change %d\n", i+1), 0o644)).To(Succeed())
-	r, err := a.client.Reload(context.Background(), true)
+	r, err := a.Client.Reload(context.Background(), true)
 	a.reloaded = time.Now()
 	Expect(err).NotTo(HaveOccurred())
 	Expect(r.Error).To(BeEmpty(), "reload %d failed", i+1)
@@ -217,10 +202,4 @@ func (a *agent) fixCode() {
 	fixed, ok := strings.CutPrefix(string(b), local.BrokenBusiness)
 	Expect(ok).To(BeTrue())
 	Expect(os.WriteFile(path, []byte(fixed), 0o644)).To(Succeed())
-}
-
-// stop drains the agent as a pod's shutdown does, and waits for its exit.
-func (a *agent) stop() {
-	a.s.Signal(syscall.SIGTERM)
-	Eventually(a.s).Should(gexec.Exit(0))
 }

@@ -9,15 +9,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
-	"syscall"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	"github.com/onsi/gomega/gbytes"
-	"github.com/onsi/gomega/gexec"
 
-	"github.com/softreload/softreload/agent/control"
 	"github.com/softreload/softreload/api/v1alpha1"
 	"github.com/softreload/softreload/internal/load"
 	"github.com/softreload/softreload/internal/testing/agentrun"
@@ -52,9 +48,6 @@ const (
 	// seeNewCode is how soon after a reload's end every client must get an
 	// answer of the new revision.
 	seeNewCode = time.Second
-	// killedLine is what the agent logs when it kills a worker whose stop
-	// timeout ran out.
-	killedLine = "did not stop in time"
 )
 
 var _ = Describe("An example worker under the agent", func() {
@@ -95,23 +88,16 @@ var _ = Describe("An example worker under the agent", func() {
 				Expect(s.Retried).To(BeZero(), "%s clients: %d requests had to be sent again: %v", name, s.Retried, s.Errors)
 				Expect(s.OK).NotTo(BeZero(), "%s clients: no request succeeded", name)
 			}
-			st, err := a.client.Status(context.Background())
-			Expect(err).NotTo(HaveOccurred())
-			Expect(st.Killed()).To(BeZero(), "workers killed by their stop timeout, by agent status")
-			Expect(string(a.out.Contents())).NotTo(ContainSubstring(killedLine), "the agent's log")
-			a.stop()
-			Expect(string(a.out.Contents())).NotTo(ContainSubstring(killedLine), "the agent's log, after its own drain")
+			a.StopKillingNone()
 		})
 	}
 })
 
 // agent is an `agent run` with one example's code.
 type agent struct {
-	code   string
-	port   int
-	client *control.Client
-	s      *gexec.Session
-	out    *gbytes.Buffer // stdout and stderr: the agent's log and the workers' output
+	*agentrun.Agent
+	code string
+	port int
 }
 
 func startAgent(lang string, ex example) *agent {
@@ -135,8 +121,7 @@ groups:
     readiness: {type: Notify, timeoutSeconds: 120}
     stopTimeoutSeconds: %d
 `, sock, ex.command, workers, a.port, stopTimeout), 0o644)).To(Succeed())
-	run := agentrun.Start(agentBin, config, sock, workers)
-	a.client, a.s, a.out = run.Client, run.Session, run.Out
+	a.Agent = agentrun.Start(agentBin, config, sock, workers)
 	return a
 }
 
@@ -148,17 +133,11 @@ func (a *agent) reload(i int) string {
 	_, err = fmt.Fprintln(f, "change", i)
 	Expect(err).NotTo(HaveOccurred())
 	Expect(f.Close()).To(Succeed())
-	r, err := a.client.Reload(context.Background(), true)
+	r, err := a.Client.Reload(context.Background(), true)
 	Expect(err).NotTo(HaveOccurred())
 	Expect(r.Error).To(BeEmpty(), "reload %d failed", i+1)
 	Expect(r.Status.State).To(Equal(v1alpha1.AgentReady))
 	return r.Status.Running
-}
-
-// stop drains the agent as a pod's shutdown does, and waits for its exit.
-func (a *agent) stop() {
-	a.s.Signal(syscall.SIGTERM)
-	Eventually(a.s).Should(gexec.Exit(0))
 }
 
 // seen keeps, for each client, its first answer to a request sent after a

@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
+	"syscall"
 
 	"github.com/onsi/ginkgo/v2"
 	"github.com/onsi/gomega"
@@ -51,4 +52,23 @@ func Start(bin, config, socket string, ready int32) *Agent {
 		return nil
 	}).Should(gomega.Succeed(), "every worker ready")
 	return a
+}
+
+// killedLine is what the agent logs when it kills a worker whose stop
+// timeout ran out.
+const killedLine = "did not stop in time"
+
+// StopKillingNone checks that the agent killed no worker for its stop
+// timeout (by agent status, and in its log), then stops the agent as a
+// pod's shutdown does (SIGTERM) and checks that it drained every worker
+// without killing one and exited 0.
+func (a *Agent) StopKillingNone() {
+	ginkgo.GinkgoHelper()
+	st, err := a.Client.Status(context.Background())
+	gomega.Expect(err).NotTo(gomega.HaveOccurred())
+	gomega.Expect(st.Killed()).To(gomega.BeZero(), "workers killed by their stop timeout, by agent status")
+	gomega.Expect(string(a.Out.Contents())).NotTo(gomega.ContainSubstring(killedLine), "the agent's log")
+	a.Session.Signal(syscall.SIGTERM)
+	gomega.Eventually(a.Session).Should(gexec.Exit(0))
+	gomega.Expect(string(a.Out.Contents())).NotTo(gomega.ContainSubstring(killedLine), "the agent's log, after its own drain")
 }
