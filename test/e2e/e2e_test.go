@@ -11,8 +11,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"strconv"
 	"time"
 
@@ -29,6 +27,7 @@ import (
 	"github.com/softreload/softreload/internal/load"
 	"github.com/softreload/softreload/internal/local"
 	"github.com/softreload/softreload/internal/testing/envtest"
+	"github.com/softreload/softreload/internal/testing/gatewaycheck"
 	"github.com/softreload/softreload/internal/testing/podrecord"
 	testsuite "github.com/softreload/softreload/internal/testing/suite"
 )
@@ -388,19 +387,7 @@ func (s *suite) withinBudget() {
 // connection.
 func (s *suite) answers(p *local.Pod, rev, greeting string) {
 	GinkgoHelper()
-	answer, err := s.gateways[p.Name].Ask("which revision?")
-	Expect(err).NotTo(HaveOccurred(), "pod %s: a message on the gateway's open connection", p.Name)
-	Expect(answer).To(Equal(fmt.Sprintf("%s (revision %s): which revision?", greeting, rev)), "pod %s: the gateway's answer, by the web workers", p.Name)
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil}}
-	want := fmt.Sprintf("%s (revision %s)\n", greeting, rev)
-	for range 4 { // most likely every worker
-		resp, err := client.Get("http://" + p.Addr(local.ExampleWebPort) + "/")
-		Expect(err).NotTo(HaveOccurred(), "pod %s", p.Name)
-		body, err := io.ReadAll(resp.Body)
-		_ = resp.Body.Close()
-		Expect(err).NotTo(HaveOccurred(), "pod %s's answer", p.Name)
-		Expect(string(body)).To(Equal(want), "pod %s's answer", p.Name)
-	}
+	gatewaycheck.Answers(p.Name, s.gateways[p.Name], p.Addr(local.ExampleWebPort), rev, greeting)
 }
 
 func (s *suite) webPIDs() map[string][]int {

@@ -5,9 +5,7 @@ package realnode
 import (
 	"context"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -34,6 +32,7 @@ import (
 	"github.com/softreload/softreload/internal/load"
 	"github.com/softreload/softreload/internal/local"
 	"github.com/softreload/softreload/internal/testing/envtest"
+	"github.com/softreload/softreload/internal/testing/gatewaycheck"
 	"github.com/softreload/softreload/internal/testing/node"
 	"github.com/softreload/softreload/internal/testing/nodeimage"
 	"github.com/softreload/softreload/internal/testing/podrecord"
@@ -316,19 +315,7 @@ func (s *suite) webPIDs() map[string][]int {
 // held since the pod joined.
 func (s *suite) answers(p *pod, rev, greeting string) {
 	GinkgoHelper()
-	answer, err := p.gateway.Ask("which revision?")
-	Expect(err).NotTo(HaveOccurred(), "pod %s: a message on the gateway's open connection", p.name)
-	Expect(answer).To(Equal(fmt.Sprintf("%s (revision %s): which revision?", greeting, rev)), "pod %s: the gateway's answer, by the business workers", p.name)
-	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil}}
-	want := fmt.Sprintf("%s (revision %s)\n", greeting, rev)
-	for range 4 { // most likely every worker
-		resp, err := c.Get("http://" + p.addr(local.ExampleWebPort) + "/")
-		Expect(err).NotTo(HaveOccurred(), "pod %s", p.name)
-		body, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		Expect(err).NotTo(HaveOccurred(), "pod %s", p.name)
-		Expect(string(body)).To(Equal(want), "pod %s's answer", p.name)
-	}
+	gatewaycheck.Answers(p.name, p.gateway, p.addr(local.ExampleWebPort), rev, greeting)
 }
 
 // unchanged checks what every step promises: no request failed, every

@@ -1,11 +1,16 @@
 // Package gatewaycheck checks, for the specs of the gateway pattern, what
 // its WebSocket clients rely on through a reload of the business group:
 // each keeps its connection, no message is lost or answered twice, and the
-// first message sent after the reload is answered by the new code, soon.
+// first message sent after the reload is answered by the new code, soon;
+// and, for the walkthrough's pods, that a pod answers by the code of a
+// revision.
 package gatewaycheck
 
 import (
 	"errors"
+	"fmt"
+	"io"
+	"net/http"
 	"time"
 
 	"github.com/onsi/ginkgo/v2"
@@ -51,4 +56,25 @@ func AnsweredBy(clients []*local.GatewayClient, since func(*local.GatewayClient)
 // At is a since for AnsweredBy: the same time t for every client.
 func At(t time.Time) func(*local.GatewayClient) time.Time {
 	return func(*local.GatewayClient) time.Time { return t }
+}
+
+// Answers checks that the walkthrough's pod (examples/kubernetes) answers
+// with the greeting, from revision rev: to a message on the WebSocket
+// connection gw has held, with no new connection, and over HTTP at web,
+// four times, most likely by every web worker.
+func Answers(pod string, gw *local.Gateway, web, rev, greeting string) {
+	ginkgo.GinkgoHelper()
+	answer, err := gw.Ask("which revision?")
+	gomega.Expect(err).NotTo(gomega.HaveOccurred(), "pod %s: a message on the gateway's open connection", pod)
+	gomega.Expect(answer).To(gomega.Equal(fmt.Sprintf("%s (revision %s): which revision?", greeting, rev)), "pod %s: the gateway's answer, by the business workers", pod)
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil}}
+	want := fmt.Sprintf("%s (revision %s)\n", greeting, rev)
+	for range 4 {
+		resp, err := c.Get("http://" + web + "/")
+		gomega.Expect(err).NotTo(gomega.HaveOccurred(), "pod %s", pod)
+		body, err := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		gomega.Expect(err).NotTo(gomega.HaveOccurred(), "pod %s's answer", pod)
+		gomega.Expect(string(body)).To(gomega.Equal(want), "pod %s's answer", pod)
+	}
 }
