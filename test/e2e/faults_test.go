@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -62,7 +64,7 @@ func (s *suite) agentKilled() {
 		if err == nil {
 			_ = conn.Close()
 		}
-		Expect(err).To(HaveOccurred(), "pod %s: %s still accepts connections with its agent killed: an orphan holds the socket", p.Name, p.Addr(port))
+		Expect(err).To(HaveOccurred(), "pod %s: %s still accepts connections with its agent killed: an orphan holds the socket: %v", p.Name, p.Addr(port), listeners(p.PortOffset+port))
 	}
 
 	s.must(s.cluster.RestartAgent(p.Name))
@@ -411,6 +413,35 @@ func (s *suite) waitLogged(p *local.Pod, offset int64, text, what string) {
 		}
 		return bytes.Contains(b[offset:], []byte(text)), fmt.Sprintf("no mention of %s in %s", text, s.cluster.LogPath(p.Name))
 	})
+}
+
+// listeners describes the processes that hold a socket listening on tcp
+// port port, from /proc/net/tcp and each process's descriptors.
+func listeners(port int) []string {
+	inodes := map[string]bool{}
+	for _, table := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, _ := os.ReadFile(table)
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			// sl local_address rem_address st ... inode (the tenth field)
+			f := strings.Fields(line)
+			if len(f) > 9 && f[3] == "0A" && strings.HasSuffix(f[1], fmt.Sprintf(":%04X", port)) {
+				inodes["socket:["+f[9]+"]"] = true
+			}
+		}
+	}
+	var out []string
+	fds, _ := filepath.Glob("/proc/[0-9]*/fd/*")
+	for _, fd := range fds {
+		target, err := os.Readlink(fd)
+		if err != nil || !inodes[target] {
+			continue
+		}
+		pid, _ := strconv.Atoi(strings.Split(fd, "/")[2])
+		st, _ := procstat.Read(pid)
+		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		out = append(out, fmt.Sprintf("pid %d (%s) state %c, parent %d: %s", pid, st.Comm, st.State, st.PPid, strings.ReplaceAll(string(cmdline), "\x00", " ")))
+	}
+	return out
 }
 
 // processes records the processes behind pids, to tell later whether they
