@@ -356,8 +356,8 @@ func containAll(want ...string) gtypes.GomegaMatcher {
 type outcome = fakeagent.Outcome
 
 const (
-	succeed = fakeagent.Succeed // report Reloading, then Ready
-	fail    = fakeagent.Fail    // report Reloading, then Failed (running the previous revision)
+	succeed = fakeagent.Succeed // report Ready
+	fail    = fakeagent.Fail    // report Failed (running the previous revision)
 	silent  = fakeagent.Silent  // report nothing at all
 )
 
@@ -388,8 +388,8 @@ func startAgents(ctx context.Context, ns string) *agents {
 // setBehaviour decides what the agents do with each revision from now on.
 func (a *agents) setBehaviour(f func(pod, rev string) outcome) { a.SetBehaviour(f) }
 
-// hold makes the agents of the pods f picks stop after reporting
-// Reloading, until releaseHeld.
+// hold makes the agents of the pods f picks stop in their reload, until
+// releaseHeld.
 func (a *agents) hold(f func(pod string) bool) { a.Hold(f) }
 
 func (a *agents) releaseHeld() { a.ReleaseHeld() }

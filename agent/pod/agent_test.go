@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -149,6 +150,42 @@ func (r *rig) report(name string) func() (v1alpha1.AgentStatus, error) {
 	return env.AgentReport(r.ctx, r.ns, name)
 }
 
+// watchReports records each report written to the pod from now on, in
+// order; the returned function says what it recorded so far.
+func (r *rig) watchReports(name string) func() []v1alpha1.AgentStatus {
+	GinkgoHelper()
+	p, err := r.kube.CoreV1().Pods(r.ns).Get(r.ctx, name, metav1.GetOptions{})
+	Expect(err).NotTo(HaveOccurred())
+	w, err := r.kube.CoreV1().Pods(r.ns).Watch(r.ctx, metav1.ListOptions{
+		FieldSelector: "metadata.name=" + name, ResourceVersion: p.ResourceVersion})
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(w.Stop)
+	var mu sync.Mutex
+	var written []v1alpha1.AgentStatus
+	last := p.Annotations[v1alpha1.StatusAnnotation]
+	go func() {
+		for ev := range w.ResultChan() {
+			p, ok := ev.Object.(*corev1.Pod)
+			if !ok || p.Annotations[v1alpha1.StatusAnnotation] == last {
+				continue // not a pod, or another change of the pod
+			}
+			last = p.Annotations[v1alpha1.StatusAnnotation]
+			st, err := v1alpha1.ParseAgentStatus(last)
+			if err != nil {
+				st = &v1alpha1.AgentStatus{Message: err.Error()}
+			}
+			mu.Lock()
+			written = append(written, *st)
+			mu.Unlock()
+		}
+	}()
+	return func() []v1alpha1.AgentStatus {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(written)
+	}
+}
+
 // waitReport waits until the pod's status annotation is one that matcher
 // takes; a status is taken as equal.
 func (r *rig) waitReport(name string, matcher any) {
@@ -254,6 +291,47 @@ var _ = Describe("The pod agent", Label(suite.ControlPlane), func() {
 		r.annotate("web-0", map[string]string{v1alpha1.DesiredRevisionAnnotation: "r2"})
 		nothing(r.engine.reloads, "reload to a revision that failed here")
 		r.waitReport("web-0", failed)
+	})
+
+	// A reload that ends within v1alpha1.ReloadingReportDelay is written
+	// once, by its outcome; a longer one is written Reloading once it has
+	// lasted that long, then by its outcome.
+	It("writes a quick reload once", func() {
+		r := newRig("web-2", nil)
+		for _, rev := range []string{"r1", "r2", "r3"} {
+			r.snapshot(rev, poolrevision.Spec{Groups: groups}, map[string]string{"app.py": rev})
+		}
+		r.start("web-2")
+		r.annotate("web-2", map[string]string{v1alpha1.DesiredRevisionAnnotation: "r1"})
+		receive(r.starts, "engine start")
+		r.engine.status <- readyR1
+		r.waitReport("web-2", readyR1)
+		written := r.watchReports("web-2")
+		reloading := func(rev, running string) v1alpha1.AgentStatus {
+			return v1alpha1.AgentStatus{Revision: rev, State: v1alpha1.AgentReloading, Running: running, Ready: 1, Total: 1}
+		}
+		ready := func(rev string) v1alpha1.AgentStatus {
+			return v1alpha1.AgentStatus{Revision: rev, State: v1alpha1.AgentReady, Running: rev, Ready: 1, Total: 1}
+		}
+
+		By("a reload that ends at once: its outcome alone")
+		r.annotate("web-2", map[string]string{v1alpha1.DesiredRevisionAnnotation: "r2"})
+		Expect(receive(r.engine.reloads, "reload to r2").Name).To(Equal("r2"))
+		r.engine.status <- reloading("r2", "r1")
+		r.engine.status <- ready("r2")
+		r.waitReport("web-2", ready("r2"))
+		Eventually(written).WithTimeout(wait).Should(Equal([]v1alpha1.AgentStatus{ready("r2")}), "the reports written")
+
+		By("a reload that lasts: Reloading once it has lasted the delay, then its outcome")
+		r.annotate("web-2", map[string]string{v1alpha1.DesiredRevisionAnnotation: "r3"})
+		Expect(receive(r.engine.reloads, "reload to r3").Name).To(Equal("r3"))
+		began := time.Now()
+		r.engine.status <- reloading("r3", "r2")
+		r.waitReport("web-2", reloading("r3", "r2"))
+		Expect(time.Since(began)).To(BeNumerically(">=", v1alpha1.ReloadingReportDelay), "when Reloading was written")
+		r.engine.status <- ready("r3")
+		r.waitReport("web-2", ready("r3"))
+		Eventually(written).WithTimeout(wait).Should(Equal([]v1alpha1.AgentStatus{ready("r2"), reloading("r3", "r2"), ready("r3")}), "the reports written")
 	})
 
 	// A restarted agent whose pod last reported a failed revision starts

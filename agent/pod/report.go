@@ -51,7 +51,9 @@ func statusFor(desired string, engine v1alpha1.AgentStatus, failed map[string]st
 
 // publisher writes the newest report to the pod's status annotation,
 // retrying with backoff while the API server cannot be reached; a report
-// that a newer one replaced is never written.
+// that a newer one replaced is never written. A reload is written Reloading
+// only once it has lasted v1alpha1.ReloadingReportDelay: one that ends
+// sooner is written once, with its outcome.
 func (a *Agent) publisher(ctx context.Context) {
 	var written v1alpha1.AgentStatus
 	for {
@@ -60,6 +62,12 @@ func (a *Agent) publisher(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case st = <-a.publish:
+		}
+		if st.State == v1alpha1.AgentReloading && written.State != v1alpha1.AgentReloading {
+			var ok bool
+			if st, ok = a.outcomeWithin(ctx, st, v1alpha1.ReloadingReportDelay); !ok {
+				return
+			}
 		}
 		backoff := newBackoff()
 		for !st.Same(written) {
@@ -77,6 +85,23 @@ func (a *Agent) publisher(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// outcomeWithin returns the newest report once it is no longer Reloading,
+// or after d with the newest Reloading report; false if ctx ends first.
+func (a *Agent) outcomeWithin(ctx context.Context, st v1alpha1.AgentStatus, d time.Duration) (v1alpha1.AgentStatus, bool) {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for st.State == v1alpha1.AgentReloading {
+		select {
+		case <-ctx.Done():
+			return st, false
+		case st = <-a.publish:
+		case <-timer.C:
+			return st, true
+		}
+	}
+	return st, true
 }
 
 func (a *Agent) patchStatus(ctx context.Context, st v1alpha1.AgentStatus) error {

@@ -2,8 +2,8 @@
 // objects on a real API server, without a kubelet. It watches the pods of
 // a namespace and, when a pod is told a revision (its desired-revision
 // annotation), reports in the pod's status annotation what the agent in
-// that pod would: Reloading, then Ready (or Failed, or nothing, as a test
-// chooses). The controllers' envtest suite and the controller benchmark use
+// that pod would: Ready (or Failed, or nothing, as a test chooses), after
+// Reloading if the reload lasts ReloadingReportDelay. The controllers' envtest suite and the controller benchmark use
 // it; the reports are api/v1alpha1's AgentStatus, read back with
 // ParseAgentStatus, as the controller reads them.
 //

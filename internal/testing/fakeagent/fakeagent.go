@@ -25,10 +25,11 @@ import (
 type Outcome int
 
 const (
-	// Succeed reports Reloading, then Ready.
+	// Succeed reports Ready (Reloading first if the reload lasts
+	// ReloadingReportDelay).
 	Succeed Outcome = iota
-	// Fail reports Reloading, then Failed, still running the revision it
-	// ran before.
+	// Fail reports Failed (Reloading first if the reload lasts
+	// ReloadingReportDelay), still running the revision it ran before.
 	Fail
 	// Silent reports nothing at all.
 	Silent
@@ -44,8 +45,8 @@ type Options struct {
 	Namespace string
 	// Selector narrows the pods; nil for all.
 	Selector labels.Selector
-	// Delay is how long an agent reloads: the time between its Reloading
-	// report and its last one.
+	// Delay is how long an agent reloads: the time between being told a
+	// revision and its last report.
 	Delay time.Duration
 	// Workers is the number of workers each agent reports (default 2).
 	Workers int32
@@ -226,12 +227,8 @@ func (a *Agents) run(ns, name string, wake <-chan struct{}) {
 			continue
 		}
 		n := a.opts.Workers
-		a.report(ns, name, workersv1alpha1.AgentStatus{Revision: rev, Running: running, State: workersv1alpha1.AgentReloading,
-			Ready: a.readyWhileReloading(), Total: n})
-		if held && !a.waitRelease() {
-			return
-		}
-		if a.opts.Delay > 0 && !a.sleep(a.opts.Delay) {
+		if !a.reload(ns, name, workersv1alpha1.AgentStatus{Revision: rev, Running: running, State: workersv1alpha1.AgentReloading,
+			Ready: a.readyWhileReloading(), Total: n}, held) {
 			return
 		}
 		if what == Fail {
@@ -243,6 +240,24 @@ func (a *Agents) run(ns, name string, wake <-chan struct{}) {
 		a.report(ns, name, workersv1alpha1.AgentStatus{Revision: rev, Running: rev, State: workersv1alpha1.AgentReady, Ready: n, Total: n,
 			Groups: a.groupsOf(name, rev)})
 	}
+}
+
+// reload lasts Options.Delay, or until ReleaseHeld if held, and reports
+// Reloading, as the agent does, only once it has lasted
+// ReloadingReportDelay. It returns false if the agents stop first.
+func (a *Agents) reload(ns, name string, reloading workersv1alpha1.AgentStatus, held bool) bool {
+	if !held && a.opts.Delay < workersv1alpha1.ReloadingReportDelay {
+		return a.opts.Delay <= 0 || a.sleep(a.opts.Delay)
+	}
+	if !a.sleep(workersv1alpha1.ReloadingReportDelay) {
+		return false
+	}
+	a.report(ns, name, reloading)
+	if held && !a.waitRelease() {
+		return false
+	}
+	rest := a.opts.Delay - workersv1alpha1.ReloadingReportDelay
+	return rest <= 0 || a.sleep(rest)
 }
 
 // readyWhileReloading is how many workers an agent reports ready during a
@@ -333,8 +348,8 @@ func (a *Agents) SetBehaviour(f func(pod, rev string) Outcome) {
 	a.behave = f
 }
 
-// Hold makes the agents of the pods f picks stop after reporting
-// Reloading, until ReleaseHeld.
+// Hold makes the agents of the pods f picks stop in their reload (reported
+// Reloading after ReloadingReportDelay), until ReleaseHeld.
 func (a *Agents) Hold(f func(pod string) bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
