@@ -8,6 +8,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -72,31 +73,41 @@ func (r *AgentAccessReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 }
 
 // governed returns the pods that the pools of namespace ns govern, and their
-// service accounts.
+// service accounts. It reads the namespace's labelled pods once, each
+// against the pool its label names: one pass over the pods, however many
+// pools share the namespace.
 func (r *AgentAccessReconciler) governed(ctx context.Context, ns string) (accounts, pods []string, err error) {
 	pools := &workersv1alpha1.WorkerPoolList{}
 	if err := r.client.List(ctx, pools, client.InNamespace(ns)); err != nil {
 		return nil, nil, fmt.Errorf("listing WorkerPools in %s: %w", ns, err)
 	}
+	selectors := make(map[string]labels.Selector, len(pools.Items))
 	for _, pool := range pools.Items {
 		selector, err := metav1.LabelSelectorAsSelector(&pool.Spec.Selector)
 		if err != nil {
 			// The pool's own reconciler reports a bad selector.
 			continue
 		}
-		list := &corev1.PodList{}
-		// Read only: the cache's own pods, without deep copies.
-		if err := r.client.List(ctx, list, client.InNamespace(ns), client.MatchingLabelsSelector{Selector: selector},
-			client.UnsafeDisableDeepCopy); err != nil {
-			return nil, nil, fmt.Errorf("listing the pods of WorkerPool %s/%s: %w", ns, pool.Name, err)
+		selectors[pool.Name] = selector
+	}
+	if len(selectors) == 0 {
+		return nil, nil, nil
+	}
+	list := &corev1.PodList{}
+	// Read only: the cache's own pods, without deep copies.
+	if err := r.client.List(ctx, list, client.InNamespace(ns), client.HasLabels{workersv1alpha1.PoolLabel},
+		client.UnsafeDisableDeepCopy); err != nil {
+		return nil, nil, fmt.Errorf("listing the pods of the WorkerPools in %s: %w", ns, err)
+	}
+	for _, pod := range list.Items {
+		// A pod is its labelled pool's, while that pool's selector
+		// matches it too (governs).
+		selector, ok := selectors[pod.Labels[workersv1alpha1.PoolLabel]]
+		if !ok || !selector.Matches(labels.Set(pod.Labels)) {
+			continue // no agent of a pool runs in it
 		}
-		for _, pod := range list.Items {
-			if !governs(&pool, &pod) {
-				continue // no agent of this pool runs in it
-			}
-			accounts = append(accounts, agentaccess.ServiceAccountOf(pod.Spec.ServiceAccountName))
-			pods = append(pods, pod.Name)
-		}
+		accounts = append(accounts, agentaccess.ServiceAccountOf(pod.Spec.ServiceAccountName))
+		pods = append(pods, pod.Name)
 	}
 	return accounts, pods, nil
 }
