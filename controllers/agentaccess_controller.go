@@ -8,7 +8,6 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -28,13 +27,16 @@ import (
 // revision snapshots. Its requests name a namespace.
 type AgentAccessReconciler struct {
 	client client.Client
+	// pods reads a pool's cached pods (SetupWithManager sets its index
+	// when the cache has one).
+	pods poolPods
 }
 
 var _ reconcile.Reconciler = (*AgentAccessReconciler)(nil)
 
 // NewAgentAccessReconciler returns a reconciler that works through c.
 func NewAgentAccessReconciler(c client.Client) *AgentAccessReconciler {
-	return &AgentAccessReconciler{client: c}
+	return &AgentAccessReconciler{client: c, pods: poolPods{client: c}}
 }
 
 // +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=roles;rolebindings,verbs=get;list;watch;create;update;patch;delete
@@ -73,41 +75,26 @@ func (r *AgentAccessReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 }
 
 // governed returns the pods that the pools of namespace ns govern, and their
-// service accounts. It reads the namespace's labelled pods once, each
-// against the pool its label names: one pass over the pods, however many
-// pools share the namespace.
+// service accounts: each pool's own pods, from the cache's pool index.
 func (r *AgentAccessReconciler) governed(ctx context.Context, ns string) (accounts, pods []string, err error) {
 	pools := &workersv1alpha1.WorkerPoolList{}
 	if err := r.client.List(ctx, pools, client.InNamespace(ns)); err != nil {
 		return nil, nil, fmt.Errorf("listing WorkerPools in %s: %w", ns, err)
 	}
-	selectors := make(map[string]labels.Selector, len(pools.Items))
 	for _, pool := range pools.Items {
 		selector, err := metav1.LabelSelectorAsSelector(&pool.Spec.Selector)
 		if err != nil {
 			// The pool's own reconciler reports a bad selector.
 			continue
 		}
-		selectors[pool.Name] = selector
-	}
-	if len(selectors) == 0 {
-		return nil, nil, nil
-	}
-	list := &corev1.PodList{}
-	// Read only: the cache's own pods, without deep copies.
-	if err := r.client.List(ctx, list, client.InNamespace(ns), client.HasLabels{workersv1alpha1.PoolLabel},
-		client.UnsafeDisableDeepCopy); err != nil {
-		return nil, nil, fmt.Errorf("listing the pods of the WorkerPools in %s: %w", ns, err)
-	}
-	for _, pod := range list.Items {
-		// A pod is its labelled pool's, while that pool's selector
-		// matches it too (governs).
-		selector, ok := selectors[pod.Labels[workersv1alpha1.PoolLabel]]
-		if !ok || !selector.Matches(labels.Set(pod.Labels)) {
-			continue // no agent of a pool runs in it
+		governed, err := r.pods.get(ctx, ns, pool.Name, selector)
+		if err != nil {
+			return nil, nil, fmt.Errorf("listing the pods of WorkerPool %s/%s: %w", ns, pool.Name, err)
 		}
-		accounts = append(accounts, agentaccess.ServiceAccountOf(pod.Spec.ServiceAccountName))
-		pods = append(pods, pod.Name)
+		for _, pod := range governed {
+			accounts = append(accounts, agentaccess.ServiceAccountOf(pod.Spec.ServiceAccountName))
+			pods = append(pods, pod.Name)
+		}
 	}
 	return accounts, pods, nil
 }
@@ -153,8 +140,15 @@ func (r *AgentAccessReconciler) remove(ctx context.Context, ns string) error {
 }
 
 // SetupWithManager watches what the agents' rights depend on, each event
-// naming its namespace.
+// naming its namespace. A pool's pods are read from the pod informer's pool
+// index when the WorkerPool reconciler has set it up in the same manager
+// (as the manager does), and listed otherwise.
 func (r *AgentAccessReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	pods, err := newPoolPods(mgr, r.client)
+	if err != nil {
+		return err
+	}
+	r.pods = pods
 	byNamespace := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, obj client.Object) []reconcile.Request {
 		return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: obj.GetNamespace()}}}
 	})

@@ -76,9 +76,10 @@ var _ = It("reads a pool's pods from the pod informer's index, as a List would",
 		Cache: CacheOptions(),
 	})
 	Expect(err).NotTo(HaveOccurred(), "creating a manager")
-	index, err := indexPods(mgr)
-	Expect(err).NotTo(HaveOccurred(), "indexing the pods")
-	Expect(index).NotTo(BeNil(), "the pod informer's index, with CacheOptions")
+	Expect(indexPods(mgr)).To(Succeed(), "indexing the pods")
+	indexed, err := newPoolPods(mgr, mgr.GetClient())
+	Expect(err).NotTo(HaveOccurred(), "reading the pod informer")
+	Expect(indexed.index).NotTo(BeNil(), "the pod informer's index, with CacheOptions")
 	ctx, cancel := context.WithCancel(f.ctx)
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
@@ -101,9 +102,9 @@ var _ = It("reads a pool's pods from the pod informer's index, as a List would",
 		Expect(f.c.Create(f.ctx, p)).To(Succeed(), "creating pod %s", p.Name)
 	}
 	selector := labels.SelectorFromSet(labels.Set{"app": "web"})
-	names := func(r *WorkerPoolReconciler) func() ([]string, error) {
+	names := func(p poolPods) func() ([]string, error) {
 		return func() ([]string, error) {
-			pods, err := r.governedPods(f.ctx, f.ns, poolName, selector)
+			pods, err := p.get(f.ctx, f.ns, poolName, selector)
 			out := make([]string, 0, len(pods))
 			for _, p := range pods {
 				out = append(out, p.Name)
@@ -111,10 +112,8 @@ var _ = It("reads a pool's pods from the pod informer's index, as a List would",
 			return out, err
 		}
 	}
-	indexed := &WorkerPoolReconciler{client: mgr.GetClient(), podIndex: index}
 	Eventually(names(indexed)).WithTimeout(timeout).Should(ConsistOf("web-0", "web-1"), "the pods read from the index")
-	listed := &WorkerPoolReconciler{client: mgr.GetClient()}
-	Expect(names(listed)()).To(ConsistOf("web-0", "web-1"), "the pods a List finds")
+	Expect(names(poolPods{client: mgr.GetClient()})()).To(ConsistOf("web-0", "web-1"), "the pods a List finds")
 })
 
 var _ = It("sets an expected revision on a copy of the pod, never on the cache's", func() {

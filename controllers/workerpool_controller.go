@@ -12,7 +12,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
@@ -41,9 +40,9 @@ type WorkerPoolReconciler struct {
 	codeMeta, reader client.Reader
 	// mem is what the reconciler remembers between reconciles; see memory.
 	mem *memory
-	// podIndex is the pod informer's index (SetupWithManager sets it when
-	// the cache has one; see governedPods).
-	podIndex toolscache.Indexer
+	// pods reads a pool's cached pods (SetupWithManager sets its index
+	// when the cache has one).
+	pods poolPods
 	// evictions are the pod evictions not yet seen in a status (pod
 	// replacement).
 	evictions evictionMemory
@@ -55,7 +54,7 @@ var _ reconcile.Reconciler = (*WorkerPoolReconciler)(nil)
 // c (a cached client: it remembers its own writes until the cache shows
 // them), records events with recorder and tells time with clk.
 func NewWorkerPoolReconciler(c client.Client, recorder events.EventRecorder, clk clock.PassiveClock) *WorkerPoolReconciler {
-	return &WorkerPoolReconciler{client: c, codeMeta: c, reader: c, recorder: recorder, clock: clk, mem: newMemory()}
+	return &WorkerPoolReconciler{client: c, codeMeta: c, reader: c, recorder: recorder, clock: clk, mem: newMemory(), pods: poolPods{client: c}}
 }
 
 // +kubebuilder:rbac:groups=workers.softreload.dev,resources=workerpools,verbs=get;list;watch;patch
@@ -306,7 +305,7 @@ func (r *WorkerPoolReconciler) reconcilePods(ctx context.Context, s *scope) erro
 	// The pods labelled for the pool, through the cache's index (not every
 	// pod of the namespace), are the cache's own: read them, never change
 	// them (applyExpectations replaces a pod by a copy).
-	pods, err := r.governedPods(ctx, s.pool.Namespace, s.pool.Name, selector)
+	pods, err := r.pods.get(ctx, s.pool.Namespace, s.pool.Name, selector)
 	if err != nil {
 		return fmt.Errorf("listing the pods of WorkerPool %s: %w", s.pool.Name, err)
 	}

@@ -54,11 +54,14 @@ func (r *WorkerPoolReconciler) SetupWithManager(mgr manager.Manager) error {
 		}); err != nil {
 		return fmt.Errorf("indexing WorkerPools by code ConfigMap: %w", err)
 	}
-	podIndex, err := indexPods(mgr)
+	if err := indexPods(mgr); err != nil {
+		return err
+	}
+	pods, err := newPoolPods(mgr, mgr.GetClient())
 	if err != nil {
 		return err
 	}
-	r.podIndex = podIndex
+	r.pods = pods
 	codeMeta, err := newCodeMetadataCache(mgr)
 	if err != nil {
 		return err
