@@ -63,6 +63,10 @@ var _ = Describe("the manager's cache", Ordered, Label(suite.ControlPlane), func
 			cancel()
 			Eventually(done, time.Minute).Should(Receive(BeNil()))
 		})
+		// The API server calls the injection webhook at every pod
+		// created: the manager starts its server in the background.
+		started := mgr.GetWebhookServer().StartedChecker()
+		Eventually(func() error { return started(nil) }).WithTimeout(time.Minute).Should(Succeed(), "the webhook server serves")
 	})
 
 	It("holds the governed pods and the snapshots, and never an unrelated pod or ConfigMap", func() {
