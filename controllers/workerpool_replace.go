@@ -37,7 +37,9 @@ import (
 // reports the update revision ready with every group current: the evicted
 // pod may be gone long before its replacement exists, so the status records
 // each eviction of the replacement under way (status.evictions) and a
-// restarted controller counts it too.
+// restarted controller counts it too. A pod with a worker down counts as
+// unavailable already, so the outdated ones among them are evicted first
+// and need no slot.
 // Evictions start only once the pods' reloads are over; a refusal (429: a
 // PodDisruptionBudget allows no disruption now) is retried a few seconds
 // later, never turned into a delete.
@@ -171,12 +173,29 @@ func planReplacement(in replaceInput) replacePlan {
 			unavailable++
 		}
 	}
-	slots := min(in.maxUnavailable, maxEvictions) - unavailable
+	// An outdated pod that does not serve with every worker counts as
+	// unavailable already: evicting it takes nothing more away, so it goes
+	// first and needs no slot, as the Deployment controller replaces its
+	// unhealthy pods first. Otherwise pods with a worker down could fill
+	// the budget and never be replaced.
+	candidate := func(p replacePod) bool {
+		return plan.outdated[p.Name] != "" && !evicted[p.Name] && rollout.Runs(p.Pod, in.target)
+	}
+	for _, p := range pods {
+		if len(plan.evictions)+len(plan.evict) >= maxEvictions {
+			return plan
+		}
+		if candidate(p) && p.Report.Ready < p.Report.Total {
+			plan.evict = append(plan.evict, p.Name)
+			evicted[p.Name] = true
+		}
+	}
+	slots := min(in.maxUnavailable, maxEvictions-len(plan.evict)) - unavailable
 	for _, p := range pods {
 		if slots <= 0 {
 			break
 		}
-		if plan.outdated[p.Name] != "" && !evicted[p.Name] && rollout.Runs(p.Pod, in.target) {
+		if candidate(p) {
 			plan.evict = append(plan.evict, p.Name)
 			slots--
 		}

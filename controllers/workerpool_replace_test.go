@@ -50,6 +50,14 @@ func notServingRP(name, rev string, created int) replacePod {
 	return p
 }
 
+// outdatedNotServingRP is ready at rev with its gateway group outdated and
+// a worker down.
+func outdatedNotServingRP(name, rev string, created int) replacePod {
+	p := rp(name, rev, created, true)
+	p.Report.Ready = 1
+	return p
+}
+
 func evictedAt(pod string, sec int) workersv1alpha1.PodEviction {
 	return workersv1alpha1.PodEviction{Pod: pod, EvictedAt: metav1.NewTime(rt0.Add(time.Duration(sec) * time.Second))}
 }
@@ -98,6 +106,12 @@ var _ = DescribeTable("planReplacement",
 	Entry("a pod not serving with every worker takes a slot", replaceInput{maxUnavailable: 2,
 		pods: []replacePod{notServingRP("z", "v2", 0), rp("a", "v2", 0, true), rp("b", "v2", 0, true)}},
 		[]string{"a"}, nil, ""),
+	Entry("an outdated pod with a worker down goes first, and needs no slot", replaceInput{maxUnavailable: 1,
+		pods: []replacePod{rp("a", "v2", 0, true), outdatedNotServingRP("b", "v2", 0)}},
+		[]string{"b"}, nil, ""),
+	Entry("outdated pods with a worker down, then the others up to maxUnavailable", replaceInput{maxUnavailable: 2,
+		pods: []replacePod{rp("a", "v2", 0, true), outdatedNotServingRP("b", "v2", 0), rp("c", "v2", 0, true)}},
+		[]string{"b", "a"}, nil, ""),
 	Entry("no eviction while pods reload to the target", replaceInput{maxUnavailable: 2,
 		pods: []replacePod{rp("a", "v2", 0, true), rp("b", "v1", 0, false)}}, nil, nil, "the pods reload to revision v2 first"),
 	Entry("no eviction while a pod reloads", replaceInput{maxUnavailable: 2,
