@@ -190,7 +190,8 @@ func planReplacement(in replaceInput) replacePlan {
 			evicted[p.Name] = true
 		}
 	}
-	slots := min(in.maxUnavailable, maxEvictions-len(plan.evict)) - unavailable
+	// The status records every eviction of the replacement under way.
+	slots := min(in.maxUnavailable-unavailable, maxEvictions-len(plan.evictions)-len(plan.evict))
 	for _, p := range pods {
 		if slots <= 0 {
 			break

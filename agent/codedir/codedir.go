@@ -63,8 +63,11 @@ func Holds(dir, src string) error {
 	return walk(src, nil, func(e entry) error {
 		path := filepath.Join(dir, filepath.FromSlash(e.rel))
 		info, err := os.Stat(path)
-		if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("%s is missing", e.rel)
+		}
+		if err != nil {
+			return err
 		}
 		if info.Mode() != e.info.Mode() {
 			return fmt.Errorf("%s has mode %v, not %v", e.rel, info.Mode(), e.info.Mode())

@@ -51,8 +51,11 @@ func parse(pid int, b []byte) (Stat, error) {
 	f := strings.Fields(string(b[end+1:]))
 	// After the command: state (3), ppid (4), ... utime (14), stime (15),
 	// ... starttime (22).
-	if len(f) < 20 || len(f[0]) != 1 {
+	if len(f) < 20 {
 		return Stat{}, fmt.Errorf("/proc/%d/stat has %d fields after the command, not 20 or more: %q", pid, len(f), b)
+	}
+	if len(f[0]) != 1 {
+		return Stat{}, fmt.Errorf("/proc/%d/stat has state %q, not one letter: %q", pid, f[0], b)
 	}
 	st := Stat{Comm: string(b[open+1 : end]), State: f[0][0]}
 	var errs [4]error

@@ -64,7 +64,9 @@ func (s *suite) agentKilled() {
 		if err == nil {
 			_ = conn.Close()
 		}
-		Expect(err).To(HaveOccurred(), "pod %s: %s still accepts connections with its agent killed: an orphan holds the socket: %v", p.Name, p.Addr(port), listeners(p.PortOffset+port))
+		Expect(err).To(HaveOccurred(), func() string {
+			return fmt.Sprintf("pod %s: %s still accepts connections with its agent killed: an orphan holds the socket: %v", p.Name, p.Addr(port), listeners(p.PortOffset+port))
+		})
 	}
 
 	s.must(s.cluster.RestartAgent(p.Name))
