@@ -395,6 +395,19 @@ func (a *Agents) MaxInFlightByPool() map[string]int {
 	return maps.Clone(a.maxInFlight)
 }
 
+// Running is the number of pods told rev whose agent reports it ready.
+func (a *Agents) Running(rev string) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	n := 0
+	for _, p := range a.pods {
+		if rollout.Runs(p.Pod, rev) {
+			n++
+		}
+	}
+	return n
+}
+
 // SentTo returns the revisions the pod (namespace/name) was told, in order.
 func (a *Agents) SentTo(pod string) []string {
 	a.mu.Lock()

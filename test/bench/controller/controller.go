@@ -467,13 +467,15 @@ func (c cpuTimes) minus(o cpuTimes) cpuTimes {
 	return cpuTimes{c.controller - o.controller, c.apiserver - o.apiserver, c.etcd - o.etcd, c.agents - o.agents}
 }
 
-// readCPU reads the CPU times of the controller, the control plane's
-// processes (pids from children) and this process.
+// readCPU reads the CPU times of the controller (none if ctl is nil), the
+// control plane's processes (pids from children) and this process.
 func readCPU(ctl *controller, plane map[string]int) (cpuTimes, error) {
 	var t cpuTimes
 	var err error
-	if t.controller, err = ctl.cpu(); err != nil {
-		return t, err
+	if ctl != nil {
+		if t.controller, err = ctl.cpu(); err != nil {
+			return t, err
+		}
 	}
 	for name, into := range map[string]*time.Duration{"kube-apiserver": &t.apiserver, "etcd": &t.etcd} {
 		pid, ok := plane[name]

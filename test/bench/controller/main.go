@@ -12,7 +12,12 @@
 // For each it measures, over the rollout that follows the code edit, the
 // time to the first pod told and to the last pod updated, the most pods in
 // flight per pool against the budget, the controller's API writes per pod,
-// its CPU time and peak memory, and the API server's write rate.
+// its CPU time and peak memory, and the API server's write rate. Then it
+// stops the controller and measures the floor: the same pods told the
+// same way by the benchmark itself, as fast as the API server takes it,
+// with no budget. The floor makes only the rollout's own writes, so its
+// time is what the API server needs for them on this machine, and the
+// rollout's time over the floor's is what the controller costs.
 //
 // The controller runs in a child process (this binary again, with
 // -controller), so that its CPU and memory are its own and not the agents'.
@@ -22,6 +27,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -39,6 +45,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
@@ -105,9 +112,13 @@ func (s scenario) poolName(i int) string {
 
 func codeName(pool string) string { return pool + "-code" }
 
+func podName(pool string, i int) string { return fmt.Sprintf("%s-%04d", pool, i) }
+
 // result is one measured rollout.
 type result struct {
 	scenario
+	// row is the row's number in the list above.
+	row                     int
 	budget                  int
 	toFirstSent, toLastDone time.Duration
 	// maxInFlight is the most pods in flight at once in any one pool, and
@@ -128,6 +139,8 @@ type result struct {
 	// and the first rollout. controller.PeakRSSKiB and PeakHeapKiB are
 	// those of the measured rollout alone.
 	peakBefore, peakHeapBefore int64
+	// floor is the same pods' time without the controller.
+	floor floor
 }
 
 // peakRSSKiB is the controller's peak resident memory over its life.
@@ -146,8 +159,9 @@ func runRows(list string, maxUnavailable intstr.IntOrString) error {
 		if err != nil {
 			return fmt.Errorf("row %d (%s): %w", n, s.name, err)
 		}
+		r.row = n
 		results = append(results, r)
-		printDetail(os.Stderr, n, r)
+		printDetail(os.Stderr, r)
 	}
 	printTable(os.Stdout, results, maxUnavailable.String())
 	return nil
@@ -264,7 +278,105 @@ func run(s scenario, maxUnavailable intstr.IntOrString) (result, error) {
 		}
 	}
 	r.peakWriteRate, r.meanWriteRate = writeRates(ag.WritesPerSecond(), after.WritesPerSecond, start, last)
+
+	ctl.kill()
+	apiProfile()
+	if err := waitSettled(ag); err != nil {
+		return result{}, err
+	}
+	if r.floor, err = measureFloor(ctx, c, ag, s, plane); err != nil {
+		return result{}, err
+	}
 	return r, nil
+}
+
+// floorRevision is the revision the floor tells every pod.
+const floorRevision = "floor"
+
+// floor is the time the same pods take without the controller: the
+// benchmark tells every governed pod a revision itself, with the
+// controller's patch, as fast as the API server takes them (creators at
+// once, no budget), and the fake agents answer as they do in a rollout.
+// It makes the rollout's writes and no others, so no rollout of the same
+// pods on the same machine can be quicker: the rollout's time over the
+// floor's is what the controller and its budget cost.
+type floor struct {
+	wall   time.Duration
+	writes int64
+	cpu    cpuTimes
+}
+
+// apiPerWrite is the API server's and etcd's CPU per write.
+func (f floor) apiPerWrite() time.Duration {
+	if f.writes == 0 {
+		return 0
+	}
+	return (f.cpu.apiserver + f.cpu.etcd) / time.Duration(f.writes)
+}
+
+// measureFloor measures the floor, once the controller is stopped and the
+// agents have settled.
+func measureFloor(ctx context.Context, c client.Client, ag *fakeagent.Agents, s scenario, plane map[string]int) (floor, error) {
+	body, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{
+		workersv1alpha1.DesiredRevisionAnnotation: floorRevision}}})
+	if err != nil {
+		return floor{}, err
+	}
+	names := make(chan string)
+	errs := make(chan error, creators)
+	ag.ResetCounts()
+	cpu0, err := readCPU(nil, plane)
+	if err != nil {
+		return floor{}, err
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range creators {
+		wg.Go(func() {
+			for name := range names {
+				pod := &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name}}
+				pod.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Pod"))
+				if err := c.Patch(ctx, pod, client.RawPatch(types.StrategicMergePatchType, body)); err != nil {
+					errs <- fmt.Errorf("the floor: telling pod %s: %w", name, err)
+					return
+				}
+			}
+		})
+	}
+	func() {
+		defer close(names)
+		for i := range s.pools {
+			for j := range s.podsPerPool {
+				select {
+				case names <- podName(s.poolName(i), j):
+				case err = <-errs:
+					return
+				}
+			}
+		}
+	}()
+	wg.Wait()
+	if err == nil {
+		select {
+		case err = <-errs:
+		default:
+		}
+	}
+	if err != nil {
+		return floor{}, err
+	}
+	err = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 10*time.Minute, true, func(context.Context) (bool, error) {
+		return ag.Running(floorRevision) == s.pods(), nil
+	})
+	if err != nil {
+		return floor{}, fmt.Errorf("the floor: %d of %d pods report running it: %w", ag.Running(floorRevision), s.pods(), err)
+	}
+	_, last := ag.Times()
+	cpu1, err := readCPU(nil, plane)
+	if err != nil {
+		return floor{}, err
+	}
+	return floor{wall: last.Sub(start), writes: int64(s.pods()) + ag.Writes(), cpu: cpu1.minus(cpu0)}, nil
 }
 
 // createObjects creates the code ConfigMaps, the governed pods (labelled
@@ -307,7 +419,7 @@ func createObjects(ctx context.Context, c client.Client, s scenario) error {
 				return
 			}
 			for j := range s.podsPerPool {
-				if !send(newPod(fmt.Sprintf("%s-%04d", pool, j), map[string]string{"app": pool, workersv1alpha1.PoolLabel: pool})) {
+				if !send(newPod(podName(pool, j), map[string]string{"app": pool, workersv1alpha1.PoolLabel: pool})) {
 					return
 				}
 			}
@@ -454,14 +566,15 @@ func writeRates(agents, controller map[int64]int64, start, end time.Time) (peak 
 func printTable(w io.Writer, rs []result, maxUnavailable string) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "Controller at scale: maxUnavailable %s per pool, fake agents answering at once, one run per row\n", maxUnavailable)
-	fmt.Fprintf(tw, "row\tedit to first told\tedit to last updated\tmost in flight (budget)\tctl writes/pod\tctl CPU\tCPU/pod\tctl peak memory\tAPI writes/s (peak, mean)\n")
-	for i, r := range rs {
+	fmt.Fprintf(tw, "row\tedit to first told\tedit to last updated\tfloor (x)\tmost in flight (budget)\tctl writes/pod\tctl CPU\tCPU/pod\tctl peak memory\tAPI writes/s (peak, mean)\n")
+	for _, r := range rs {
 		budget := fmt.Sprintf("%d (%d)", r.maxInFlight, r.budget)
 		if r.overBudget > 0 {
 			budget += fmt.Sprintf(" OVER in %d pools", r.overBudget)
 		}
-		fmt.Fprintf(tw, "%d. %s\t%s\t%s\t%s\t%.2f\t%s\t%.2f ms\t%.1f MiB\t%d, %.0f\n",
-			i+1, r.name, r.toFirstSent.Round(time.Millisecond), r.toLastDone.Round(10*time.Millisecond), budget,
+		fmt.Fprintf(tw, "%d. %s\t%s\t%s\t%s (%.2f)\t%s\t%.2f\t%s\t%.2f ms\t%.1f MiB\t%d, %.0f\n",
+			r.row, r.name, r.toFirstSent.Round(time.Millisecond), r.toLastDone.Round(10*time.Millisecond),
+			r.floor.wall.Round(10*time.Millisecond), r.toLastDone.Seconds()/r.floor.wall.Seconds(), budget,
 			float64(r.controller.total())/float64(r.pods()), r.cpu.controller.Round(10*time.Millisecond),
 			float64(r.cpu.controller.Microseconds())/1000/float64(r.pods()),
 			float64(r.peakRSSKiB())/1024, r.peakWriteRate, r.meanWriteRate)
@@ -470,7 +583,8 @@ func printTable(w io.Writer, rs []result, maxUnavailable string) {
 }
 
 // printDetail writes what one row's figures are made of.
-func printDetail(w io.Writer, row int, r result) {
+func printDetail(w io.Writer, r result) {
+	row := r.row
 	fmt.Fprintf(w, "bench: row %d: %d reconciles; controller writes %d:", row, r.controller.Reconciles, r.controller.total())
 	keys := r.controller.keys()
 	slices.Sort(keys)
@@ -490,6 +604,11 @@ func printDetail(w io.Writer, row int, r result) {
 		row, wall, r.load[0], r.load[1], c.apiserver.Round(10*time.Millisecond), c.etcd.Round(10*time.Millisecond),
 		c.agents.Round(10*time.Millisecond), c.controller.Round(10*time.Millisecond), 100*all.Seconds()/(2*wall),
 		float64((c.apiserver+c.etcd).Microseconds())/1000/float64(r.agentWrites+r.controller.total()))
+	f := r.floor
+	fmt.Fprintf(w, "bench: row %d: the floor, the same pods told by the benchmark with the controller stopped: %d writes in %.1fs, "+
+		"kube-apiserver %s, etcd %s, %.2f ms per write; the rollout took %.2f times as long\n",
+		row, f.writes, f.wall.Seconds(), f.cpu.apiserver.Round(10*time.Millisecond), f.cpu.etcd.Round(10*time.Millisecond),
+		float64(f.apiPerWrite().Microseconds())/1000, r.toLastDone.Seconds()/f.wall.Seconds())
 }
 
 // loadAverage is the machine's load average over the last minute, as
