@@ -132,16 +132,19 @@ func current(p replacePod, target string) bool {
 
 // planReplacement decides which pods to evict now: pure, given the pods.
 func planReplacement(in replaceInput) replacePlan {
-	pods := slices.Clone(in.pods)
-	slices.SortFunc(pods, func(a, b replacePod) int { return cmp.Compare(a.Name, b.Name) })
 	plan := replacePlan{outdated: map[string]string{}}
 	requested := false
-	for _, p := range pods {
+	for _, p := range in.pods {
 		if why := needsNewPod(p, in); why != "" {
 			plan.outdated[p.Name] = why
 			requested = requested || !in.requestedAt.IsZero() && p.created.Before(in.requestedAt)
 		}
 	}
+	if len(plan.outdated) == 0 && len(in.evictions) == 0 {
+		return plan // nothing to replace and nothing under way: every reconcile of a rollout
+	}
+	pods := slices.Clone(in.pods)
+	slices.SortFunc(pods, func(a, b replacePod) int { return cmp.Compare(a.Name, b.Name) })
 	plan.evictions, plan.pending = matchEvictions(in, pods)
 	if len(plan.outdated) == 0 && len(plan.pending) == 0 {
 		plan.evictions = nil // the replacement is over
