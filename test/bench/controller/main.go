@@ -233,11 +233,13 @@ func run(s scenario, maxUnavailable intstr.IntOrString) (result, error) {
 		return result{}, err
 	}
 	ag.ResetCounts()
-	cpu0, err := readCPU(ctl, plane)
+	before, err := ctl.resetPeaks()
 	if err != nil {
 		return result{}, err
 	}
-	before, err := ctl.resetPeaks()
+	// After the reset: the controller process answers it with a garbage
+	// collection, which is the benchmark's, not the rollout's.
+	cpu0, err := readCPU(ctl, plane)
 	if err != nil {
 		return result{}, err
 	}
