@@ -204,6 +204,13 @@ func run(s scenario, maxUnavailable intstr.IntOrString) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
+	// A Ready report says which spec each group runs, as the agent's does:
+	// the controller reads it, and the API server stores it in the pod.
+	var groups []workersv1alpha1.AgentGroupStatus
+	for _, g := range newPool("", maxUnavailable).Spec.Groups {
+		groups = append(groups, workersv1alpha1.AgentGroupStatus{Name: g.Name, Spec: workersv1alpha1.GroupSpecHash(g)})
+	}
+	ag.SetGroups(func(string, string) []workersv1alpha1.AgentGroupStatus { return groups })
 	ctl, err := startController(env)
 	if err != nil {
 		return result{}, err
