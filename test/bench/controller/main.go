@@ -309,7 +309,7 @@ const aloneRevision = "alone"
 // These are the rollout's writes and no others. They run after the
 // rollout, against an etcd with two more rollouts in its history, and
 // with more writes at once: a rollout on the same machine can be a little
-// quicker (0.85-1.18 times as long in the runs of docs/benchmarks.md), but
+// quicker (0.85-1.19 times as long in the runs of docs/benchmarks.md), but
 // not by much.
 type alone struct {
 	wall   time.Duration
