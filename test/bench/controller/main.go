@@ -143,6 +143,10 @@ type result struct {
 	alone alone
 }
 
+// overAlone is the rollout's time over the same writes' without the
+// controller.
+func (r result) overAlone() float64 { return r.toLastDone.Seconds() / r.alone.wall.Seconds() }
+
 // peakRSSKiB is the controller's peak resident memory over its life.
 func (r result) peakRSSKiB() int64 { return max(r.peakBefore, r.controller.PeakRSSKiB) }
 
@@ -309,8 +313,7 @@ const aloneRevision = "alone"
 // These are the rollout's writes and no others. They run after the
 // rollout, against an etcd with two more rollouts in its history, and
 // with more writes at once: a rollout on the same machine can be a little
-// quicker (0.85-1.19 times as long in the runs of docs/benchmarks.md), but
-// not by much.
+// quicker (docs/benchmarks.md has the runs), but not by much.
 type alone struct {
 	wall   time.Duration
 	writes int64
@@ -380,7 +383,7 @@ func measureAlone(ctx context.Context, c client.Client, ag *fakeagent.Agents, s 
 		return ag.Running(aloneRevision) == s.pods(), nil
 	})
 	if err != nil {
-		return alone{}, fmt.Errorf("the writes alone: %d of %d pods report running it: %w", ag.Running(aloneRevision), s.pods(), err)
+		return alone{}, fmt.Errorf("the writes alone: %d of %d pods report revision %q ready: %w", ag.Running(aloneRevision), s.pods(), aloneRevision, err)
 	}
 	_, last := ag.Times()
 	cpu1, err := readCPU(nil, plane)
@@ -585,7 +588,7 @@ func printTable(w io.Writer, rs []result, maxUnavailable string) {
 		}
 		fmt.Fprintf(tw, "%d. %s\t%s\t%s\t%s (%.2f)\t%s\t%.2f\t%s\t%.2f ms\t%.1f MiB\t%d, %.0f\n",
 			r.row, r.name, r.toFirstSent.Round(time.Millisecond), r.toLastDone.Round(10*time.Millisecond),
-			r.alone.wall.Round(10*time.Millisecond), r.toLastDone.Seconds()/r.alone.wall.Seconds(), budget,
+			r.alone.wall.Round(10*time.Millisecond), r.overAlone(), budget,
 			float64(r.controller.total())/float64(r.pods()), r.cpu.controller.Round(10*time.Millisecond),
 			float64(r.cpu.controller.Microseconds())/1000/float64(r.pods()),
 			float64(r.peakRSSKiB())/1024, r.peakWriteRate, r.meanWriteRate)
@@ -619,7 +622,7 @@ func printDetail(w io.Writer, r result) {
 	fmt.Fprintf(w, "bench: row %d: the writes alone, the same pods told by the benchmark with the controller stopped: %d writes in %.1fs, "+
 		"kube-apiserver %s, etcd %s, %.2f ms per write; the rollout took %.2f times as long\n",
 		row, f.writes, f.wall.Seconds(), f.cpu.apiserver.Round(10*time.Millisecond), f.cpu.etcd.Round(10*time.Millisecond),
-		float64(f.apiPerWrite().Microseconds())/1000, r.toLastDone.Seconds()/f.wall.Seconds())
+		float64(f.apiPerWrite().Microseconds())/1000, r.overAlone())
 }
 
 // loadAverage is the machine's load average over the last minute, as
